@@ -1,0 +1,123 @@
+"""Small shared helpers: input checks, logging of writes, atomic file output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from anndata import AnnData
+
+from ._settings import MkcellError, logger
+
+
+def log_write(slot: str, key: str) -> None:
+    """Log that ``adata.<slot>[key]`` was written."""
+    logger.info("added `adata.%s[%r]`", slot, key)
+
+
+def check_adata(adata: object, *, name: str = "adata", min_obs: int = 1, min_vars: int = 1) -> None:
+    """Raise a clear error unless ``adata`` is a non-empty AnnData."""
+    if not isinstance(adata, AnnData):
+        msg = f"`{name}` must be an AnnData, got {type(adata).__name__}; read files with mk.io.read(path)"
+        raise TypeError(msg)
+    if adata.n_obs < min_obs or adata.n_vars < min_vars:
+        msg = (
+            f"`{name}` has {adata.n_obs} cells x {adata.n_vars} genes; need at least "
+            f"{min_obs} cells and {min_vars} genes"
+        )
+        raise MkcellError(msg)
+
+
+def check_obs_key(adata: AnnData, key: str, *, what: str = "column") -> None:
+    """Raise a clear error if ``adata.obs[key]`` is missing."""
+    if key not in adata.obs.columns:
+        cols = ", ".join(map(str, adata.obs.columns[:20]))
+        msg = f"no {what} `adata.obs[{key!r}]`; available obs columns: [{cols}]"
+        raise MkcellError(msg)
+
+
+def get_counts(adata: AnnData, layer: str | None = None) -> sp.csr_matrix | np.ndarray:
+    """Return the raw-count matrix, checking it holds non-negative integers.
+
+    Looks in ``layer`` if given, else ``adata.layers['counts']`` if present, else ``adata.X``.
+    """
+    if layer is None:
+        layer = "counts" if "counts" in adata.layers else None
+    X = adata.X if layer is None else adata.layers[layer]
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    if X is None:
+        msg = f"{where} is empty; pass raw counts"
+        raise MkcellError(msg)
+    check_counts(X, where=where)
+    return X
+
+
+def check_counts(X: sp.spmatrix | np.ndarray, *, where: str = "adata.X", n_check: int = 200_000) -> None:
+    """Raise if ``X`` is not a non-negative integer count matrix (checks up to ``n_check`` values)."""
+    data = X.data if sp.issparse(X) else np.asarray(X).ravel()
+    sample = np.asarray(data[:n_check], dtype=np.float64)
+    if sample.size == 0:
+        return
+    if not np.all(np.isfinite(sample)):
+        msg = f"{where} contains NaN or inf; raw counts are finite non-negative integers — pass the raw count matrix"
+        raise MkcellError(msg)
+    if (sample < 0).any():
+        msg = f"{where} contains negative values (min {sample.min():.3g}); it looks scaled — pass raw counts (e.g. layer='counts')"
+        raise MkcellError(msg)
+    if not np.allclose(sample, np.round(sample)):
+        msg = (
+            f"{where} holds non-integer values (e.g. {sample[~np.isclose(sample, np.round(sample))][0]:.3g}); "
+            "it looks normalized or log-transformed — put raw counts in adata.layers['counts'] or pass layer="
+        )
+        raise MkcellError(msg)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_csv_atomic(df, path: str | os.PathLike) -> None:  # noqa: ANN001
+    """Write a DataFrame to CSV atomically (no index)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_h5ad_atomic(adata: AnnData, path: str | os.PathLike) -> None:
+    """Write an AnnData to ``.h5ad`` atomically."""
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp)
+
+
+def rng(seed: int | None) -> np.random.Generator:
+    """A numpy Generator from ``seed`` (settings.seed when None)."""
+    from ._settings import settings
+
+    return np.random.default_rng(settings.seed if seed is None else seed)
+
+
+def data_path(*parts: str) -> Path:
+    """Path of a file shipped in ``mkcell/data``."""
+    return Path(__file__).parent.joinpath("data", *parts)

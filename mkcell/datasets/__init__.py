@@ -1,0 +1,9 @@
+"""Simulated marrow with known truth, small shipped real data and marker panels."""
+
+from __future__ import annotations
+
+from ._markers import marker_panels
+from ._real import olsson16_fig1b, paul15_subset
+from ._simulate import simulate_marrow
+
+__all__ = ["marker_panels", "olsson16_fig1b", "paul15_subset", "simulate_marrow"]

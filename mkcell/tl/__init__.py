@@ -1,0 +1,24 @@
+"""Tools: states, trajectory, cell-cycle and gene-set scores, progenitor pool."""
+
+from __future__ import annotations
+
+from .._lazy import lazy_getattr
+
+_NAMES = {
+    "annotate": "._annotate",
+    "trajectory": "._trajectory",
+    "score": "._score",
+    "score_trends": "._score_trends",
+    "compare_scores": "._compare",
+    "gsea": "._gsea",
+    "progenitor_pool": "._pool",
+    "maturation_shift": "._maturation",
+    "composition": "._composition",
+    "da_neighbourhoods": "._milo",
+}
+__all__ = sorted(_NAMES)
+__getattr__ = lazy_getattr(__name__, _NAMES)
+
+
+def __dir__() -> list[str]:
+    return __all__
