@@ -91,8 +91,8 @@ def _design(rng: np.random.Generator, n_genes: int, n_species_only: int, species
     sets = builtin_sets()
     needed = list(dict.fromkeys(list(panels["human"]) + [g for s in sets.values() for g in s]))
     key = [g for g in needed if g in pairs.index]
-    if n_genes < len(key) + 50:
-        msg = f"n_genes={n_genes} is too small: the marker panels and gene sets alone need {len(key)}; use n_genes >= {len(key) + 50}"
+    if n_genes < len(key) + 120:
+        msg = f"n_genes={n_genes} is too small: the marker panels and gene sets alone need {len(key)}; use n_genes >= {len(key) + 120}"
         raise MkcellError(msg)
     rest = np.asarray(pairs.index.difference(key))
     fill = sorted(rng.choice(rest, size=n_genes - len(key), replace=False))
@@ -107,7 +107,10 @@ def _design(rng: np.random.Generator, n_genes: int, n_species_only: int, species
     fill_idx = np.array([col[g] for g in fill])
     free = list(rng.permutation(fill_idx))
 
+    scale = min(1.0, len(fill) / 600)  # 600 filler genes carry programs at full size
+
     def take(n: int) -> np.ndarray:
+        n = max(4, round(n * scale))
         out = np.array(free[:n], dtype=int)
         del free[:n]
         return out
@@ -116,10 +119,12 @@ def _design(rng: np.random.Generator, n_genes: int, n_species_only: int, species
     for state, prog in state_prog.items():
         idx = [col[g] for g in panels.loc[panels["state"] == state, "human"] if g in col]
         W[_P[prog], idx] = rng.uniform(2.0, 3.0, len(idx))
-        W[_P[prog], take(40)] = rng.uniform(1.0, 2.0, 40)
+        idx = take(40)
+        W[_P[prog], idx] = rng.uniform(1.0, 2.0, idx.size)
     for prog in PROGRAMS:
         if "_g" in prog:  # smooth gradients along each branch
-            W[_P[prog], take(25)] = rng.uniform(0.8, 1.8, 25)
+            idx = take(25)
+            W[_P[prog], idx] = rng.uniform(0.8, 1.8, idx.size)
     s_genes = [col[g] for g in sets["TIROSH2016_S_PHASE"] + sets["HALLMARK_E2F_TARGETS"] if g in col]
     g2m_genes = [col[g] for name in ("TIROSH2016_G2M_PHASE", "HALLMARK_G2M_CHECKPOINT", "MK_CYTOKINESIS", "MK_AURORA") for g in sets[name] if g in col]
     tirosh = {col[g] for g in sets["TIROSH2016_S_PHASE"] + sets["TIROSH2016_G2M_PHASE"] if g in col}
@@ -127,7 +132,8 @@ def _design(rng: np.random.Generator, n_genes: int, n_species_only: int, species
         idx = np.unique(idx)
         lo = np.where(np.isin(idx, list(tirosh)), 1.2, 0.5)  # the canonical markers respond most
         W[_P[prog], idx] = cycle_strength * rng.uniform(lo, lo + 0.8)
-        W[_P[prog], take(30)] = cycle_strength * rng.uniform(0.4, 1.0, 30)  # unlisted cycle-linked genes
+        extra = take(30)  # unlisted cycle-linked genes
+        W[_P[prog], extra] = cycle_strength * rng.uniform(0.4, 1.0, extra.size)
     mds_idx = [col[g] for g in sets["HALLMARK_E2F_TARGETS"] + sets["MK_AURORA"] if g in col]
     W[_P["mds_e2f"], mds_idx] = rng.uniform(0.5, 0.9, len(mds_idx))
     # species-only genes follow random programs of their own

@@ -1,0 +1,41 @@
+"""Shared fixtures: small simulated marrow (computed once, handed out as copies)."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    """GPU and network tests are opt-in (MKCELL_TEST_GPU=1, MKCELL_TEST_INTERNET=1)."""
+    gates = {"gpu": "MKCELL_TEST_GPU", "internet": "MKCELL_TEST_INTERNET"}
+    for item in items:
+        for mark, env in gates.items():
+            if mark in item.keywords and os.environ.get(env) != "1":
+                item.add_marker(pytest.mark.skip(reason=f"opt-in: set {env}=1"))
+
+
+@pytest.fixture(scope="session")
+def _sim_cache():
+    import mkcell as mk
+
+    return {
+        "effect": mk.datasets.simulate_marrow(3000, n_genes=800, n_species_only=30, seed=1),
+        "null": mk.datasets.simulate_marrow(3000, n_genes=800, n_species_only=30, seed=2, null=True),
+    }
+
+
+@pytest.fixture
+def sim(_sim_cache):
+    """{"mouse": AnnData, "human": AnnData}, 3,000 cells with MDS effects (a fresh copy)."""
+    return {k: v.copy() for k, v in _sim_cache["effect"].items()}
+
+
+@pytest.fixture
+def sim_null(_sim_cache):
+    """Like ``sim`` but conditions differ in label only."""
+    return {k: v.copy() for k, v in _sim_cache["null"].items()}
