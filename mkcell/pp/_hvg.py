@@ -1,0 +1,107 @@
+"""Integration features: highly variable genes per sample, markers forced in, cycle genes out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .. import _keys as K
+from .._genesets import cycle_genes
+from .._settings import MkcellError, logger
+from .._utils import check_adata, get_counts, log_write
+from ..datasets._markers import marker_panels
+from ._orthologs import symbol_species
+
+
+def species_gene_set(genes: set[str], var_names: pd.Index) -> set[str]:
+    """Translate a set of human symbols to the symbol space of ``var_names`` (human or mouse)."""
+    looks = symbol_species(var_names[:2000])
+    if looks["mouse"] > looks["human"]:
+        from ._ortholog_table import best_partners
+
+        best = best_partners("human")
+        genes = set(best.reindex(list(genes))["mouse"].dropna())
+    return genes
+
+
+def highly_variable_genes(
+    adata: AnnData,
+    *,
+    n_top_genes: int = 2000,
+    batch_key: str | None = K.SAMPLE,
+    exclude_cycle_genes: bool = True,
+    include_markers: bool = True,
+    layer: str | None = None,
+    key_added: str = K.HVG,
+) -> None:
+    """Choose the features used for integration (and so for the trajectory).
+
+    Highly variable genes are chosen on raw counts with scanpy's ``seurat_v3``
+    flavour per ``batch_key`` (sample). The Mk-lineage and context marker panels are
+    always added. Cell-cycle, E2F, mitotic-spindle and cytokinesis genes are left out
+    when ``exclude_cycle_genes`` (default): cycling is strongest in progenitors and,
+    in the features, dominates the neighbourhood graph and scrambles maturation
+    order. All genes stay in ``adata`` for scoring; only ``var[key_added]`` is set.
+
+    Parameters
+    ----------
+    adata
+        Raw counts, e.g. from :func:`mkcell.pp.concat_species`.
+    n_top_genes
+        Number of highly variable genes before markers are added and cycle genes removed.
+    batch_key
+        ``obs`` column; genes are ranked within each batch (None: all cells at once).
+    exclude_cycle_genes
+        Leave the built-in cycle / E2F / mitotic / cytokinesis genes out.
+    include_markers
+        Always include the marker-panel genes present.
+    layer
+        Layer with raw counts (default ``counts`` if present, else ``X``).
+    key_added
+        ``var`` column written (bool).
+    """
+    import scanpy as sc
+
+    check_adata(adata, min_obs=2, min_vars=2)
+    counts = get_counts(adata, layer)
+    if batch_key is not None and batch_key not in adata.obs:
+        msg = f"no batch column `adata.obs[{batch_key!r}]`; pass batch_key= an obs column or None"
+        raise MkcellError(msg)
+    tmp = AnnData(X=counts, obs=adata.obs[[batch_key]].copy() if batch_key else None, var=pd.DataFrame(index=adata.var_names))
+    eligible = ~adata.var["species_only"].to_numpy() if "species_only" in adata.var else np.ones(adata.n_vars, bool)
+    tmp = tmp[:, eligible].copy()
+    n_top = min(n_top_genes, tmp.n_vars)
+    batch = batch_key
+    if batch_key is not None:
+        sizes = tmp.obs[batch_key].value_counts()
+        if (sizes < 10).any():  # seurat_v3 needs a few cells per batch
+            logger.info("batches with < 10 cells; choosing highly variable genes over all cells")
+            batch = None
+    try:
+        sc.pp.highly_variable_genes(tmp, flavor="seurat_v3", n_top_genes=n_top, batch_key=batch, subset=False)
+    except ValueError as err:  # loess can fail on tiny or degenerate batches
+        logger.info("per-batch seurat_v3 failed (%s); retrying over all cells", err)
+        sc.pp.highly_variable_genes(tmp, flavor="seurat_v3", n_top_genes=n_top, subset=False)
+    hvg = pd.Series(False, index=adata.var_names)
+    hvg[tmp.var_names[tmp.var["highly_variable"].to_numpy()]] = True
+    n_hvg = int(hvg.sum())
+    markers = set()
+    if include_markers:
+        panel = marker_panels()
+        markers = species_gene_set(set(panel["human"]), adata.var_names) & set(adata.var_names[eligible])
+        hvg[list(markers)] = True
+    cyc = species_gene_set(cycle_genes(), adata.var_names) & set(adata.var_names)
+    if exclude_cycle_genes:
+        hvg[list(cyc)] = False
+    adata.var[key_added] = hvg.to_numpy()
+    adata.uns[key_added] = {
+        "params": {
+            "n_top_genes": n_top_genes, "batch_key": batch_key, "flavor": "seurat_v3",
+            "exclude_cycle_genes": exclude_cycle_genes, "include_markers": include_markers,
+        },
+        "n_highly_variable": n_hvg, "n_markers_added": len(markers), "n_cycle_genes_excluded": len(cyc) if exclude_cycle_genes else 0,
+        "n_features": int(hvg.sum()),
+    }  # fmt: skip
+    logger.info("%d integration features (%d HVG, markers forced in, %d cycle genes left out)", hvg.sum(), n_hvg, len(cyc) if exclude_cycle_genes else 0)
+    log_write("var", key_added)

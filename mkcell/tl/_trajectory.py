@@ -1,0 +1,269 @@
+"""MkP -> mature Mk pseudotime and fate probabilities (CellRank 2 on the integrated space)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+
+from .. import _keys as K
+from .._settings import MkcellError, logger
+from .._utils import check_adata, check_obs_key, log_write
+from ._annotate import lognorm
+from ._fate import fate_probabilities
+
+#: Other terminal states competing with mature Mk for the fate probabilities.
+OTHER_TERMINALS = ("erythroid", "myeloid")
+
+
+def _graph(X: np.ndarray, n_neighbors: int, seed: int) -> AnnData:
+    import scanpy as sc
+
+    g = AnnData(obs=pd.DataFrame(index=[str(i) for i in range(X.shape[0])]))
+    g.obsm["rep"] = X
+    sc.pp.neighbors(g, n_neighbors=min(n_neighbors, X.shape[0] - 1), use_rep="rep", random_state=seed)
+    return g
+
+
+def _dpt(g: AnnData, root: int, n_dcs: int) -> np.ndarray:
+    """Diffusion pseudotime from ``root`` (inf where unreachable)."""
+    import scanpy as sc
+
+    sc.tl.diffmap(g, n_comps=min(n_dcs + 1, g.n_obs - 2))
+    g.uns["iroot"] = int(root)
+    sc.tl.dpt(g, n_dcs=min(n_dcs, g.obsm["X_diffmap"].shape[1] - 1))
+    return g.obs["dpt_pseudotime"].to_numpy(float)
+
+
+def _auto_root(g: AnnData, is_root: np.ndarray, is_end: np.ndarray) -> int:
+    """The root-state cell at the far end of the diffusion component separating root from end."""
+    import scanpy as sc
+
+    if "X_diffmap" not in g.obsm:
+        sc.tl.diffmap(g, n_comps=min(11, g.n_obs - 2))
+    dc = g.obsm["X_diffmap"][:, 1:]
+    diff = dc[is_end].mean(0) - dc[is_root].mean(0)
+    j = int(np.argmax(np.abs(diff) / (dc.std(0) + 1e-12)))
+    proj = dc[:, j] * np.sign(diff[j])
+    cand = np.flatnonzero(is_root)
+    return int(cand[np.argmin(proj[cand])])
+
+
+def trajectory(
+    adata: AnnData,
+    *,
+    root: str | None = None,
+    lineage: tuple[str, ...] = K.MK_LINEAGE,
+    root_state: str = K.MKP,
+    terminal_state: str = K.MK,
+    state_key: str = K.STATE,
+    use_rep: str = K.LATENT,
+    n_neighbors: int = 30,
+    n_dcs: int = 10,
+    connectivity_weight: float = 0.2,
+    terminal_quantile: float = 0.9,
+    solver: str = "gmres",
+    tol: float = 1e-6,
+    n_drivers: int = 50,
+    condition_key: str | None = K.CONDITION,
+    seed: int = 0,
+    copy: bool = False,
+) -> AnnData | None:
+    """Pseudotime from MkP to mature Mk, and the probability of reaching mature Mk.
+
+    1. **Pseudotime** on the Mk-lineage cells (``lineage`` states): diffusion
+       pseudotime on the kNN graph of the integrated space, rooted at ``root`` or at
+       the ``root_state`` cell farthest from ``terminal_state`` along the diffusion
+       component that separates them; rescaled to [0, 1]. Cells off the lineage, or
+       unreachable in the graph, get NaN (reported). The integrated space is trained
+       without cell-cycle genes (:func:`mkcell.pp.highly_variable_genes`), so cycling
+       does not bend the axis.
+    2. **Fate**: CellRank 2 ``PseudotimeKernel`` (soft threshold) on a diffusion
+       pseudotime over all cells, mixed with a ``ConnectivityKernel``
+       (``connectivity_weight``). Terminal states come from the annotation — mature
+       Mk = ``terminal_state`` cells above the ``terminal_quantile`` of pseudotime,
+       plus the most mature erythroid and myeloid cells when present — so no Schur
+       decomposition (dense n x n) is ever computed; fate probabilities use a sparse
+       iterative solver, with a sparse LU fallback when it fails to converge.
+    3. **Drivers**: genes correlated (Pearson, log-normalised) with pseudotime on the
+       lineage, and their binned trends along pseudotime per condition.
+
+    Parameters
+    ----------
+    adata
+        ``obsm[use_rep]`` and ``obs[state_key]`` (from :func:`mkcell.tl.annotate`).
+    root
+        Name of the root cell (default: chosen automatically among ``root_state``).
+    lineage, root_state, terminal_state
+        States of the lineage, where it starts and where it ends.
+    state_key, use_rep
+        Inputs.
+    n_neighbors, n_dcs
+        kNN graph size and diffusion components.
+    connectivity_weight
+        Weight of the ConnectivityKernel (0 = PseudotimeKernel alone).
+    terminal_quantile
+        Pseudotime quantile of ``terminal_state`` cells above which they are mature.
+    solver, tol
+        CellRank's linear solver and tolerance.
+    n_drivers
+        Driver genes kept in the table.
+    condition_key
+        Trends per condition when present.
+    seed
+        Seed for the kNN graph.
+    copy
+        Return a copy instead of writing into ``adata``.
+    """
+    import cellrank as cr
+
+    check_adata(adata, min_obs=10)
+    adata = adata.copy() if copy else adata
+    if use_rep not in adata.obsm:
+        msg = f"no `adata.obsm[{use_rep!r}]`; run mk.integrate.scvi(adata) first"
+        raise MkcellError(msg)
+    if state_key not in adata.obs:
+        msg = f"no states `adata.obs[{state_key!r}]`; run mk.tl.annotate(adata) first"
+        raise MkcellError(msg)
+    states = adata.obs[state_key].astype(str).to_numpy()
+    for need in (root_state, terminal_state):
+        if (states == need).sum() < 2:
+            msg = (
+                f"no {need} cells in `adata.obs[{state_key!r}]` (found: {sorted(set(states))}); "
+                f"the trajectory needs {root_state} and {terminal_state} cells — pass labels with "
+                f"mk.tl.annotate(adata, labels_key=...) or a root cell with root="
+            )
+            raise MkcellError(msg)
+    t0 = time.perf_counter()
+    X = np.asarray(adata.obsm[use_rep], dtype=np.float32)
+    on_lin = np.isin(states, lineage)
+    lin_idx = np.flatnonzero(on_lin)
+
+    # 1. pseudotime on the lineage
+    g = _graph(X[lin_idx], n_neighbors, seed)
+    n_comp, comp = sp.csgraph.connected_components(g.obsp["connectivities"], directed=False)
+    if root is not None:
+        if root not in adata.obs_names:
+            msg = f"root={root!r} is not a cell name (obs_names)"
+            raise MkcellError(msg)
+        pos = adata.obs_names.get_loc(root)
+        if not on_lin[pos]:
+            msg = f"root cell {root!r} is a {states[pos]} cell, not on the lineage {lineage}"
+            raise MkcellError(msg)
+        root_i = int(np.searchsorted(lin_idx, pos))
+    else:
+        root_i = _auto_root(g, states[lin_idx] == root_state, states[lin_idx] == terminal_state)
+    dpt = _dpt(g, root_i, n_dcs)
+    reach = np.isfinite(dpt) & (comp == comp[root_i])
+    lin_states = states[lin_idx]
+    for c in range(n_comp):  # a disconnected graph: each part with both ends gets its own root
+        part = comp == c
+        if c == comp[root_i] or not ((lin_states[part] == root_state).any() and (lin_states[part] == terminal_state).any()):
+            continue
+        if part.sum() < 10:
+            continue
+        sub = _graph(X[lin_idx[part]], n_neighbors, seed)
+        r = _auto_root(sub, lin_states[part] == root_state, lin_states[part] == terminal_state)
+        d = _dpt(sub, r, n_dcs)
+        ok = np.isfinite(d)
+        dpt[np.flatnonzero(part)[ok]] = (d[ok] - d[ok].min()) / max(d[ok].max() - d[ok].min(), 1e-12)
+        reach[np.flatnonzero(part)[ok]] = True
+    n_unreached = int((~reach).sum())
+    if n_comp > 1:
+        logger.warning(
+            "the lineage kNN graph has %d connected components (each with MkP and Mk rooted separately); "
+            "%d cells in parts without both ends get NaN pseudotime",
+            n_comp, n_unreached,
+        )  # fmt: skip
+    pt = np.full(adata.n_obs, np.nan)
+    main = reach & (comp == comp[root_i])
+    lo, hi = np.nanmin(dpt[main]), np.nanmax(dpt[main])
+    dpt[main] = (dpt[main] - lo) / (hi - lo if hi > lo else 1.0)
+    pt[lin_idx[reach]] = dpt[reach]
+    adata.obs[K.PSEUDOTIME] = pt
+
+    # 2. fate probabilities over all cells with CellRank
+    ga = _graph(X, n_neighbors, seed)
+    root_all = int(lin_idx[root_i])
+    hsc = np.flatnonzero(states == "HSC/MPP")
+    global_root = root_all
+    if hsc.size:
+        global_root = _auto_root(ga, states == "HSC/MPP", on_lin)
+    gpt = _dpt(ga, global_root, n_dcs)
+    gpt = np.where(np.isfinite(gpt), gpt, np.nanmax(np.where(np.isfinite(gpt), gpt, np.nan)))
+    kad = AnnData(X=sp.csr_matrix((adata.n_obs, 1), dtype=np.float32), obs=pd.DataFrame({"gpt": gpt}, index=adata.obs_names))
+    kad.obsp["connectivities"] = ga.obsp["connectivities"]
+    kad.obsp["distances"] = ga.obsp["distances"]
+    kad.uns["neighbors"] = {"connectivities_key": "connectivities", "distances_key": "distances", "params": {"method": "umap"}}
+    pk = cr.kernels.PseudotimeKernel(kad, time_key="gpt").compute_transition_matrix(threshold_scheme="soft", show_progress_bar=False, n_jobs=1)
+    kernel = pk
+    if connectivity_weight > 0:
+        ck = cr.kernels.ConnectivityKernel(kad).compute_transition_matrix()
+        kernel = (1 - connectivity_weight) * pk + connectivity_weight * ck
+        kernel.compute_transition_matrix() if hasattr(kernel, "compute_transition_matrix") and kernel._transition_matrix is None else None
+    mature = on_lin & (states == terminal_state) & (pt >= np.nanquantile(pt[states == terminal_state], terminal_quantile))
+    terminal = {"Mk": np.flatnonzero(mature)}
+    for name in OTHER_TERMINALS:
+        cells = np.flatnonzero(states == name)
+        if cells.size >= 10:
+            cut = np.quantile(gpt[cells], terminal_quantile)
+            terminal[name] = cells[gpt[cells] >= cut]
+    probs, method = fate_probabilities(kernel, terminal, solver=solver, tol=tol)
+    adata.obs[K.FATE] = probs["Mk"].to_numpy()
+
+    # 3. drivers and trends
+    drivers, trends = _drivers(adata, pt, lin_idx[reach], n_drivers, condition_key)
+    adata.uns[K.TRAJECTORY] = {
+        "params": {
+            "root": str(adata.obs_names[root_all]), "lineage": list(lineage), "root_state": root_state,
+            "terminal_state": terminal_state, "state_key": state_key, "use_rep": use_rep,
+            "n_neighbors": n_neighbors, "n_dcs": n_dcs, "connectivity_weight": connectivity_weight,
+            "terminal_quantile": terminal_quantile, "solver": solver, "tol": tol, "seed": seed,
+        },
+        "fate_method": method,
+        "n_lineage": int(on_lin.sum()),
+        "n_with_pseudotime": int(np.isfinite(pt).sum()),
+        "n_components": int(n_comp),
+        "n_lineage_without_pseudotime": n_unreached,
+        "n_terminal": {k: int(v.size) for k, v in terminal.items()},
+        "drivers": drivers,
+        "trends": trends,
+        "seconds": time.perf_counter() - t0,
+    }  # fmt: skip
+    logger.info(
+        "trajectory: %d of %d lineage cells with pseudotime; fate by %s in %.1f s",
+        np.isfinite(pt).sum(), on_lin.sum(), method, time.perf_counter() - t0,
+    )  # fmt: skip
+    for key in (K.PSEUDOTIME, K.FATE):
+        log_write("obs", key)
+    log_write("uns", K.TRAJECTORY)
+    return adata if copy else None
+
+
+def _drivers(adata: AnnData, pt: np.ndarray, cells: np.ndarray, n_drivers: int, condition_key: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Genes correlated with pseudotime on the lineage, and their binned trends per condition."""
+    if cells.size < 3:
+        return pd.DataFrame(columns=["gene", "corr"]), pd.DataFrame()
+    sub = adata[cells]
+    Xn = lognorm(sub)
+    t = pt[cells]
+    tc = (t - t.mean()) / (t.std() + 1e-12)
+    mean = np.asarray(Xn.mean(0)).ravel()
+    sd = np.sqrt(np.maximum(np.asarray(Xn.multiply(Xn).mean(0)).ravel() - mean**2, 1e-12))
+    corr = (np.asarray(Xn.T @ tc).ravel() / len(t) - mean * tc.mean()) / sd
+    order = np.argsort(-np.abs(corr))[:n_drivers]
+    drivers = pd.DataFrame({"gene": sub.var_names[order], "corr": corr[order]})
+    bins = np.minimum((t * 10).astype(int), 9)
+    cond = sub.obs[condition_key].astype(str).to_numpy() if condition_key and condition_key in sub.obs else np.full(len(t), "all")
+    species = sub.obs[K.SPECIES].astype(str).to_numpy() if K.SPECIES in sub.obs else np.full(len(t), "all")
+    top = order[:12]
+    dense = Xn[:, top].toarray()
+    frame = pd.DataFrame(dense, columns=sub.var_names[top])
+    frame["species"], frame["condition"], frame["bin"] = species, cond, bins
+    trends = frame.groupby(["species", "condition", "bin"]).mean().reset_index()
+    trends["pseudotime"] = (trends["bin"] + 0.5) / 10
+    trends = trends.melt(id_vars=["species", "condition", "bin", "pseudotime"], var_name="gene", value_name="mean_log_expr")
+    return drivers, trends.drop(columns="bin")
