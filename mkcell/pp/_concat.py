@@ -106,6 +106,7 @@ def concat_species(
             logger.info("%d cell names occur in both species; prefixed them with 'mouse:' / 'human:'", len(clash))
     join = "outer" if keep_species_specific else "inner"
     out = ad.concat(list(parts.values()), join=join, merge="same", fill_value=0)
+    out.obs = pd.concat([m.obs for m in parts.values()], join="outer").loc[out.obs_names]  # every input column
     out.X = sp.csr_matrix(out.X, dtype=np.float32)
     out.layers[K.COUNTS] = out.X.copy()
     out.obs[K.SPECIES] = pd.Categorical(out.obs[K.SPECIES], categories=[s for s in K.SPECIES_NAMES if s in parts])

@@ -6,11 +6,14 @@ from .._lazy import lazy_getattr
 
 _NAMES = {
     "annotate": "._annotate",
+    "umap": "._embed",
     "trajectory": "._trajectory",
     "score": "._score",
     "score_trends": "._score_trends",
     "compare_scores": "._compare",
     "gsea": "._gsea",
+    "pseudobulk": "._gsea",
+    "pseudobulk_de": "._compare",
     "progenitor_pool": "._pool",
     "maturation_shift": "._maturation",
     "composition": "._composition",

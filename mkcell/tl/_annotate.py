@@ -9,6 +9,7 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._settings import MkcellError, MkcellWarning, logger
+from .._graph import knn_graph
 from .._utils import check_adata, check_obs_key, get_counts, log_write
 from ..datasets._markers import marker_panels
 from ..pp._hvg import species_gene_set
@@ -116,9 +117,7 @@ def annotate(
     if missing:
         logger.warning("not scoring %s: fewer than %d panel genes present", missing, MIN_PANEL_GENES)
 
-    g = AnnData(obs=pd.DataFrame(index=adata.obs_names))
-    g.obsm["rep"] = np.asarray(adata.obsm[use_rep])
-    sc.pp.neighbors(g, n_neighbors=n_neighbors, use_rep="rep", random_state=seed)
+    g = knn_graph(np.asarray(adata.obsm[use_rep]), n_neighbors, seed)
     sc.tl.leiden(g, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
     conn = g.obsp["connectivities"]
     conn = sp.csr_matrix(conn + sp.identity(conn.shape[0]))

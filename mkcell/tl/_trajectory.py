@@ -11,21 +11,13 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._settings import MkcellError, logger
-from .._utils import check_adata, check_obs_key, log_write
+from .._graph import knn_graph
+from .._utils import check_adata, log_write
 from ._annotate import lognorm
 from ._fate import fate_probabilities
 
 #: Other terminal states competing with mature Mk for the fate probabilities.
 OTHER_TERMINALS = ("erythroid", "myeloid")
-
-
-def _graph(X: np.ndarray, n_neighbors: int, seed: int) -> AnnData:
-    import scanpy as sc
-
-    g = AnnData(obs=pd.DataFrame(index=[str(i) for i in range(X.shape[0])]))
-    g.obsm["rep"] = X
-    sc.pp.neighbors(g, n_neighbors=min(n_neighbors, X.shape[0] - 1), use_rep="rep", random_state=seed)
-    return g
 
 
 def _dpt(g: AnnData, root: int, n_dcs: int) -> np.ndarray:
@@ -143,7 +135,7 @@ def trajectory(
     lin_idx = np.flatnonzero(on_lin)
 
     # 1. pseudotime on the lineage
-    g = _graph(X[lin_idx], n_neighbors, seed)
+    g = knn_graph(X[lin_idx], n_neighbors, seed)
     n_comp, comp = sp.csgraph.connected_components(g.obsp["connectivities"], directed=False)
     if root is not None:
         if root not in adata.obs_names:
@@ -165,7 +157,7 @@ def trajectory(
             continue
         if part.sum() < 10:
             continue
-        sub = _graph(X[lin_idx[part]], n_neighbors, seed)
+        sub = knn_graph(X[lin_idx[part]], n_neighbors, seed)
         r = _auto_root(sub, lin_states[part] == root_state, lin_states[part] == terminal_state)
         d = _dpt(sub, r, n_dcs)
         ok = np.isfinite(d)
@@ -186,7 +178,7 @@ def trajectory(
     adata.obs[K.PSEUDOTIME] = pt
 
     # 2. fate probabilities over all cells with CellRank
-    ga = _graph(X, n_neighbors, seed)
+    ga = knn_graph(X, n_neighbors, seed)
     root_all = int(lin_idx[root_i])
     hsc = np.flatnonzero(states == "HSC/MPP")
     global_root = root_all

@@ -1,0 +1,518 @@
+"""Scores compared between conditions with samples as replicates (pseudobulk of cells)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
+from scipy import stats
+
+from .. import _keys as K
+from .._settings import MkcellError, MkcellWarning, logger
+from .._utils import check_adata, check_obs_key, get_counts, log_write
+
+#: ``adata.uns`` key of :func:`compare_scores`.
+COMPARE_KEY = f"{K.SCORE}_compare"
+#: ``adata.uns`` key of :func:`pseudobulk_de`.
+DE_KEY = f"{K.SCORE}_de"
+#: Pseudo-score: share of cells not in G1 (added when ``obs['phase']`` exists).
+CYCLING = "cycling_fraction"
+#: Reference conditions tried, in order, when contrasts are not given.
+REFERENCES = ("control", "healthy")
+
+COLUMNS = [
+    "species", "contrast", "state", "score", "mean_a", "mean_b", "diff",
+    "ci_low", "ci_high", "p_value", "p_adj", "n_a", "n_b", "method",
+]  # fmt: skip
+
+
+def parse_contrasts(contrasts: Sequence | None, conditions: Sequence[str]) -> list[tuple[str, str]]:
+    """Normalise contrasts to ``[(A, B), ...]`` (A compared with B).
+
+    Parameters
+    ----------
+    contrasts
+        ``[("MDS", "control"), "MDS_drug vs MDS", ...]``, or ``None``: every condition
+        against the reference (``control`` / ``healthy`` if present, else the first).
+    conditions
+        Conditions present in the data.
+    """
+    conditions = [str(c) for c in conditions]
+    if contrasts is None:
+        ref = next(
+            (r for r in REFERENCES if r in conditions), conditions[0] if conditions else None
+        )
+        return [(c, ref) for c in conditions if c != ref]
+    out = []
+    for c in contrasts:
+        if isinstance(c, str):
+            parts = [x.strip() for x in c.split(" vs ")]
+        else:
+            parts = [str(x) for x in c]
+        if len(parts) != 2 or parts[0] == parts[1]:
+            msg = f"contrast {c!r} is not a pair of two conditions; write ('MDS', 'control') or 'MDS vs control'"
+            raise MkcellError(msg)
+        out.append((parts[0], parts[1]))
+    unknown = sorted({x for pair in out for x in pair} - set(conditions))
+    if unknown:
+        msg = f"contrasts name conditions {unknown} that are not in the data; conditions: {conditions}"
+        raise MkcellError(msg)
+    return out
+
+
+def conditions_by_species(
+    adata: AnnData, condition_key: str, species_key: str
+) -> dict[str, list[str]]:
+    """Conditions present per species (one group ``"all"`` without a species column)."""
+    cond = adata.obs[condition_key]
+    order = list(cond.cat.categories) if hasattr(cond, "cat") else list(pd.unique(cond.astype(str)))
+    order = [str(c) for c in order]
+    if species_key not in adata.obs.columns:
+        present = set(cond.astype(str))
+        return {"all": [c for c in order if c in present]}
+    out = {}
+    for sp_name, c in cond.astype(str).groupby(adata.obs[species_key].astype(str), observed=True):
+        present = set(c)
+        out[str(sp_name)] = [x for x in order if x in present]
+    return dict(sorted(out.items()))
+
+
+def resolve_contrasts(
+    contrasts: Sequence | None, by_species: dict[str, list[str]]
+) -> list[tuple[str, str, str]]:
+    """Expand contrasts to ``(species, A, B)`` within each species that has both conditions.
+
+    ``None``: within each species, every condition against its reference (``control`` /
+    ``healthy`` if present, else the first condition).
+    """
+    if contrasts is None:
+        return [
+            (sp_name, a, b)
+            for sp_name, conds in by_species.items()
+            for a, b in parse_contrasts(None, conds)
+        ]
+    every = list(dict.fromkeys(c for conds in by_species.values() for c in conds))
+    out = []
+    for a, b in parse_contrasts(contrasts, every):
+        hits = [
+            (sp_name, a, b) for sp_name, conds in by_species.items() if a in conds and b in conds
+        ]
+        if not hits:
+            msg = f"no species has both conditions of contrast '{a} vs {b}'; conditions per species: {by_species}"
+            raise MkcellError(msg)
+        out += hits
+    return out
+
+
+def _default_keys(adata: AnnData) -> list[str]:
+    keys = [k for k in (K.S_SCORE, K.G2M_SCORE) if k in adata.obs.columns]
+    keys += [k for k in adata.obs.columns if str(k).startswith(K.SCORE_PREFIX)]
+    if K.PHASE in adata.obs.columns:
+        keys.append(CYCLING)
+    if not keys:
+        msg = "no scores in adata.obs (S_score, mk_score_*); run mk.tl.score(adata) first or pass keys="
+        raise MkcellError(msg)
+    return keys
+
+
+def _groups(
+    adata: AnnData, species_key: str, state_key: str, states: Sequence[str] | None
+) -> tuple[pd.Series, pd.Series]:
+    obs = adata.obs
+    species = (
+        obs[species_key].astype(str)
+        if species_key in obs.columns
+        else pd.Series("all", index=obs.index)
+    )
+    if states is None:
+        state = pd.Series("all", index=obs.index)
+    else:
+        check_obs_key(
+            adata, state_key, what="state annotation (run mk.tl.annotate first or pass state_key=)"
+        )
+        state = obs[state_key].astype(str)
+        absent = [s for s in states if s not in set(state)]
+        if len(absent) == len(states):
+            msg = f"none of states {list(states)} occur in `adata.obs[{state_key!r}]`; present: {sorted(set(state))}"
+            raise MkcellError(msg)
+        state = state.where(state.isin(list(states)))
+    return species, state
+
+
+def sample_means(
+    adata: AnnData,
+    sample_key: str = K.SAMPLE,
+    condition_key: str = K.CONDITION,
+    *,
+    species_key: str = K.SPECIES,
+    state_key: str = K.STATE,
+    states: Sequence[str] | None = (K.MKP,),
+    keys: Sequence[str] | None = None,
+    min_cells: int = 5,
+) -> pd.DataFrame:
+    """Mean score per sample x state (one row each; samples below ``min_cells`` dropped).
+
+    Parameters
+    ----------
+    adata
+        Scored cells (see :func:`mkcell.tl.score`).
+    sample_key, condition_key, species_key, state_key
+        ``adata.obs`` columns.
+    states
+        States to pseudobulk (each separately); ``None`` uses all cells as state ``"all"``.
+    keys
+        Score columns (default: S/G2M, every ``mk_score_*`` and the cycling fraction).
+    min_cells
+        Fewest cells of a sample x state to keep it.
+
+    Returns
+    -------
+    Columns species, sample, condition, state, n_cells and one per key.
+    """
+    check_obs_key(adata, sample_key, what="sample column")
+    check_obs_key(adata, condition_key, what="condition column")
+    keys = list(keys) if keys is not None else _default_keys(adata)
+    missing = [
+        k
+        for k in keys
+        if k not in adata.obs.columns and not (k == CYCLING and K.PHASE in adata.obs)
+    ]
+    if missing:
+        msg = f"scores {missing} are not in adata.obs; run mk.tl.score(adata) first or choose keys from adata.obs"
+        raise MkcellError(msg)
+    species, state = _groups(adata, species_key, state_key, states)
+    df = pd.DataFrame(
+        {
+            "species": species.to_numpy(),
+            "sample": adata.obs[sample_key].astype(str).to_numpy(),
+            "condition": adata.obs[condition_key].astype(str).to_numpy(),
+            "state": state.to_numpy(),
+        }
+    )
+    for k in keys:
+        df[k] = (
+            (adata.obs[K.PHASE].astype(str) != "G1").to_numpy(float)
+            if k == CYCLING
+            else adata.obs[k].to_numpy(float)
+        )
+    df = df[df["state"].notna()]
+    n_cond = df.groupby("sample")["condition"].nunique()
+    if (n_cond > 1).any():
+        bad = list(n_cond.index[n_cond > 1][:5])
+        msg = f"samples {bad} have more than one condition in `adata.obs[{condition_key!r}]`; each sample needs one"
+        raise MkcellError(msg)
+    g = df.groupby(["species", "sample", "condition", "state"], observed=True)
+    out = g[keys].mean()
+    out.insert(0, "n_cells", g.size())
+    out = out.reset_index()
+    small = out["n_cells"] < min_cells
+    if small.any():
+        logger.info(
+            "dropped %d sample x state groups with fewer than %d cells: %s",
+            int(small.sum()), min_cells, ", ".join(out.loc[small, "sample"] + "/" + out.loc[small, "state"]),
+        )  # fmt: skip
+    return out[~small].reset_index(drop=True)
+
+
+def _welch(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float, float, float]:
+    diff = a.mean() - b.mean()
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff, 1.0 if diff == 0 else 0.0
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    q = stats.t.ppf(0.5 + level / 2, df)
+    p = 2 * stats.t.sf(abs(diff / se), df)
+    return diff, diff - q * se, diff + q * se, p
+
+
+def _ols(
+    a: np.ndarray, b: np.ndarray, rest: list[np.ndarray], level: float
+) -> tuple[float, float, float, float]:
+    """Cell-means linear model over every condition of the species (pooled variance)."""
+    groups = [a, b, *rest]
+    n, k = sum(g.size for g in groups), len(groups)
+    rss = sum(((g - g.mean()) ** 2).sum() for g in groups)
+    dof = n - k
+    diff = a.mean() - b.mean()
+    se = np.sqrt(rss / dof * (1 / a.size + 1 / b.size)) if dof > 0 else np.nan
+    if not se > 0:
+        return diff, np.nan, np.nan, np.nan
+    q = stats.t.ppf(0.5 + level / 2, dof)
+    return diff, diff - q * se, diff + q * se, 2 * stats.t.sf(abs(diff / se), dof)
+
+
+def _bh(p: np.ndarray) -> np.ndarray:
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        from scipy.stats import false_discovery_control
+
+        out[ok] = false_discovery_control(p[ok])
+    return out
+
+
+def compare_scores(
+    adata: AnnData,
+    sample_key: str = K.SAMPLE,
+    condition_key: str = K.CONDITION,
+    contrasts: Sequence | None = None,
+    *,
+    species_key: str = K.SPECIES,
+    state_key: str = K.STATE,
+    states: Sequence[str] | None = (K.MKP,),
+    keys: Sequence[str] | None = None,
+    min_cells: int = 5,
+    method: Literal["welch", "ols"] = "welch",
+    ci: float = 0.95,
+    key_added: str = COMPARE_KEY,
+) -> pd.DataFrame:
+    """Compare mean scores between conditions per state, samples as replicates.
+
+    Cells are averaged per sample x state (pseudobulk); each contrast is tested within
+    each species that has both conditions, on the per-sample means (never on cells).
+
+    Parameters
+    ----------
+    adata
+        Scored cells (:func:`mkcell.tl.score`) with sample, condition and state columns.
+    sample_key, condition_key
+        ``adata.obs`` columns of samples and conditions.
+    contrasts
+        Pairs ``(A, B)`` or strings ``"A vs B"``; ``None`` compares every condition with
+        ``control`` / ``healthy``.
+    species_key
+        ``adata.obs`` column of species (all cells one species if absent).
+    state_key, states
+        Cells of these states are pseudobulked, each state separately (``None``: all cells).
+    keys
+        Score columns; default S/G2M, every ``mk_score_*`` and ``cycling_fraction``
+        (share of cells not in G1).
+    min_cells
+        Fewest cells of a sample x state for the sample to count.
+    method
+        ``"welch"`` (Welch t on the two groups) or ``"ols"`` (linear model of sample means
+        on condition over every condition of the species; pooled variance).
+    ci
+        Confidence level of ``ci_low`` / ``ci_high``.
+    key_added
+        ``adata.uns`` key for the table, the per-sample means and parameters.
+
+    Returns
+    -------
+    One row per species x contrast x state x score: species, contrast (``"A vs B"``),
+    state, score, mean_a, mean_b, diff (A - B), ci_low, ci_high, p_value, p_adj
+    (Benjamini-Hochberg over the table), n_a, n_b (samples), method.
+    """
+    check_adata(adata)
+    if method not in ("welch", "ols"):
+        msg = f"method={method!r}; choose 'welch' or 'ols'"
+        raise MkcellError(msg)
+    if not 0 < ci < 1:
+        msg = f"ci={ci}; give a level between 0 and 1 (e.g. 0.95)"
+        raise MkcellError(msg)
+    means = sample_means(
+        adata, sample_key, condition_key, species_key=species_key, state_key=state_key,
+        states=states, keys=keys, min_cells=min_cells,
+    )  # fmt: skip
+    keys = [
+        c for c in means.columns if c not in ("species", "sample", "condition", "state", "n_cells")
+    ]
+    todo = resolve_contrasts(contrasts, conditions_by_species(adata, condition_key, species_key))
+    state_list = ["all"] if states is None else [str(x) for x in states]
+    rows = []
+    for sp_name, a_name, b_name in todo:
+        by_sp = means[means["species"] == sp_name]
+        for st in state_list:
+            tab = by_sp[by_sp["state"] == st]
+            ta, tb = tab[tab["condition"] == a_name], tab[tab["condition"] == b_name]
+            rest = [g for c, g in tab.groupby("condition") if c not in (a_name, b_name)]
+            few = ta.shape[0] < 2 or tb.shape[0] < 2
+            if few:
+                warnings.warn(
+                    f"{sp_name}: '{a_name} vs {b_name}' in {st} has {ta.shape[0]} and {tb.shape[0]} "
+                    f"samples with >= {min_cells} cells; need 2 per group, so no p-value or CI",
+                    MkcellWarning,
+                    stacklevel=2,
+                )
+            for k in keys:
+                a, b = ta[k].to_numpy(float), tb[k].to_numpy(float)
+                if few:
+                    d = a.mean() - b.mean() if a.size and b.size else np.nan
+                    res = (d, np.nan, np.nan, np.nan)
+                elif method == "welch":
+                    res = _welch(a, b, ci)
+                else:
+                    res = _ols(a, b, [g[k].to_numpy(float) for g in rest], ci)
+                rows.append({
+                    "species": sp_name, "contrast": f"{a_name} vs {b_name}", "state": st, "score": k,
+                    "mean_a": a.mean() if a.size else np.nan, "mean_b": b.mean() if b.size else np.nan,
+                    "diff": res[0], "ci_low": res[1], "ci_high": res[2], "p_value": res[3],
+                    "n_a": a.size, "n_b": b.size, "method": method,
+                })  # fmt: skip
+    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_adj"])
+    if table.empty:
+        logger.warning(
+            "no contrast could be computed: %s",
+            todo,
+        )
+    table.insert(
+        table.columns.get_loc("p_value") + 1, "p_adj", _bh(table["p_value"].to_numpy(float))
+    )
+    adata.uns[key_added] = {
+        "table": table,
+        "sample_means": means,
+        "params": {
+            "sample_key": sample_key, "condition_key": condition_key, "species_key": species_key,
+            "state_key": state_key, "states": "all" if states is None else list(states), "keys": keys,
+            "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)), "min_cells": min_cells,
+            "method": method, "ci": ci,
+        },
+    }  # fmt: skip
+    log_write("uns", key_added)
+    return table
+
+
+def pseudobulk_de(
+    adata: AnnData,
+    sample_key: str = K.SAMPLE,
+    condition_key: str = K.CONDITION,
+    contrasts: Sequence | None = None,
+    *,
+    species_key: str = K.SPECIES,
+    state_key: str = K.STATE,
+    states: Sequence[str] | None = (K.MKP,),
+    layer: str | None = None,
+    min_cells: int = 10,
+    min_counts: int = 10,
+    key_added: str = DE_KEY,
+) -> pd.DataFrame:
+    """Pseudobulk differential expression (summed counts per sample) with PyDESeq2.
+
+    Needs the optional ``pydeseq2`` package.
+
+    Parameters
+    ----------
+    adata
+        Cells with raw counts (``layer``, ``layers['counts']`` or ``X``).
+    sample_key, condition_key, contrasts, species_key, state_key, states
+        As in :func:`compare_scores`; the cells of all ``states`` are summed together.
+    layer
+        Layer of raw counts.
+    min_cells
+        Fewest cells for a sample to count.
+    min_counts
+        Genes with fewer summed counts over the samples of a contrast are dropped.
+    key_added
+        ``adata.uns`` key for the table and parameters.
+
+    Returns
+    -------
+    species, contrast, gene, base_mean, log2fc (A over B), lfc_se, stat, p_value, p_adj.
+    """
+    try:
+        from pydeseq2.dds import DeseqDataSet
+        from pydeseq2.ds import DeseqStats
+    except ImportError as err:
+        msg = "pseudobulk_de needs pydeseq2: `pip install pydeseq2` (or use mk.tl.compare_scores)"
+        raise ImportError(msg) from err
+    check_adata(adata)
+    check_obs_key(adata, sample_key, what="sample column")
+    check_obs_key(adata, condition_key, what="condition column")
+    counts = get_counts(adata, layer)
+    species, state = _groups(adata, species_key, state_key, states)
+    keep = state.notna().to_numpy()
+    sample = adata.obs[sample_key].astype(str).to_numpy()
+    cond = adata.obs[condition_key].astype(str).to_numpy()
+    todo = resolve_contrasts(contrasts, conditions_by_species(adata, condition_key, species_key))
+    out = []
+    for sp_name in sorted(set(species[keep])):
+        m = keep & (species.to_numpy() == sp_name)
+        samples, codes = np.unique(sample[m], return_inverse=True)
+        n_cells = np.bincount(codes, minlength=samples.size)
+        agg = sp.csr_matrix(
+            (np.ones(codes.size), (codes, np.arange(codes.size))), shape=(samples.size, codes.size)
+        )
+        summed = np.asarray((agg @ counts[m]).todense() if sp.issparse(counts) else agg @ counts[m])
+        tab = pd.DataFrame(
+            np.rint(summed).astype(np.int64), index=samples, columns=adata.var_names.astype(str)
+        )
+        s_cond = pd.Series(cond[m], index=sample[m]).groupby(level=0).first().reindex(samples)
+        ok = n_cells >= min_cells
+        for a_name, b_name in [(a_, b_) for s_, a_, b_ in todo if s_ == sp_name]:
+            sel = ok & s_cond.isin([a_name, b_name]).to_numpy()
+            na, nb = int((s_cond[sel] == a_name).sum()), int((s_cond[sel] == b_name).sum())
+            if na < 2 or nb < 2:
+                if {a_name, b_name} <= set(s_cond):
+                    logger.warning(
+                        "%s %s vs %s: %d and %d samples; need 2 per group",
+                        sp_name,
+                        a_name,
+                        b_name,
+                        na,
+                        nb,
+                    )
+                continue
+            c = tab[sel]
+            c = c.loc[:, c.sum(axis=0) >= min_counts]
+            meta = pd.DataFrame({"group": np.where(s_cond[sel] == a_name, "A", "B")}, index=c.index)
+            dds = DeseqDataSet(counts=c, metadata=meta, design="~group", quiet=True, n_cpus=1)
+            dds.deseq2()
+            res = DeseqStats(dds, contrast=["group", "A", "B"], quiet=True, n_cpus=1)
+            res.summary()
+            r = res.results_df.rename(
+                columns={
+                    "baseMean": "base_mean",
+                    "log2FoldChange": "log2fc",
+                    "lfcSE": "lfc_se",
+                    "pvalue": "p_value",
+                    "padj": "p_adj",
+                }
+            )
+            r = r.rename_axis("gene").reset_index()
+            r.insert(0, "contrast", f"{a_name} vs {b_name}")
+            r.insert(0, "species", sp_name)
+            out.append(
+                r[
+                    [
+                        "species",
+                        "contrast",
+                        "gene",
+                        "base_mean",
+                        "log2fc",
+                        "lfc_se",
+                        "stat",
+                        "p_value",
+                        "p_adj",
+                    ]
+                ]
+            )
+    cols = [
+        "species",
+        "contrast",
+        "gene",
+        "base_mean",
+        "log2fc",
+        "lfc_se",
+        "stat",
+        "p_value",
+        "p_adj",
+    ]
+    table = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
+    adata.uns[key_added] = {
+        "table": table,
+        "params": {
+            "sample_key": sample_key, "condition_key": condition_key, "species_key": species_key,
+            "state_key": state_key, "states": "all" if states is None else list(states),
+            "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)), "min_cells": min_cells,
+            "min_counts": min_counts,
+            "layer": str(layer),
+        },
+    }  # fmt: skip
+    log_write("uns", key_added)
+    return table

@@ -1,0 +1,24 @@
+"""2-D embeddings for figures (computed here so that plots only read keys)."""
+
+from __future__ import annotations
+
+import numpy as np
+from anndata import AnnData
+
+from .. import _keys as K
+from .._graph import knn_graph
+from .._settings import MkcellError
+from .._utils import log_write
+
+
+def umap(adata: AnnData, *, use_rep: str = K.LATENT, n_neighbors: int = 15, seed: int = 0, key_added: str = K.UMAP) -> None:
+    """UMAP of ``obsm[use_rep]`` into ``obsm[key_added]`` (for :func:`mkcell.pl.embedding`)."""
+    import scanpy as sc
+
+    if use_rep not in adata.obsm:
+        msg = f"no `adata.obsm[{use_rep!r}]`; run mk.integrate.scvi(adata) first"
+        raise MkcellError(msg)
+    g = knn_graph(np.asarray(adata.obsm[use_rep]), n_neighbors, seed)
+    sc.tl.umap(g, random_state=seed)
+    adata.obsm[key_added] = g.obsm["X_umap"].astype(np.float32)
+    log_write("obsm", key_added)

@@ -1,0 +1,408 @@
+"""MkP pool size per sample and its change between conditions, samples as replicates."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import stats
+
+from .. import _keys as K
+from .._settings import MkcellError, MkcellWarning, logger
+from .._utils import check_adata, check_obs_key, log_write
+
+#: Pseudo-count added to the MkP counts of every sample of a contrast when a whole
+#: group has no MkP, so that the log ratio stays finite.
+PSEUDO_COUNT = 0.5
+DENOMINATORS = {"mk_lineage": K.MK_LINEAGE, "hspc": K.HSPC, "all": None}
+PER_SAMPLE_COLUMNS = [
+    "sample",
+    "species",
+    "condition",
+    "n_cells",
+    "n_mkp",
+    "mkp_fraction",
+    "n_denominator",
+    "denominator",
+]
+CONTRAST_COLUMNS = [
+    "species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value",
+    "n_samples_a", "n_samples_b", "method", "note",
+]  # fmt: skip
+PER_CONDITION_COLUMNS = [
+    "species",
+    "condition",
+    "n_samples",
+    "n_mkp",
+    "n_denominator",
+    "mkp_fraction",
+    "ci_low",
+    "ci_high",
+]
+METHOD = "quasi-Poisson GLM, log link, offset log(n_denominator), Pearson dispersion, t-test on residual df"
+#: Conditions taken as the reference when ``contrasts=None`` (first one present per species).
+DEFAULT_REFERENCES = ("control", "healthy")
+
+
+def progenitor_pool(
+    adata: AnnData,
+    sample_key: str = K.SAMPLE,
+    condition_key: str = K.CONDITION,
+    contrasts: Sequence[Sequence[str]] | None = None,
+    *,
+    species_key: str = K.SPECIES,
+    state_key: str = K.STATE,
+    denominator: Literal["mk_lineage", "hspc", "all"] = "mk_lineage",
+    key_added: str = K.POOL,
+    copy: bool = False,
+) -> AnnData | None:
+    """Quantify the MkP pool per sample and compare it between conditions.
+
+    Each sample is one replicate: per sample the MkP cells (``adata.obs[state_key] ==
+    'MkP'``) are counted against a denominator, and each contrast ``[A, B]`` is tested
+    within every species that holds both conditions with a quasi-Poisson GLM on the
+    per-sample counts (log link, offset ``log(n_denominator)``, condition as the only
+    covariate). The dispersion is estimated from the Pearson residuals of the samples,
+    so confidence intervals and p-values are t-based on ``n_samples - 2`` residual
+    degrees of freedom: cells are never used as replicates, and with 2 vs 2 samples
+    the interval is (honestly) wide.
+
+    ``effect_log2`` is ``log2`` of the ratio of the MkP fractions of ``A`` over ``B``
+    (pooled over the samples of each condition, the GLM estimate). When every sample
+    of a condition has zero MkP, :data:`PSEUDO_COUNT` (0.5) is added to the MkP
+    count of every sample of that contrast, so that the effect stays finite; the
+    ``note`` column says so. Samples with an empty denominator are listed in the
+    per-sample table (``mkp_fraction`` NaN) and left out of the test.
+
+    A condition with a single sample gets its per-sample numbers and a point
+    estimate, but ``ci_low``, ``ci_high`` and ``p_value`` are NaN, with a note and a
+    :class:`~mkcell._settings.MkcellWarning`.
+
+    Parameters
+    ----------
+    adata
+        Annotated cells; only ``adata.obs`` is read.
+    sample_key
+        Column of ``adata.obs`` with the sample (replicate) of each cell.
+    condition_key
+        Column of ``adata.obs`` with the condition of each sample.
+    contrasts
+        Pairs ``[A, B]`` of conditions (``"A vs B"`` strings also work); the effect is
+        A over B. Default: every condition against the reference of its species, the
+        first of ``control`` / ``healthy`` present (else the first condition).
+    species_key
+        Column with the species; contrasts are computed within each species that has
+        both conditions. If the column is missing, all cells form one group ``"all"``.
+    state_key
+        Column with the cell states (must contain ``MkP``).
+    denominator
+        ``"mk_lineage"`` (MkP + Mk, default), ``"hspc"`` (HSC/MPP, MEP, MkP) or
+        ``"all"`` (all cells of the sample).
+    key_added
+        Key in ``adata.uns`` for the results.
+    copy
+        Return a copy instead of writing to ``adata``.
+
+    Returns
+    -------
+    ``None`` or a copy of ``adata`` (``copy=True``), with ``adata.uns[key_added]``:
+    ``per_sample`` (sample, species, condition, n_cells, n_mkp, mkp_fraction,
+    n_denominator, denominator), ``contrasts`` (species, contrast, effect_log2,
+    ci_low, ci_high, p_value, n_samples_a, n_samples_b, method, note),
+    ``per_condition`` (pooled fraction and 95% CI of each condition) and ``params``.
+    """
+    check_adata(adata, min_vars=0)
+    if denominator not in DENOMINATORS:
+        msg = f"denominator={denominator!r} is not known; choose one of {list(DENOMINATORS)}"
+        raise MkcellError(msg)
+    for key, what in (
+        (sample_key, "sample column"),
+        (condition_key, "condition column"),
+        (state_key, "cell-state column"),
+    ):
+        check_obs_key(adata, key, what=what)
+    obs = sample_obs(adata, sample_key, condition_key, species_key)
+    states = adata.obs[state_key].astype(str).to_numpy()
+    if not (states == K.MKP).any():
+        logger.warning(
+            "no cell of `adata.obs[%r]` is %r: every MkP count is zero", state_key, K.MKP
+        )
+
+    per_sample = _per_sample(obs, states, denominator)
+    todo = resolve_contrasts(per_sample, contrasts)
+    rows = [_contrast_row(per_sample, sp_name, a, b) for sp_name, a, b in todo]
+    table = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+    per_condition = _per_condition(per_sample)
+
+    if copy:
+        adata = adata.copy()
+    adata.uns[key_added] = {
+        "per_sample": per_sample,
+        "contrasts": table,
+        "per_condition": per_condition,
+        "params": {
+            "sample_key": sample_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "state_key": state_key,
+            "denominator": denominator,
+            "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)],
+            "method": METHOD,
+            "pseudo_count": PSEUDO_COUNT,
+        },
+    }
+    log_write("uns", key_added)
+    logger.info(
+        "MkP pool: %d samples, %d contrast rows (`adata.uns[%r]['per_sample']`, ['contrasts'])",
+        len(per_sample), len(table), key_added,
+    )  # fmt: skip
+    return adata if copy else None
+
+
+# --------------------------------------------------------------------------- helpers
+# (also used by maturation_shift, composition and da_neighbourhoods)
+
+
+def sample_obs(
+    adata: AnnData, sample_key: str, condition_key: str, species_key: str
+) -> pd.DataFrame:
+    """Return obs with string columns ``sample``, ``condition``, ``species``; check nesting.
+
+    Each sample must belong to exactly one condition within its species.
+    """
+    check_obs_key(adata, sample_key, what="sample column")
+    check_obs_key(adata, condition_key, what="condition column")
+    obs = pd.DataFrame(index=adata.obs_names)
+    obs["sample"] = adata.obs[sample_key].astype(str).to_numpy()
+    obs["condition"] = adata.obs[condition_key].astype(str).to_numpy()
+    cond = adata.obs[condition_key]
+    if isinstance(cond.dtype, pd.CategoricalDtype):  # keep the user's order of conditions
+        order = [str(c) for c in cond.cat.categories]
+    else:
+        order = list(pd.unique(obs["condition"]))
+    obs.attrs["condition_order"] = order
+    if species_key in adata.obs.columns:
+        obs["species"] = adata.obs[species_key].astype(str).to_numpy()
+    else:
+        logger.info("no `adata.obs[%r]`: all cells are analysed as one species 'all'", species_key)
+        obs["species"] = "all"
+    for col, key in (("sample", sample_key), ("condition", condition_key)):
+        if (adata.obs[key].isna()).any():
+            msg = f"`adata.obs[{key!r}]` has missing values; give every cell a {col} (or subset the cells)"
+            raise MkcellError(msg)
+    n_cond = obs.groupby(["species", "sample"], observed=True)["condition"].nunique()
+    bad = n_cond[n_cond > 1]
+    if len(bad):
+        sp_name, sample = bad.index[0]
+        conds = sorted(
+            obs.loc[(obs["species"] == sp_name) & (obs["sample"] == sample), "condition"].unique()
+        )
+        msg = (
+            f"sample {sample!r} ({sp_name}) has cells of several conditions {conds}; each sample must "
+            f"belong to one condition — check `sample_key={sample_key!r}` and `condition_key={condition_key!r}`"
+        )
+        raise MkcellError(msg)
+    return obs
+
+
+def _per_sample(obs: pd.DataFrame, states: np.ndarray, denominator: str) -> pd.DataFrame:
+    is_mkp = states == K.MKP
+    allowed = DENOMINATORS[denominator]
+    in_den = np.ones(states.size, bool) if allowed is None else np.isin(states, allowed)
+    df = obs.assign(_mkp=is_mkp.astype(int), _den=in_den.astype(int), _one=1)
+    g = df.groupby(["species", "sample"], observed=True, sort=False)
+    tab = g.agg(
+        condition=("condition", "first"),
+        n_cells=("_one", "sum"),
+        n_mkp=("_mkp", "sum"),
+        n_denominator=("_den", "sum"),
+    )
+    tab = tab.reset_index()
+    n_mkp, n_den = tab["n_mkp"].to_numpy(float), tab["n_denominator"].to_numpy(float)
+    tab["mkp_fraction"] = np.divide(n_mkp, n_den, out=np.full(n_mkp.size, np.nan), where=n_den > 0)
+    tab["denominator"] = denominator
+    for col in ("n_cells", "n_mkp", "n_denominator"):
+        tab[col] = tab[col].astype(int)
+    order = {c: i for i, c in enumerate(obs.attrs["condition_order"])}
+    tab = tab.assign(_o=tab["condition"].map(order)).sort_values(
+        ["species", "_o", "sample"], kind="stable"
+    )
+    tab = tab.drop(columns="_o").reset_index(drop=True)
+    empty = tab.loc[tab["n_denominator"] == 0, "sample"].tolist()
+    if empty:
+        logger.warning(
+            "samples with no %s cells (mkp_fraction NaN, left out of tests): %s", denominator, empty
+        )
+    return tab[PER_SAMPLE_COLUMNS]
+
+
+def conditions_by_species(table: pd.DataFrame) -> dict[str, list[str]]:
+    """Conditions present per species in a table with ``species`` and ``condition`` columns."""
+    return {
+        str(s): sorted(map(str, g["condition"].unique()))
+        for s, g in table.groupby("species", sort=True)
+    }
+
+
+def _parse_contrasts(contrasts: object) -> list[tuple[str, str]]:
+    if isinstance(contrasts, str):
+        contrasts = [contrasts]
+    items = list(contrasts)  # type: ignore[call-overload]
+    if len(items) == 2 and all(isinstance(c, str) and " vs " not in c for c in items):
+        items = [items]  # a single pair ["A", "B"]
+    pairs = []
+    for c in items:
+        if isinstance(c, str):
+            parts = [p.strip() for p in c.split(" vs ")]
+        else:
+            parts = [str(p) for p in list(c)]
+        if len(parts) != 2 or parts[0] == parts[1]:
+            msg = f"contrast {c!r} is not a pair of two different conditions; write it as [A, B] (A over B) or 'A vs B'"
+            raise MkcellError(msg)
+        pairs.append((parts[0], parts[1]))
+    return pairs
+
+
+def resolve_contrasts(table: pd.DataFrame, contrasts: object) -> list[tuple[str, str, str]]:
+    """Expand contrasts to ``(species, A, B)`` triples within species that have both conditions.
+
+    Raises :class:`MkcellError` when a condition is absent from every species, or when
+    no species holds both conditions of a contrast.
+    """
+    present = conditions_by_species(table)
+    where = "; ".join(f"{s}: {c}" for s, c in present.items())
+    if contrasts is None:
+        out = []
+        for sp_name, conds in present.items():
+            ordered = list(dict.fromkeys(table.loc[table["species"] == sp_name, "condition"]))
+            ref = next((r for r in DEFAULT_REFERENCES if r in conds), ordered[0])
+            out += [(sp_name, c, ref) for c in ordered if c != ref]
+        if not out:
+            msg = f"only one condition per species ({where}); nothing to compare — pass contrasts=[[A, B]]"
+            raise MkcellError(msg)
+        logger.info(
+            "contrasts (default, against the reference condition): %s",
+            [f"{s}: {a} vs {b}" for s, a, b in out],
+        )
+        return out
+    out = []
+    for a, b in _parse_contrasts(contrasts):
+        absent = [c for c in (a, b) if not any(c in v for v in present.values())]
+        if absent:
+            msg = f"condition(s) {absent} of contrast '{a} vs {b}' not found; conditions present per species: {where}"
+            raise MkcellError(msg)
+        species = [s for s, v in present.items() if a in v and b in v]
+        if not species:
+            msg = f"no species has both conditions of contrast '{a} vs {b}'; conditions present per species: {where}"
+            raise MkcellError(msg)
+        for s in present:
+            if s not in species:
+                logger.info(
+                    "contrast '%s vs %s' skipped for %s: it lacks one of the conditions", a, b, s
+                )
+        out += [(s, a, b) for s in species]
+    return out
+
+
+def _fit_two_groups(
+    y: np.ndarray, n: np.ndarray, is_a: np.ndarray
+) -> tuple[float, float, float, float]:
+    """Quasi-Poisson GLM ``log E[y] = log n + b0 + b1 * is_a``; return (b1, se, df, p)."""
+    import statsmodels.api as sm
+
+    X = np.column_stack([np.ones(y.size), is_a.astype(float)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = sm.GLM(y, X, family=sm.families.Poisson(), offset=np.log(n)).fit(scale="X2")
+    beta, se, df = float(fit.params[1]), float(fit.bse[1]), float(fit.df_resid)
+    if not np.isfinite(se) or se <= 0:  # samples fit their group rate exactly: no dispersion to use
+        return beta, np.nan, df, np.nan
+    p = float(2 * stats.t.sf(abs(beta / se), df))
+    return beta, se, df, p
+
+
+def _contrast_row(per_sample: pd.DataFrame, sp_name: str, a: str, b: str) -> dict:
+    tab = per_sample[(per_sample["species"] == sp_name) & per_sample["condition"].isin([a, b])]
+    tab = tab[tab["n_denominator"] > 0]
+    is_a = (tab["condition"] == a).to_numpy()
+    y, n = tab["n_mkp"].to_numpy(float), tab["n_denominator"].to_numpy(float)
+    n_a, n_b = int(is_a.sum()), int((~is_a).sum())
+    row = {
+        "species": sp_name,
+        "contrast": f"{a} vs {b}",
+        "n_samples_a": n_a,
+        "n_samples_b": n_b,
+        "method": METHOD,
+    }
+    notes = []
+    if n_a == 0 or n_b == 0:
+        missing = a if n_a == 0 else b
+        note = f"no sample of {missing} with cells in the denominator"
+        _warn(f"{sp_name}, {a} vs {b}: {note}")
+        return row | {
+            "effect_log2": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "p_value": np.nan,
+            "note": note,
+        }
+    zero = [c for c, m in ((a, is_a), (b, ~is_a)) if y[m].sum() == 0]
+    if zero:
+        y = y + PSEUDO_COUNT
+        notes.append(
+            f"pseudo-count {PSEUDO_COUNT} added to every sample: no MkP in {' and '.join(zero)}"
+        )
+    single = [f"{c} has 1 sample" for c, k in ((a, n_a), (b, n_b)) if k == 1]
+    effect = np.log2((y[is_a].sum() / n[is_a].sum()) / (y[~is_a].sum() / n[~is_a].sum()))
+    if single:
+        note = "no replicate-aware test possible: " + ", ".join(single)
+        notes.insert(0, note)
+        _warn(
+            f"{sp_name}, {a} vs {b}: {note}; only per-sample numbers and a point estimate are reported"
+        )
+        ci_low = ci_high = p = np.nan
+    else:
+        beta, se, df, p = _fit_two_groups(y, n, is_a)
+        effect = beta / np.log(2)
+        half = stats.t.ppf(0.975, df) * se / np.log(2)
+        ci_low, ci_high = effect - half, effect + half
+    return row | {
+        "effect_log2": float(effect),
+        "ci_low": ci_low,
+        "ci_high": ci_high,
+        "p_value": p,
+        "note": "; ".join(notes),
+    }
+
+
+def _warn(message: str) -> None:
+    logger.warning(message)
+    warnings.warn(message, MkcellWarning, stacklevel=4)
+
+
+def _per_condition(per_sample: pd.DataFrame) -> pd.DataFrame:
+    """Pooled MkP fraction of each condition with a 95% quasi-Poisson CI over its samples."""
+    rows = []
+    for (sp_name, cond), g in per_sample.groupby(["species", "condition"], sort=False):
+        g = g[g["n_denominator"] > 0]
+        y, n = g["n_mkp"].to_numpy(float), g["n_denominator"].to_numpy(float)
+        k = y.size
+        frac = y.sum() / n.sum() if k else np.nan
+        lo = hi = np.nan
+        if k >= 2:
+            yy = y + PSEUDO_COUNT if y.sum() == 0 else y
+            rate = yy.sum() / n.sum()
+            mu = n * rate
+            phi = float(np.sum((yy - mu) ** 2 / mu) / (k - 1))
+            se = np.sqrt(phi / yy.sum())
+            half = stats.t.ppf(0.975, k - 1) * se
+            lo, hi = (0.0 if y.sum() == 0 else rate * np.exp(-half)), rate * np.exp(half)
+        rows.append({
+            "species": sp_name, "condition": cond, "n_samples": k, "n_mkp": int(y.sum()),
+            "n_denominator": int(n.sum()), "mkp_fraction": frac, "ci_low": lo, "ci_high": hi,
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=PER_CONDITION_COLUMNS)

@@ -1,0 +1,251 @@
+"""Score (and gene) trends along Mk pseudotime per species x condition, CIs over samples."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from .. import _keys as K
+from .._settings import MkcellError, logger
+from .._utils import check_adata, check_obs_key, get_counts, log_write, rng
+from ._compare import _default_keys
+from ._score import log_normalize
+
+#: ``adata.uns`` key of :func:`score_trends`.
+TRENDS_KEY = f"{K.SCORE}_trends"
+COLUMNS = [
+    "species", "condition", "key", "bin", "pseudotime", "mean", "ci_low", "ci_high",
+    "binned_mean", "n_cells", "n_samples",
+]  # fmt: skip
+
+
+def _local_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, frac: float) -> np.ndarray:
+    """LOWESS-style local linear fit of binned curves (one pass, tricube, nearest-bin span).
+
+    ``y`` and ``w`` are (..., bins); bins with zero weight are ignored. Returns (..., bins).
+    """
+    n = x.size
+    k = int(np.clip(np.ceil(frac * n), 3, n))
+    d = np.abs(x[:, None] - x[None, :])  # target x source
+    h = np.sort(d, axis=1)[:, k - 1] * 1.0001 + 1e-12
+    kern = np.clip(1 - (d / h[:, None]) ** 3, 0, None) ** 3
+    y = np.nan_to_num(y)
+    W = kern * w[..., None, :]  # (..., target, source)
+    s0 = W.sum(-1)
+    s1 = (W * x).sum(-1)
+    s2 = (W * x**2).sum(-1)
+    t0 = (W * y[..., None, :]).sum(-1)
+    t1 = (W * (x * y)[..., None, :]).sum(-1)
+    det = s0 * s2 - s1**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lin = (s2 * t0 - s1 * t1 + x * (s0 * t1 - s1 * t0)) / det
+        const = t0 / s0
+    out = np.where(np.abs(det) > 1e-12 * np.maximum(s0**2, 1e-300), lin, const)
+    return np.where(s0 > 0, out, np.nan)
+
+
+def _expression(adata: AnnData, genes: Sequence[str], layer: str | None) -> pd.DataFrame:
+    missing = [g for g in genes if g not in adata.var_names]
+    if missing:
+        msg = f"genes {missing} are not in adata.var_names; check the species' symbols (e.g. 'Mcm5' vs 'MCM5')"
+        raise MkcellError(msg)
+    X = log_normalize(get_counts(adata, layer))
+    idx = adata.var_names.get_indexer(list(genes))
+    sub = X[:, idx]
+    sub = sub.toarray() if hasattr(sub, "toarray") else np.asarray(sub)
+    return pd.DataFrame(sub, index=adata.obs_names, columns=[f"gene:{g}" for g in genes])
+
+
+def score_trends(
+    adata: AnnData,
+    *,
+    keys: Sequence[str] | None = None,
+    genes: Sequence[str] | None = None,
+    pseudotime_key: str = K.PSEUDOTIME,
+    condition_key: str = K.CONDITION,
+    species_key: str = K.SPECIES,
+    sample_key: str = K.SAMPLE,
+    n_bins: int = 20,
+    smooth: Literal["bins", "lowess"] = "bins",
+    frac: float = 0.3,
+    n_boot: int = 500,
+    ci: float = 0.95,
+    min_cells: int = 3,
+    layer: str | None = None,
+    seed: int = 0,
+    key_added: str = TRENDS_KEY,
+) -> pd.DataFrame:
+    """Score trends along pseudotime per species x condition, with CIs over samples.
+
+    Pseudotime is cut into ``n_bins`` equal bins over [0, 1]; the trend is the mean over
+    the cells of a bin (optionally LOWESS-smoothed across bins). The confidence band is
+    a percentile bootstrap that resamples whole samples (the replicates), never cells.
+
+    Parameters
+    ----------
+    adata
+        Scored cells (:func:`mkcell.tl.score`) with pseudotime (:func:`mkcell.tl.trajectory`).
+    keys
+        ``obs`` columns to trend; default S/G2M, every ``mk_score_*`` and ``cycling_fraction``.
+    genes
+        Genes whose log-normalised expression (from raw counts) is trended too, as
+        ``gene:<symbol>``.
+    pseudotime_key, condition_key, species_key, sample_key
+        ``adata.obs`` columns (no species column: one group ``"all"``).
+    n_bins
+        Pseudotime bins.
+    smooth
+        ``"bins"`` (binned means) or ``"lowess"`` (local linear, tricube weights by cells).
+    frac
+        LOWESS span, as a share of the bins.
+    n_boot
+        Bootstrap resamples of samples.
+    ci
+        Level of the band.
+    min_cells
+        Bins with fewer cells in a group are NaN.
+    layer
+        Raw counts for ``genes``.
+    seed
+        Seed of the bootstrap.
+    key_added
+        ``adata.uns`` key: ``{"table": ..., "params": ...}``.
+
+    Returns
+    -------
+    species, condition, key, bin, pseudotime (bin centre), mean, ci_low, ci_high,
+    binned_mean, n_cells, n_samples (samples with cells in the bin).
+    """
+    check_adata(adata)
+    for k in (pseudotime_key, condition_key, sample_key):
+        check_obs_key(
+            adata,
+            k,
+            what="column (run mk.tl.trajectory for pseudotime)"
+            if k == pseudotime_key
+            else "column",
+        )
+    if smooth not in ("bins", "lowess"):
+        msg = f"smooth={smooth!r}; choose 'bins' or 'lowess'"
+        raise MkcellError(msg)
+    if n_bins < 2 or n_boot < 10 or not 0 < ci < 1:
+        msg = (
+            f"n_bins={n_bins}, n_boot={n_boot}, ci={ci}: need n_bins >= 2, n_boot >= 10, 0 < ci < 1"
+        )
+        raise MkcellError(msg)
+    keys = list(keys) if keys is not None else _default_keys(adata)
+    values = pd.DataFrame(index=adata.obs_names)
+    for k in keys:
+        if k == "cycling_fraction" and k not in adata.obs.columns and K.PHASE in adata.obs.columns:
+            values[k] = (adata.obs[K.PHASE].astype(str) != "G1").to_numpy(float)
+        elif k in adata.obs.columns:
+            values[k] = pd.to_numeric(adata.obs[k], errors="raise").to_numpy(float)
+        else:
+            msg = (
+                f"no `adata.obs[{k!r}]`; run mk.tl.score(adata) first or choose keys from adata.obs"
+            )
+            raise MkcellError(msg)
+    if genes:
+        values = pd.concat([values, _expression(adata, genes, layer)], axis=1)
+    names = list(values.columns)
+
+    pt = pd.to_numeric(adata.obs[pseudotime_key], errors="coerce").to_numpy(float)
+    on = np.isfinite(pt) & np.isfinite(values.to_numpy()).all(axis=1)
+    if not on.any():
+        msg = f"no cell has a finite `adata.obs[{pseudotime_key!r}]`; run mk.tl.trajectory first"
+        raise MkcellError(msg)
+    pt_c = np.clip(pt[on], 0, 1)
+    bins = np.minimum((pt_c * n_bins).astype(int), n_bins - 1)
+    centres = (np.arange(n_bins) + 0.5) / n_bins
+    obs = adata.obs.loc[on]
+    species = (
+        obs[species_key].astype(str).to_numpy()
+        if species_key in obs.columns
+        else np.full(on.sum(), "all")
+    )
+    cond = obs[condition_key].astype(str).to_numpy()
+    sample = obs[sample_key].astype(str).to_numpy()
+    vals = values.to_numpy(float)[on]
+    gen = rng(seed)
+    lo_q, hi_q = 50 * (1 - ci), 100 - 50 * (1 - ci)
+
+    frames = []
+    for sp_name in pd.unique(species):
+        for c in pd.unique(cond[species == sp_name]):
+            m = (species == sp_name) & (cond == c)
+            s_codes, s_idx = np.unique(sample[m], return_inverse=True)
+            n_s = s_codes.size
+            flat = s_idx * n_bins + bins[m]
+            cnt = np.bincount(flat, minlength=n_s * n_bins).reshape(n_s, n_bins).astype(float)
+            sums = np.stack(
+                [
+                    np.bincount(flat, weights=vals[m, j], minlength=n_s * n_bins).reshape(
+                        n_s, n_bins
+                    )
+                    for j in range(len(names))
+                ],
+                axis=-1,
+            )  # samples x bins x keys
+            draws = gen.integers(0, n_s, size=(n_boot, n_s))
+            mult = np.zeros((n_boot, n_s))
+            np.add.at(mult, (np.repeat(np.arange(n_boot), n_s), draws.ravel()), 1.0)
+            b_cnt = mult @ cnt  # boot x bins
+            b_sum = np.einsum("bs,sjk->bjk", mult, sums)
+            n_all, s_all = cnt.sum(0), sums.sum(0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                binned = s_all / n_all[:, None]  # bins x keys
+                b_mean = b_sum / b_cnt[..., None]
+            small = n_all < min_cells
+            binned[small] = np.nan
+            if smooth == "lowess":
+                w = np.where(small, 0.0, n_all)
+                est = _local_linear(centres, binned.T, w, frac).T
+                bw = np.where(small[None, :] | (b_cnt == 0), 0.0, b_cnt)
+                b_est = np.stack(
+                    [_local_linear(centres, b_mean[..., j], bw, frac) for j in range(len(names))],
+                    -1,
+                )
+            else:
+                est, b_est = binned, b_mean
+            b_est = np.where(small[None, :, None], np.nan, b_est)
+            with warnings.catch_warnings():  # all-NaN bins
+                warnings.simplefilter("ignore", RuntimeWarning)
+                lo, hi = np.nanpercentile(b_est, [lo_q, hi_q], axis=0)
+            ok = np.isfinite(b_est).sum(0) >= 2
+            lo, hi = np.where(ok, lo, np.nan), np.where(ok, hi, np.nan)
+            n_samp = (cnt > 0).sum(0)
+            lo[n_samp < 2] = np.nan
+            hi[n_samp < 2] = np.nan
+            for j, k in enumerate(names):
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "species": sp_name, "condition": c, "key": k, "bin": np.arange(n_bins),
+                            "pseudotime": centres, "mean": est[:, j], "ci_low": lo[:, j], "ci_high": hi[:, j],
+                            "binned_mean": binned[:, j], "n_cells": n_all.astype(int), "n_samples": n_samp,
+                        }
+                    )
+                )  # fmt: skip
+    table = pd.concat(frames, ignore_index=True)[COLUMNS]
+    adata.uns[key_added] = {
+        "table": table,
+        "params": {
+            "keys": names, "pseudotime_key": pseudotime_key, "condition_key": condition_key,
+            "species_key": species_key, "sample_key": sample_key, "n_bins": n_bins, "smooth": smooth,
+            "frac": frac, "n_boot": n_boot, "ci": ci, "min_cells": min_cells, "seed": seed,
+            "band": "percentile bootstrap over samples",
+        },
+    }  # fmt: skip
+    log_write("uns", key_added)
+    logger.info(
+        "score trends: %d keys x %d groups x %d bins",
+        len(names),
+        len(frames) // max(len(names), 1),
+        n_bins,
+    )
+    return table

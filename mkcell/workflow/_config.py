@@ -1,0 +1,286 @@
+"""Schemas of the workflow configuration (dataclasses in Hydra's ConfigStore).
+
+Every YAML option under ``configs/`` starts with ``defaults: [base_<group>, _self_]``,
+so the YAML is merged onto the dataclass: an unknown key (``integrat.max_epochs``) or a
+value of the wrong type (``seed=abc``) fails when the config is composed, before any
+work. :func:`check_config` adds the checks a type cannot express (input files exist,
+contrasts are pairs...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import typing
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from .._settings import MkcellError
+
+#: Default contrasts: MDS vs control (mouse), treatment vs MDS (mouse), MDS vs healthy (human).
+DEFAULT_CONTRASTS = [["MDS", "control"], ["MDS_drug", "MDS"], ["MDS", "healthy"]]
+SPECIES = ("mouse", "human")
+
+
+class DataSource(StrEnum):
+    """Where the cells come from."""
+
+    demo = "demo"
+    files = "files"
+    registry = "registry"
+
+
+class IntegrationModel(StrEnum):
+    """scvi-tools model used by :func:`mkcell.integrate.scvi`."""
+
+    scvi = "scvi"
+    sysvi = "sysvi"
+
+
+@dataclass
+class InputsConf:
+    """Input paths per species (``.h5ad``, 10x ``.h5`` or a 10x mtx folder); either may be null."""
+
+    mouse: str | None = None
+    human: str | None = None
+
+
+@dataclass
+class DataConf:
+    """``data``: the input cells.
+
+    ``source`` picks the reader: ``demo`` simulates marrow (``n_cells``, ``n_genes``,
+    ``n_samples``, ``null_effect``, ``cycle_strength``), ``files`` reads ``inputs.mouse`` /
+    ``inputs.human``, ``registry`` loads the registry entry ``id``. ``sample_key`` and
+    ``condition_key`` name the user's ``obs`` columns copied to ``sample`` and
+    ``condition`` (null: the data has none; every cell gets one sample / condition).
+    ``max_cells`` subsamples at most this many cells, evenly per sample (``debug=tiny``).
+    ``species`` lists the species to use.
+    """
+
+    source: DataSource = DataSource.demo
+    n_cells: int = 10_000
+    n_genes: int = 1500
+    n_samples: int = 4
+    null_effect: bool = False
+    cycle_strength: float = 1.0
+    inputs: InputsConf = field(default_factory=InputsConf)
+    id: str | None = None
+    sample_key: str | None = "sample"
+    condition_key: str | None = "condition"
+    species: list[str] = field(default_factory=lambda: list(SPECIES))
+    max_cells: int | None = None
+
+
+@dataclass
+class MapConf:
+    """``map``: mouse genes to human orthologs and concatenation of the species."""
+
+    keep_species_specific: bool = False
+
+
+@dataclass
+class IntegrateConf:
+    """``integrate``: feature selection and scVI / SysVI training (see :func:`mkcell.integrate.scvi`)."""
+
+    n_top_genes: int = 2000
+    model: IntegrationModel = IntegrationModel.scvi
+    n_latent: int = 10
+    n_layers: int = 1
+    max_epochs: int | None = None
+    batch_size: int = 512
+    early_stopping: bool = True
+    label_key: str | None = None
+
+
+@dataclass
+class AnnotateConf:
+    """``annotate``: cell states (see :func:`mkcell.tl.annotate`)."""
+
+    labels_key: str | None = None
+    resolution: float = 1.0
+
+
+@dataclass
+class TrajectoryConf:
+    """``trajectory``: Mk pseudotime and fate (see :func:`mkcell.tl.trajectory`)."""
+
+    root: str | None = None
+
+
+@dataclass
+class ScoreConf:
+    """``score``: cell-cycle and gene-set scores (see :func:`mkcell.tl.score`)."""
+
+    method: str = "score_genes"
+    gmt: str | None = None
+    min_genes: int = 5
+    on_missing: str = "score"
+
+
+@dataclass
+class PoolConf:
+    """``pool``: MkP pool per sample and contrasts ``[A, B]`` (A over B), samples as replicates.
+
+    ``contrasts: null`` compares every condition with the reference of its species.
+    """
+
+    contrasts: list[list[str]] | None = field(
+        default_factory=lambda: [list(c) for c in DEFAULT_CONTRASTS]
+    )
+    denominator: str = "mk_lineage"
+
+
+@dataclass
+class ComputeConf:
+    """``compute``: Lightning settings for scVI training (they do not change the fingerprints)."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+
+
+@dataclass
+class ReportConf:
+    """``report``: the HTML report and figures."""
+
+    title: str = "mkcell report"
+    dpi: int = 110
+
+
+@dataclass
+class Config:
+    """The whole workflow configuration (``mkcell --cfg job`` prints it)."""
+
+    data: DataConf = MISSING
+    map: MapConf = field(default_factory=MapConf)
+    integrate: IntegrateConf = MISSING
+    annotate: AnnotateConf = MISSING
+    trajectory: TrajectoryConf = MISSING
+    score: ScoreConf = MISSING
+    pool: PoolConf = MISSING
+    compute: ComputeConf = MISSING
+    report: ReportConf = field(default_factory=ReportConf)
+    seed: int = 0
+
+
+_GROUPS = {
+    "data": DataConf,
+    "integrate": IntegrateConf,
+    "annotate": AnnotateConf,
+    "trajectory": TrajectoryConf,
+    "score": ScoreConf,
+    "pool": PoolConf,
+    "compute": ComputeConf,
+}
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore (``base_config`` and ``<group>/base_<group>``)."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for group, node in _GROUPS.items():
+        cs.store(group=group, name=f"base_{group}", node=node)
+
+
+def config_dir() -> Path:
+    """Absolute path of the YAML configs: ``configs/`` of a checkout, else ``workflows/configs``."""
+    repo = Path(__file__).resolve().parents[2] / "configs"
+    if (repo / "config.yaml").is_file():
+        return repo
+    spec = importlib.util.find_spec("workflows")
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            candidate = Path(loc) / "configs"
+            if (candidate / "config.yaml").is_file():
+                return candidate.resolve()
+    msg = "cannot find the mkcell configs (configs/config.yaml); reinstall mkcell"
+    raise MkcellError(msg)
+
+
+def unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]:
+    """Keys of ``node`` (e.g. added with ``+key=value``) that the dataclass ``schema`` lacks.
+
+    Parameters
+    ----------
+    node
+        A config node (the ``hydra`` key of the root is ignored).
+    schema
+        The dataclass it must follow.
+    prefix
+        Dotted path of ``node`` (for the messages).
+    """
+    hints = typing.get_type_hints(schema)
+    names = {f.name for f in dataclasses.fields(schema)}
+    out = []
+    for key in node:
+        if not prefix and key == "hydra":
+            continue
+        full = f"{prefix}{key}"
+        if key not in names:
+            out.append(full)
+            continue
+        sub_type = _GROUPS.get(str(key), hints[key]) if not prefix else hints[key]
+        value = node[key]
+        if dataclasses.is_dataclass(sub_type) and isinstance(value, DictConfig):
+            out += unknown_keys(value, sub_type, f"{full}.")
+    return out
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Check what types cannot express; raise :class:`MkcellError` naming the fix.
+
+    Parameters
+    ----------
+    cfg
+        The composed job config.
+    """
+    unknown = unknown_keys(cfg, Config)
+    if unknown:
+        msg = f"unknown config key '{unknown[0]}' (not in the schema); check the spelling (run `mkcell --cfg job` to list every key)"
+        raise MkcellError(msg)
+    data = cfg.data
+    species = list(data.species)
+    bad = [s for s in species if s not in SPECIES]
+    if bad or not species:
+        msg = f"data.species={species}: choose from {list(SPECIES)}, e.g. 'data.species=[mouse]'"
+        raise MkcellError(msg)
+    source = DataSource(data.source)
+    if source is DataSource.files:
+        given = {s: data.inputs[s] for s in SPECIES if data.inputs[s] is not None and s in species}
+        if not given:
+            msg = "data=files needs an input: pass data.inputs.mouse=PATH and/or data.inputs.human=PATH"
+            raise MkcellError(msg)
+        for sp_name, path in given.items():
+            if not Path(str(path)).expanduser().exists():
+                msg = (
+                    f"data.inputs.{sp_name}={path}: no such file or folder; pass an existing .h5ad, "
+                    "10x .h5 or 10x mtx folder"
+                )
+                raise MkcellError(msg)
+    elif source is DataSource.registry and not data.id:
+        msg = "data=registry needs a dataset id: pass data.id=ID (e.g. data.id=paul15_tradeseq)"
+        raise MkcellError(msg)
+    if data.max_cells is not None and data.max_cells < 10:
+        msg = f"data.max_cells={data.max_cells}: use at least 10 cells, or null for all cells"
+        raise MkcellError(msg)
+    contrasts = cfg.pool.contrasts
+    if contrasts is not None:
+        for c in contrasts:
+            if len(c) != 2 or c[0] == c[1]:
+                msg = (
+                    f"pool.contrasts entry {list(c)} is not a pair of two conditions; write "
+                    "'pool.contrasts=[[MDS,control],[MDS_drug,MDS]]'"
+                )
+                raise MkcellError(msg)
+    if cfg.integrate.max_epochs is not None and cfg.integrate.max_epochs < 1:
+        msg = f"integrate.max_epochs={cfg.integrate.max_epochs}: use at least 1 (or null for the default)"
+        raise MkcellError(msg)
+
+
+register_configs()

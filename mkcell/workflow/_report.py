@@ -1,0 +1,262 @@
+"""A self-contained HTML report of a run (figures embedded as base64 PNG)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib.metadata
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from anndata import AnnData
+from omegaconf import DictConfig, OmegaConf
+
+from .. import _keys as K
+from .._settings import logger
+from .._utils import write_text_atomic
+from ._config import DataSource
+from ._runner import Stage, stage_timings
+
+PACKAGES = (
+    "mkcell", "anndata", "scanpy", "scvi-tools", "torch", "lightning", "cellrank", "numpy",
+    "scipy", "pandas", "statsmodels", "hydra-core", "omegaconf", "matplotlib",
+)  # fmt: skip
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}
+img{max-width:100%;border:1px solid #eee;margin:0.5em 0}
+pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:0.8em}
+.muted{color:#777}nav a{margin-right:1em}
+"""
+
+
+def _esc(x: object) -> str:
+    return html.escape(str(x))
+
+
+def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages the workflow uses."""
+    out = {}
+    for p in packages:
+        try:
+            out[p] = importlib.metadata.version(p)
+        except importlib.metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def table_html(df: pd.DataFrame | None, *, max_rows: int = 60) -> str:
+    """Render a DataFrame as an HTML table (numbers to 4 significant digits)."""
+    if df is None or not isinstance(df, pd.DataFrame):
+        return "<p class='muted'>not available</p>"
+    if df.empty:
+        return "<p class='muted'>empty table</p>"
+    extra = ""
+    if len(df) > max_rows:
+        extra = (
+            f"<p class='muted'>first {max_rows} of {len(df)} rows; the full table is in the CSV</p>"
+        )
+        df = df.head(max_rows)
+    return df.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}", na_rep="NA") + extra
+
+
+def image_html(path: Path, alt: str) -> str:
+    """Return an ``<img>`` with the PNG embedded as base64."""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f"<img alt='{_esc(alt)}' src='data:image/png;base64,{data}'>"
+
+
+def _csv(run_dir: Path, name: str) -> pd.DataFrame | None:
+    path = run_dir / "tables" / f"{name}.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def _fmt(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _kv(items: Mapping[str, Any]) -> str:
+    rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(_fmt(v))}</td></tr>" for k, v in items.items())
+    return f"<table>{rows}</table>"
+
+
+def _inputs(cfg: DictConfig, adata: AnnData) -> str:
+    d = cfg.data
+    source = DataSource(d.source).value
+    info: dict[str, Any] = {"source": source, "species": list(d.species)}
+    if source == "files":
+        info.update(
+            {f"input ({s})": d.inputs[s] for s in ("mouse", "human") if d.inputs[s] is not None}
+        )
+    elif source == "registry":
+        info["dataset id"] = d.id
+    else:
+        info.update(
+            {
+                "simulated cells": d.n_cells,
+                "genes": d.n_genes,
+                "samples per condition": d.n_samples,
+                "null": d.null_effect,
+            }
+        )
+    info.update(
+        {
+            "sample column": d.sample_key,
+            "condition column": d.condition_key,
+            "max_cells": d.max_cells,
+            "seed": cfg.seed,
+        }
+    )
+    info["cells x genes (integrated)"] = f"{adata.n_obs} x {adata.n_vars}"
+    obs = adata.obs
+    cols = [c for c in (K.SPECIES, K.CONDITION) if c in obs.columns]
+    per = None
+    if cols and K.SAMPLE in obs.columns:
+        per = (
+            obs.groupby(cols, observed=True)
+            .agg(n_samples=(K.SAMPLE, "nunique"), n_cells=(K.SAMPLE, "size"))
+            .reset_index()
+        )
+    return _kv(info) + table_html(per)
+
+
+def _orthologs(adata: AnnData, run_dir: Path) -> str:
+    rep = adata.uns.get(K.ORTHOLOGS, {})
+    scalars = (
+        {k: v for k, v in rep.items() if not isinstance(v, pd.DataFrame | dict)}
+        if isinstance(rep, Mapping)
+        else {}
+    )
+    nested = (
+        {f"{k}: {kk}": vv for k, v in rep.items() if isinstance(v, Mapping) for kk, vv in v.items()}
+        if isinstance(rep, Mapping)
+        else {}
+    )
+    genes = _csv(run_dir, "ortholog_report")
+    status = None
+    if genes is not None and "status" in genes.columns:
+        status = genes["status"].value_counts().rename_axis("status").reset_index(name="n_genes")
+    return (
+        _kv({**scalars, **nested})
+        + table_html(status)
+        + "<p class='muted'>per gene: tables/ortholog_report.csv</p>"
+    )
+
+
+def _states(adata: AnnData) -> str:
+    obs = adata.obs
+    if K.STATE not in obs.columns:
+        return "<p class='muted'>no cell states</p>"
+    by = (
+        obs[K.SPECIES]
+        if K.SPECIES in obs.columns
+        else pd.Series("all", index=obs.index, name=K.SPECIES)
+    )
+    tab = pd.crosstab(obs[K.STATE], by).rename_axis(columns=None).reset_index()
+    return table_html(tab)
+
+
+def _trajectory(adata: AnnData) -> str:
+    obs = adata.obs
+    if K.PSEUDOTIME not in obs.columns:
+        return "<p class='muted'>no pseudotime</p>"
+    pt = pd.to_numeric(obs[K.PSEUDOTIME], errors="coerce")
+    info: dict[str, Any] = {"cells on the Mk lineage (finite pseudotime)": int(pt.notna().sum())}
+    if K.FATE in obs.columns:
+        info["mean Mk fate probability"] = (
+            f"{pd.to_numeric(obs[K.FATE], errors='coerce').mean():.3f}"
+        )
+    return _kv(info)
+
+
+def _figure(figures: Mapping[str, Path], name: str) -> str:
+    path = figures.get(name)
+    return image_html(path, name) if path is not None and Path(path).exists() else ""
+
+
+def build_report(
+    cfg: DictConfig,
+    adata: AnnData,
+    run_dir: Path,
+    figures: Mapping[str, Path],
+    stages: Sequence[Stage],
+) -> str:
+    """Build the HTML text of the report.
+
+    Parameters
+    ----------
+    cfg
+        The job config.
+    adata
+        The final AnnData (read only).
+    run_dir
+        The run folder (tables are read from ``tables/``).
+    figures
+        ``{name: png path}``.
+    stages
+        The workflow's stages (for the timings).
+    """
+    run_dir = Path(run_dir)
+    timings = pd.DataFrame(stage_timings(run_dir, stages))
+    integ = adata.uns.get(K.INTEGRATE, {})
+    integ_info = (
+        {k: v for k, v in integ.items() if not isinstance(v, Mapping | pd.DataFrame)}
+        if isinstance(integ, Mapping)
+        else {}
+    )
+    sections = [
+        ("inputs", "Inputs", _inputs(cfg, adata)),
+        ("orthologs", "Ortholog mapping", _orthologs(adata, run_dir)),
+        (
+            "integration", "Integration",
+            _kv(integ_info) + table_html(_csv(run_dir, "integration_metrics")) + _figure(figures, "embedding"),
+        ),
+        ("states", "Cell states", _states(adata)),
+        ("trajectory", "Trajectory", _trajectory(adata) + _figure(figures, "pseudotime_density")),
+        (
+            "scores", "Cell-cycle and gene-set scores",
+            _figure(figures, "score_trends") + "<h3>Contrasts (samples as replicates)</h3>"
+            + table_html(_csv(run_dir, "score_contrasts")),
+        ),
+        (
+            "pool", "MkP pool",
+            _figure(figures, "pool") + "<h3>Contrasts</h3>" + table_html(_csv(run_dir, "pool_contrasts"))
+            + "<h3>Per sample</h3>" + table_html(_csv(run_dir, "pool_per_sample"))
+            + "<h3>Maturation shift</h3>" + table_html(_csv(run_dir, "maturation_shift")),
+        ),
+        ("timings", "Stage timings", table_html(timings)),
+        ("config", "Configuration", f"<pre>{_esc(OmegaConf.to_yaml(cfg, resolve=True))}</pre>"),
+        ("versions", "Package versions", _kv(versions())),
+    ]  # fmt: skip
+    nav = "".join(f"<a href='#{sid}'>{_esc(title)}</a>" for sid, title, _ in sections)
+    body = "".join(
+        f"<h2 id='{sid}'>{_esc(title)}</h2>{content}" for sid, title, content in sections
+    )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = _esc(cfg.report.title)
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{title}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{title}</h1><p class='muted'>{stamp} — {_esc(run_dir)}</p><nav>{nav}</nav>{body}</body></html>"
+    )
+
+
+def write_report(
+    cfg: DictConfig,
+    adata: AnnData,
+    run_dir: Path,
+    figures: Mapping[str, Path],
+    stages: Sequence[Stage],
+) -> Path:
+    """Write ``report.html`` atomically (see :func:`build_report`)."""
+    path = Path(run_dir) / "report.html"
+    write_text_atomic(path, build_report(cfg, adata, run_dir, figures, stages))
+    logger.info("wrote %s", path)
+    return path

@@ -1,0 +1,372 @@
+"""Resumable stage runner: fingerprints, skip/resume, atomic outputs.
+
+Each stage leaves its data in ``<run>/stages/<stage>.h5ad`` (or one file per species,
+``<stage>.<species>.h5ad``) and, last of all, a marker ``<stage>.done.json`` holding the
+stage's fingerprint. The fingerprint hashes the config sections the stage reads, the
+fingerprint of the stage before, the input files (path, size, mtime) and the mkcell
+version, so a change anywhere upstream changes every fingerprint downstream.
+
+A stage counts as done only when its marker exists, its fingerprint matches and every
+output it lists exists. The runner starts at the first stage that is not done, reading
+the data of the stage before it, and re-runs every stage after it. Every file is
+written under a temporary name and renamed, and a stage's marker is removed before it
+runs, so a killed run never leaves a marker next to half-written outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from anndata import AnnData
+from omegaconf import DictConfig, OmegaConf
+
+from .._settings import MkcellError, logger
+from .._utils import write_h5ad_atomic, write_text_atomic
+
+StageData = AnnData | dict[str, AnnData]
+StageFunc = Callable[[DictConfig, "StageData | None", Path], "StageData"]
+
+STAGES_DIR = "stages"
+#: Environment variable naming the run folder, read by Lightning's DDP worker processes.
+RUN_DIR_ENV = "MKCELL_RUN_DIR"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the workflow.
+
+    Attributes
+    ----------
+    name
+        Stage name (``load``, ``map``...).
+    func
+        ``func(cfg, data_or_None, run_dir) -> data``; ``data`` is an AnnData or a dict
+        ``{species: AnnData}``.
+    sections
+        Top-level config keys that enter the fingerprint.
+    outputs
+        Files (relative to the run folder) the stage must leave behind.
+    save_data
+        Write the returned data to ``stages/`` (the last stage writes its own output).
+    ddp
+        Run this stage also in Lightning's DDP worker processes (see :func:`run_workflow`).
+    """
+
+    name: str
+    func: StageFunc
+    sections: tuple[str, ...]
+    outputs: tuple[str, ...] = ()
+    save_data: bool = True
+    ddp: bool = False
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _json_default(obj: object) -> str:
+    return str(obj)
+
+
+def _digest(payload: object) -> str:
+    text = json.dumps(payload, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_signature(path: str | os.PathLike) -> list[Any]:
+    """Path, size and modification time of a file, or of every file in a folder (sorted).
+
+    Parameters
+    ----------
+    path
+        A file or folder.
+
+    Returns
+    -------
+    A JSON-able list; it changes when a file is replaced or edited.
+    """
+    path = Path(path).expanduser().resolve()
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return [
+            str(path),
+            [[str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns] for p in files],
+        ]
+    if not path.exists():
+        msg = f"input {path} does not exist; check the path"
+        raise FileNotFoundError(msg)
+    st = path.stat()
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def section(cfg: DictConfig, key: str) -> Any:
+    """Return the resolved plain-Python value of ``cfg[key]`` (a dict, list or scalar)."""
+    value = OmegaConf.select(cfg, key)
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True, enum_to_str=True)
+    return value
+
+
+def fingerprints(cfg: DictConfig, stages: Sequence[Stage], inputs: object = None) -> dict[str, str]:
+    """Fingerprint of every stage, chained from the first.
+
+    Parameters
+    ----------
+    cfg
+        The job config.
+    stages
+        The stages in order.
+    inputs
+        JSON-able signature of the input files (enters the first stage).
+
+    Returns
+    -------
+    ``{stage name: sha256 hex digest}``.
+    """
+    out: dict[str, str] = {}
+    prev = None
+    version = _version()
+    for i, st in enumerate(stages):
+        payload = {
+            "stage": st.name,
+            "config": {k: section(cfg, k) for k in st.sections},
+            "previous": prev,
+            "inputs": inputs if i == 0 else None,
+            "mkcell": version,
+        }
+        prev = out[st.name] = _digest(payload)
+    return out
+
+
+def marker_path(run_dir: Path, name: str) -> Path:
+    """Path of a stage's ``done`` marker."""
+    return run_dir / STAGES_DIR / f"{name}.done.json"
+
+
+def read_marker(run_dir: Path, name: str) -> dict[str, Any] | None:
+    """Read the marker of a stage (None when absent or unreadable)."""
+    path = marker_path(run_dir, name)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_done(run_dir: Path, stage: Stage, fingerprint: str) -> bool:
+    """Whether ``stage`` finished with this fingerprint and all its files are present."""
+    marker = read_marker(run_dir, stage.name)
+    if marker is None or marker.get("fingerprint") != fingerprint:
+        return False
+    files = list(marker.get("outputs", [])) + list(_data_files(marker))
+    return all((run_dir / f).exists() for f in files)
+
+
+def _data_files(marker: Mapping[str, Any]) -> list[str]:
+    data = marker.get("data")
+    if data is None:
+        return []
+    if isinstance(data, str):
+        return [data]
+    return list(data.values())
+
+
+def save_data(run_dir: Path, name: str, data: StageData) -> str | dict[str, str]:
+    """Write a stage's data atomically under ``stages/``; return the relative path(s)."""
+    if isinstance(data, AnnData):
+        rel = f"{STAGES_DIR}/{name}.h5ad"
+        write_h5ad_atomic(data, run_dir / rel)
+        return rel
+    if isinstance(data, dict) and data and all(isinstance(v, AnnData) for v in data.values()):
+        rels = {}
+        for key, adata in data.items():
+            rel = f"{STAGES_DIR}/{name}.{key}.h5ad"
+            write_h5ad_atomic(adata, run_dir / rel)
+            rels[key] = rel
+        return rels
+    msg = f"stage {name!r} returned {type(data).__name__}; a stage returns an AnnData or a dict of AnnData"
+    raise TypeError(msg)
+
+
+def load_data(run_dir: Path, name: str) -> StageData:
+    """Read the data a finished stage left in ``stages/``."""
+    import anndata as ad
+
+    marker = read_marker(run_dir, name)
+    if marker is None or marker.get("data") is None:
+        msg = f"stage {name!r} left no data in {run_dir / STAGES_DIR}; delete that folder and run again"
+        raise MkcellError(msg)
+    data = marker["data"]
+    if isinstance(data, str):
+        return ad.read_h5ad(run_dir / data)
+    return {k: ad.read_h5ad(run_dir / v) for k, v in data.items()}
+
+
+def write_marker(
+    run_dir: Path, stage: Stage, fingerprint: str, data_rel: object, started: float, cfg: DictConfig
+) -> None:
+    """Write the ``done`` marker of a stage (after all its outputs)."""
+    missing = [f for f in stage.outputs if not (run_dir / f).exists()]
+    if missing:
+        msg = f"stage {stage.name!r} did not write {missing}; this is a bug in mkcell, please report it"
+        raise RuntimeError(msg)
+    now = time.time()
+    marker = {
+        "stage": stage.name,
+        "fingerprint": fingerprint,
+        "mkcell_version": _version(),
+        "data": data_rel,
+        "outputs": list(stage.outputs),
+        "started": datetime.fromtimestamp(started, UTC).isoformat(),
+        "finished": datetime.fromtimestamp(now, UTC).isoformat(),
+        "seconds": round(now - started, 3),
+        "config": {k: section(cfg, k) for k in stage.sections},
+    }
+    write_text_atomic(
+        marker_path(run_dir, stage.name), json.dumps(marker, indent=2, default=_json_default)
+    )
+
+
+def stage_timings(run_dir: Path, stages: Sequence[Stage]) -> list[dict[str, Any]]:
+    """Seconds and finish time of each stage, from the markers."""
+    rows = []
+    for st in stages:
+        marker = read_marker(run_dir, st.name)
+        if marker is not None:
+            rows.append(
+                {
+                    "stage": st.name,
+                    "seconds": marker.get("seconds"),
+                    "finished": marker.get("finished"),
+                }
+            )
+    return rows
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder (released when the process ends, even on kill)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / ".mkcell.lock").open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            msg = f"another mkcell run is using {run_dir}; wait for it to finish or choose another folder with hydra.run.dir=DIR"
+            raise MkcellError(msg) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ddp_worker_rank() -> int:
+    """Rank of a DDP worker process started by Lightning (0 in the main process)."""
+    for var in ("LOCAL_RANK", "NODE_RANK"):
+        with contextlib.suppress(ValueError):
+            if int(os.environ.get(var, "0")) > 0:
+                return int(os.environ[var])
+    return 0
+
+
+def run_workflow(
+    cfg: DictConfig,
+    run_dir: str | os.PathLike,
+    stages: Sequence[Stage],
+    *,
+    inputs: object = None,
+) -> dict[str, str]:
+    """Run the stages that are not done yet, in order.
+
+    Parameters
+    ----------
+    cfg
+        The job config.
+    run_dir
+        The run folder.
+    stages
+        The stages in order.
+    inputs
+        Signature of the input files (see :func:`file_signature`), part of the first fingerprint.
+
+    Returns
+    -------
+    ``{stage: "skipped" | "ran"}``.
+
+    Notes
+    -----
+    In a DDP worker re-started by Lightning (``LOCAL_RANK > 0``), only the stages with
+    ``ddp=True`` run, from the data of the stage before them, in a scratch folder, and
+    nothing is marked done: the main process owns the run folder.
+    """
+    run_dir = Path(run_dir).resolve()
+    rank = ddp_worker_rank()
+    if rank > 0:
+        _run_ddp_worker(cfg, Path(os.environ.get(RUN_DIR_ENV, run_dir)), stages, rank)
+        return {}
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    with run_lock(run_dir):
+        return _run(cfg, run_dir, stages, inputs)
+
+
+def _run(cfg: DictConfig, run_dir: Path, stages: Sequence[Stage], inputs: object) -> dict[str, str]:
+    fps = fingerprints(cfg, stages, inputs)
+    first = next((i for i, st in enumerate(stages) if not is_done(run_dir, st, fps[st.name])), None)
+    status: dict[str, str] = {}
+    t_all = time.perf_counter()
+    todo = stages if first is None else stages[:first]
+    for st in todo:
+        marker = read_marker(run_dir, st.name) or {}
+        logger.info(
+            "stage %-10s skipped: up to date (ran in %.1f s)",
+            st.name,
+            marker.get("seconds", float("nan")),
+        )
+        status[st.name] = "skipped"
+    if first is None:
+        logger.info("all %d stages up to date in %s", len(stages), run_dir)
+        return status
+    # stages from `first` on will be redone: drop their markers before touching any file
+    for st in stages[first:]:
+        marker_path(run_dir, st.name).unlink(missing_ok=True)
+    data: StageData | None = None
+    if first > 0:
+        t0 = time.perf_counter()
+        data = load_data(run_dir, stages[first - 1].name)
+        logger.info(
+            "resuming after stage %r (read its data in %.1f s)",
+            stages[first - 1].name,
+            time.perf_counter() - t0,
+        )
+    for st in stages[first:]:
+        logger.info("stage %-10s running", st.name)
+        started = time.time()
+        t0 = time.perf_counter()
+        data = st.func(cfg, data, run_dir)
+        data_rel = save_data(run_dir, st.name, data) if st.save_data else None
+        write_marker(run_dir, st, fps[st.name], data_rel, started, cfg)
+        logger.info("stage %-10s done in %.1f s", st.name, time.perf_counter() - t0)
+        status[st.name] = "ran"
+    logger.info("workflow finished in %.1f s: %s", time.perf_counter() - t_all, run_dir)
+    return status
+
+
+def _run_ddp_worker(cfg: DictConfig, run_dir: Path, stages: Sequence[Stage], rank: int) -> None:
+    idx = next((i for i, st in enumerate(stages) if st.ddp), None)
+    if idx is None or idx == 0:
+        return
+    data = load_data(run_dir, stages[idx - 1].name)
+    scratch = run_dir / STAGES_DIR / f".ddp_rank{rank}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    logger.info("DDP worker %d: stage %s", rank, stages[idx].name)
+    stages[idx].func(cfg, data, scratch)

@@ -1,0 +1,378 @@
+"""Stage functions: thin calls of the public API, file writes and figure saving, no science.
+
+Each stage takes ``(cfg, data_or_None, run_dir)`` and returns its data (an AnnData, or
+``{species: AnnData}`` after ``load``). Tables and figures are written atomically.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from omegaconf import DictConfig, OmegaConf
+
+from .. import _keys as K
+from .._settings import MkcellError, logger
+from .._utils import atomic_path, write_csv_atomic
+from ._config import DataSource, IntegrationModel
+from ._runner import Stage, file_signature
+
+POOL_SAMPLE_COLUMNS = ["sample", "species", "condition", "n_cells", "n_mkp", "mkp_fraction"]
+POOL_CONTRAST_COLUMNS = ["species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value"]
+METRIC_COLUMNS = ["metric", "value", "baseline_value"]
+FIGURES = ("embedding", "pseudotime_density", "score_trends", "pool")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def api(module: str, name: str) -> Callable[..., Any]:
+    """``mkcell.<module>.<name>``, or NotImplementedError naming the missing function.
+
+    Parameters
+    ----------
+    module
+        Subpackage (``"tl"``, ``"pp"``...).
+    name
+        Function name.
+    """
+    package = importlib.import_module(f"mkcell.{module}")
+    try:
+        return getattr(package, name)
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith(f"mkcell.{module}."):
+            msg = f"mk.{module}.{name} is not in this mkcell build yet ({err.name} is missing); the workflow needs it"
+            raise NotImplementedError(msg) from err
+        raise
+    except AttributeError as err:
+        msg = f"mk.{module}.{name} is not in this mkcell build yet; the workflow needs it"
+        raise NotImplementedError(msg) from err
+
+
+def _seeded(func: Callable[..., Any], kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Add ``seed=seed`` to ``kwargs`` when ``func`` takes a seed."""
+    if "seed" in inspect.signature(func).parameters:
+        kwargs = {**kwargs, "seed": seed}
+    return kwargs
+
+
+def _inplace(result: object, adata: AnnData) -> AnnData:
+    """Return the AnnData an API call produced (in place: None, or a new AnnData)."""
+    return result if isinstance(result, AnnData) else adata
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def contrasts_of(cfg: DictConfig) -> list[list[str]] | None:
+    """``pool.contrasts`` as plain lists (None: the API's default)."""
+    return _plain(cfg.pool.contrasts)
+
+
+def write_table(
+    df: pd.DataFrame, run_dir: Path, name: str, columns: list[str] | None = None
+) -> Path:
+    """Write ``tables/<name>.csv`` atomically; ``columns`` (required) come first.
+
+    Parameters
+    ----------
+    df
+        The table.
+    run_dir
+        The run folder.
+    name
+        File stem.
+    columns
+        Columns the file must hold (the output contract); missing ones raise.
+    """
+    if not isinstance(df, pd.DataFrame):
+        msg = f"expected a DataFrame for tables/{name}.csv, got {type(df).__name__}"
+        raise TypeError(msg)
+    if columns is not None:
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            msg = f"tables/{name}.csv lacks columns {missing} (has {list(df.columns)}); this is a bug in mkcell"
+            raise RuntimeError(msg)
+        df = df[columns + [c for c in df.columns if c not in columns]]
+    path = run_dir / "tables" / f"{name}.csv"
+    write_csv_atomic(df, path)
+    logger.info("wrote %s (%d rows)", path, len(df))
+    return path
+
+
+def save_figure(fig: object, run_dir: Path, name: str, dpi: int) -> Path:
+    """Save a matplotlib figure (or Axes) as ``figures/<name>.png`` atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    if fig is None:
+        fig = plt.gcf()
+    fig = getattr(fig, "figure", fig) if not hasattr(fig, "savefig") else fig
+    path = run_dir / "figures" / f"{name}.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    logger.info("wrote %s", path)
+    return path
+
+
+def _set_key(adata: AnnData, user_key: str | None, target: str, fallback: str, what: str) -> None:
+    """Copy the user's ``obs[user_key]`` to ``obs[target]`` (the user's column stays)."""
+    if user_key is None:
+        if target not in adata.obs.columns:
+            adata.obs[target] = fallback
+            logger.info("no %s column given: every cell gets %s %r", what, what, fallback)
+    elif user_key != target:
+        if user_key not in adata.obs.columns:
+            cols = ", ".join(map(str, adata.obs.columns))
+            msg = f"no {what} column {user_key!r} in the input obs; available columns: [{cols}] — set data.{what}_key=COLUMN"
+            raise MkcellError(msg)
+        if target in adata.obs.columns:
+            adata.obs[f"{target}_input"] = adata.obs[target]
+            logger.info("kept the input's own `obs[%r]` as `obs['%s_input']`", target, target)
+        adata.obs[target] = adata.obs[user_key]
+    elif target not in adata.obs.columns:
+        cols = ", ".join(map(str, adata.obs.columns))
+        msg = f"no {what} column {user_key!r} in the input obs; available columns: [{cols}] — set data.{what}_key=COLUMN"
+        raise MkcellError(msg)
+    adata.obs[target] = pd.Categorical(adata.obs[target].astype(str))
+
+
+def _subsample(data: dict[str, AnnData], max_cells: int, seed: int) -> dict[str, AnnData]:
+    """At most ``max_cells`` cells in all, the same number per sample (where a sample has enough)."""
+    total = sum(a.n_obs for a in data.values())
+    if total <= max_cells:
+        return data
+    n_samples = sum(a.obs[K.SAMPLE].nunique() for a in data.values())
+    per = max(1, max_cells // max(n_samples, 1))
+    gen = np.random.default_rng(seed)
+    out = {}
+    for sp_name, a in data.items():
+        codes = a.obs[K.SAMPLE].astype(str).to_numpy()
+        keep = []
+        for s in pd.unique(codes):
+            idx = np.flatnonzero(codes == s)
+            keep.append(idx if idx.size <= per else gen.choice(idx, per, replace=False))
+        out[sp_name] = a[np.sort(np.concatenate(keep))].copy()
+    logger.info(
+        "data.max_cells=%d: kept %d of %d cells (%d per sample)",
+        max_cells,
+        sum(a.n_obs for a in out.values()),
+        total,
+        per,
+    )
+    return out
+
+
+def input_signature(cfg: DictConfig) -> object:
+    """Signature of the inputs (path, size, mtime of files; registry entry), for the fingerprint."""
+    source = DataSource(cfg.data.source)
+    if source is DataSource.files:
+        return {
+            s: file_signature(p) for s in cfg.data.species if (p := cfg.data.inputs[s]) is not None
+        }
+    if source is DataSource.registry:
+        entry: Any = None
+        try:
+            entry = api("io", "registry_entry")(cfg.data.id)
+        except NotImplementedError:
+            entry = None
+        return {"registry": cfg.data.id, "entry": entry}
+    return None
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  # noqa: ARG001
+    """Read or simulate the cells; set ``obs['sample']`` and ``obs['condition']``."""
+    d = cfg.data
+    species = list(d.species)
+    source = DataSource(d.source)
+    if source is DataSource.demo:
+        sim = api("datasets", "simulate_marrow")
+        out = sim(
+            d.n_cells, n_genes=d.n_genes, n_samples=d.n_samples, null=d.null_effect,
+            cycle_strength=d.cycle_strength, species=tuple(species), seed=cfg.seed,
+        )  # fmt: skip
+    elif source is DataSource.files:
+        read = api("io", "read")
+        out = {
+            s: read(Path(str(d.inputs[s])).expanduser(), species=s)
+            for s in species
+            if d.inputs[s] is not None
+        }
+    else:
+        adata = api("io", "load")(d.id)
+        found = adata.obs[K.SPECIES].astype(str).unique().tolist() if K.SPECIES in adata.obs else []
+        if not found:
+            if len(species) != 1:
+                msg = f"dataset {d.id!r} does not say its species; set data.species=[mouse] or [human]"
+                raise MkcellError(msg)
+            adata.obs[K.SPECIES] = species[0]
+            found = species
+        out = {
+            s: adata[adata.obs[K.SPECIES].astype(str) == s].copy() for s in found if s in species
+        }
+        if not out:
+            msg = f"dataset {d.id!r} holds {found} cells, but data.species={species}; set data.species={found}"
+            raise MkcellError(msg)
+    sample_key = d.sample_key
+    if source is DataSource.registry and sample_key is None:
+        sample_key = _registry_sample_column(cfg)
+    for sp_name, a in out.items():
+        _set_key(a, sample_key, K.SAMPLE, sp_name, "sample")
+        _set_key(a, d.condition_key, K.CONDITION, "all", "condition")
+    if d.max_cells is not None:
+        out = _subsample(out, d.max_cells, cfg.seed)
+    for sp_name, a in out.items():
+        logger.info(
+            "%s: %d cells x %d genes, %d samples, conditions %s",
+            sp_name, a.n_obs, a.n_vars, a.obs[K.SAMPLE].nunique(), sorted(a.obs[K.CONDITION].astype(str).unique()),
+        )  # fmt: skip
+    return out
+
+
+def _registry_sample_column(cfg: DictConfig) -> str | None:
+    try:
+        entry = api("io", "registry_entry")(cfg.data.id)
+    except NotImplementedError:
+        return None
+    return (entry.get("obs_columns") or {}).get("sample")
+
+
+def map_species(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnData:
+    """Map mouse genes to human orthologs and concatenate the species."""
+    concat = api("pp", "concat_species")
+    adata = concat(dict(data), keep_species_specific=cfg.map.keep_species_specific)
+    report = adata.uns.get(K.ORTHOLOGS, {})
+    genes = report.get("genes") if isinstance(report, dict) else None
+    if not isinstance(genes, pd.DataFrame):
+        genes = pd.DataFrame({"note": ["no mouse input: no ortholog mapping was needed"]})
+    write_table(genes, run_dir, "ortholog_report")
+    return adata
+
+
+def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
+    """Select features, train scVI / SysVI, compute integration metrics and the UMAP of the latent space."""
+    c, comp = cfg.integrate, cfg.compute
+    hvg = api("pp", "highly_variable_genes")
+    adata = _inplace(hvg(adata, n_top_genes=c.n_top_genes, batch_key=K.SAMPLE), adata)
+    scvi = api("integrate", "scvi")
+    adata = _inplace(
+        scvi(
+            adata, batch_key=K.SAMPLE, species_key=K.SPECIES, model=IntegrationModel(c.model).value, n_latent=c.n_latent,
+            n_layers=c.n_layers, max_epochs=c.max_epochs, batch_size=c.batch_size, early_stopping=c.early_stopping,
+            accelerator=comp.accelerator, devices=_plain(comp.devices), strategy=comp.strategy, seed=cfg.seed,
+            save_dir=run_dir / "model",
+        ),
+        adata,
+    )  # fmt: skip
+    metrics = api("integrate", "metrics")(
+        adata, batch_key=K.SAMPLE, species_key=K.SPECIES, label_key=c.label_key
+    )
+    write_table(metrics, run_dir, "integration_metrics", METRIC_COLUMNS)
+    umap = api("tl", "umap")
+    return _inplace(umap(adata, use_rep=K.LATENT, seed=cfg.seed), adata)
+
+
+def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa: ARG001
+    """Cell states (``obs['mk_state']``)."""
+    f = api("tl", "annotate")
+    kwargs = _seeded(
+        f, {"labels_key": cfg.annotate.labels_key, "resolution": cfg.annotate.resolution}, cfg.seed
+    )
+    return _inplace(f(adata, **kwargs), adata)
+
+
+def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa: ARG001
+    """Mk pseudotime and fate (``obs['mk_pseudotime']``, ``obs['mk_fate']``)."""
+    f = api("tl", "trajectory")
+    return _inplace(f(adata, **_seeded(f, {"root": cfg.trajectory.root}, cfg.seed)), adata)
+
+
+def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
+    """Cell-cycle and gene-set scores, their trends along pseudotime, contrasts between conditions."""
+    c = cfg.score
+    f = api("tl", "score")
+    kwargs = {
+        "method": c.method,
+        "gmt": c.gmt,
+        "min_genes": c.min_genes,
+        "on_missing": c.on_missing,
+    }
+    adata = _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
+    trends = api("tl", "score_trends")
+    table = trends(adata, **_seeded(trends, {}, cfg.seed))
+    if isinstance(table, pd.DataFrame):
+        write_table(table, run_dir, "score_trends")
+    compare = api("tl", "compare_scores")(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg))
+    write_table(compare, run_dir, "score_contrasts")
+    return adata
+
+
+def pool(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
+    """MkP pool per sample and its contrasts; maturation shift along pseudotime."""
+    contrasts = contrasts_of(cfg)
+    f = api("tl", "progenitor_pool")
+    adata = _inplace(
+        f(adata, K.SAMPLE, K.CONDITION, contrasts, denominator=cfg.pool.denominator), adata
+    )
+    res = adata.uns[K.POOL]
+    write_table(res["per_sample"], run_dir, "pool_per_sample", POOL_SAMPLE_COLUMNS)
+    write_table(res["contrasts"], run_dir, "pool_contrasts", POOL_CONTRAST_COLUMNS)
+    shift = api("tl", "maturation_shift")
+    key = inspect.signature(shift).parameters.get("key_added")
+    adata = _inplace(shift(adata, K.CONDITION, contrasts, **_seeded(shift, {}, cfg.seed)), adata)
+    res = adata.uns.get(key.default if key is not None else "", {})
+    if isinstance(res, dict) and isinstance(res.get("contrasts"), pd.DataFrame):
+        write_table(res["contrasts"], run_dir, "maturation_shift")
+    return adata
+
+
+def report(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
+    """Figures, ``report.html`` and the final ``mkcell.h5ad``."""
+    from .._utils import write_h5ad_atomic
+    from ._report import write_report
+
+    dpi = cfg.report.dpi
+    figures = {}
+    colors = [k for k in (K.SPECIES, K.SAMPLE, K.STATE) if k in adata.obs.columns]
+    figures["embedding"] = save_figure(
+        api("pl", "embedding")(adata, color=colors), run_dir, "embedding", dpi
+    )
+    for name in FIGURES[1:]:
+        figures[name] = save_figure(api("pl", name)(adata), run_dir, name, dpi)
+    write_h5ad_atomic(adata, run_dir / "mkcell.h5ad")
+    logger.info("wrote %s", run_dir / "mkcell.h5ad")
+    write_report(cfg, adata, run_dir, figures, STAGES)
+    return adata
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("load", load, ("data", "seed")),
+    Stage("map", map_species, ("map",), ("tables/ortholog_report.csv",)),
+    Stage(
+        "integrate", integrate, ("integrate", "seed"), ("tables/integration_metrics.csv",), ddp=True
+    ),
+    Stage("annotate", annotate, ("annotate", "seed")),
+    Stage("trajectory", trajectory, ("trajectory", "seed")),
+    Stage("score", score, ("score", "pool.contrasts", "seed"), ("tables/score_contrasts.csv",)),
+    Stage(
+        "pool", pool, ("pool", "seed"), ("tables/pool_per_sample.csv", "tables/pool_contrasts.csv")
+    ),
+    Stage(
+        "report",
+        report,
+        ("report",),
+        ("report.html", "mkcell.h5ad", *(f"figures/{f}.png" for f in FIGURES)),
+        save_data=False,
+    ),  # fmt: skip
+)
+"""The workflow, in order."""
