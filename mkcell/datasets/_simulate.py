@@ -107,7 +107,7 @@ def _design(rng: np.random.Generator, n_genes: int, n_species_only: int, species
     fill_idx = np.array([col[g] for g in fill])
     free = list(rng.permutation(fill_idx))
 
-    scale = min(1.0, len(fill) / 600)  # 600 filler genes carry programs at full size
+    scale = min(1.0, len(fill) / 1500)  # 1,500 filler genes carry programs at full size
 
     def take(n: int) -> np.ndarray:
         n = max(4, round(n * scale))
@@ -119,11 +119,11 @@ def _design(rng: np.random.Generator, n_genes: int, n_species_only: int, species
     for state, prog in state_prog.items():
         idx = [col[g] for g in panels.loc[panels["state"] == state, "human"] if g in col]
         W[_P[prog], idx] = rng.uniform(2.0, 3.0, len(idx))
-        idx = take(40)
-        W[_P[prog], idx] = rng.uniform(1.0, 2.0, idx.size)
+        idx = take(150)  # a state differs in many genes, as real marrow states do
+        W[_P[prog], idx] = rng.uniform(0.5, 2.0, idx.size)
     for prog in PROGRAMS:
         if "_g" in prog:  # smooth gradients along each branch
-            idx = take(25)
+            idx = take(40)
             W[_P[prog], idx] = rng.uniform(0.8, 1.8, idx.size)
     s_genes = [col[g] for g in sets["TIROSH2016_S_PHASE"] + sets["HALLMARK_E2F_TARGETS"] if g in col]
     g2m_genes = [col[g] for name in ("TIROSH2016_G2M_PHASE", "HALLMARK_G2M_CHECKPOINT", "MK_CYTOKINESIS", "MK_AURORA") for g in sets[name] if g in col]
@@ -146,7 +146,8 @@ def _design(rng: np.random.Generator, n_genes: int, n_species_only: int, species
         b = np.concatenate([base_shared + rng.normal(0, species_effect, n_genes), rng.normal(-1.8, 1.0, n_species_only)])
         base[sp_name] = b
         theta[sp_name] = np.exp(rng.normal(np.log(6.0), 0.5, n_all))
-        loadings[sp_name] = W  # same biology in both species; species-only columns are each species' own genes
+        # the same programs in both species, with species-specific strengths (gene x species interaction)
+        loadings[sp_name] = W * np.exp(rng.normal(0, 0.25 * species_effect, W.shape))
     return _Design(genes=genes, n_shared=n_genes, base=base, theta=theta, loadings=loadings)
 
 

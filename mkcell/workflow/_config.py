@@ -100,9 +100,15 @@ class IntegrateConf:
 
 @dataclass
 class AnnotateConf:
-    """``annotate``: cell states (see :func:`mkcell.tl.annotate`)."""
+    """``annotate``: cell states (see :func:`mkcell.tl.annotate`).
+
+    ``labels_key`` names an ``obs`` column of known labels; ``label_map`` maps its labels
+    onto mkcell states (``{8Mk: MkP, 7MEP: MEP, ...}``).
+    """
 
     labels_key: str | None = None
+    label_map: Any = None  # a {label: state} mapping (typed Any: Hydra can then set a whole dict)
+    n_neighbors: int = 15
     resolution: float = 1.0
 
 
@@ -278,6 +284,12 @@ def check_config(cfg: DictConfig) -> None:
                     "'pool.contrasts=[[MDS,control],[MDS_drug,MDS]]'"
                 )
                 raise MkcellError(msg)
+    label_map = cfg.annotate.label_map
+    if label_map is not None and not (
+        isinstance(label_map, DictConfig) and all(isinstance(v, str) for v in label_map.values())
+    ):
+        msg = f"annotate.label_map={label_map}: write a mapping of labels to states, e.g. 'annotate.label_map={{7MEP: MEP, 8Mk: MkP}}'"
+        raise MkcellError(msg)
     if cfg.integrate.max_epochs is not None and cfg.integrate.max_epochs < 1:
         msg = f"integrate.max_epochs={cfg.integrate.max_epochs}: use at least 1 (or null for the default)"
         raise MkcellError(msg)

@@ -285,9 +285,14 @@ def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
 def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa: ARG001
     """Cell states (``obs['mk_state']``)."""
     f = api("tl", "annotate")
-    kwargs = _seeded(
-        f, {"labels_key": cfg.annotate.labels_key, "resolution": cfg.annotate.resolution}, cfg.seed
-    )
+    c = cfg.annotate
+    kwargs = {
+        "labels_key": c.labels_key,
+        "label_map": _plain(c.label_map) or None,
+        "n_neighbors": c.n_neighbors,
+        "resolution": c.resolution,
+    }
+    kwargs = _seeded(f, kwargs, cfg.seed)
     return _inplace(f(adata, **kwargs), adata)
 
 

@@ -1,0 +1,90 @@
+"""Integration -> annotation -> trajectory on simulated marrow with strong cycling (one shared run)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from scipy.stats import spearmanr
+from sklearn.metrics import f1_score
+
+import mkcell as mk
+from mkcell._settings import MkcellError
+
+
+@pytest.fixture(scope="module")
+def traj():
+    sim = mk.datasets.simulate_marrow(3000, n_genes=900, n_species_only=20, cycle_strength=2.0, seed=11)
+    a = mk.pp.concat_species(sim)
+    mk.pp.highly_variable_genes(a, n_top_genes=600)
+    mk.integrate.scvi(a, max_epochs=40, seed=0)
+    mk.tl.annotate(a)
+    mk.tl.trajectory(a)
+    return a
+
+
+def test_integration_writes_latent_and_params(traj):
+    assert traj.obsm["X_mk_scvi"].shape == (traj.n_obs, 10)
+    p = traj.uns["mk_integrate"]
+    assert p["params"]["accelerator"] == "cpu" and p["epochs_run"] >= 1 and p["cells_per_second_per_epoch"] > 0
+
+
+def test_mkp_calls_match_truth(traj):
+    f1 = f1_score(traj.obs["true_state"] == "MkP", traj.obs["mk_state"] == "MkP")
+    assert f1 >= 0.6, f1
+    assert traj.obs["mk_state_confidence"].between(0, 1).all()
+
+
+def test_maturation_order_survives_strong_cycling(traj):
+    o = traj.obs
+    for species in ("mouse", "human"):
+        lin = (o["species"] == species) & o["true_state"].isin(["MkP", "Mk"])
+        has = lin & o["mk_pseudotime"].notna()
+        assert has.sum() / lin.sum() >= 0.8
+        rho = spearmanr(o.loc[has, "mk_pseudotime"], o.loc[has, "true_time"])[0]
+        assert rho >= 0.85, (species, rho)
+
+
+def test_pseudotime_range_and_nan_off_lineage(traj):
+    o = traj.obs
+    pt = o["mk_pseudotime"]
+    assert pt.min() >= 0 and pt.max() <= 1
+    assert pt[~o["mk_state"].isin(["MkP", "Mk"])].isna().all()
+
+
+def test_fate_is_probability_and_higher_on_mk_lineage(traj):
+    o = traj.obs
+    assert o["mk_fate"].between(-1e-6, 1 + 1e-6).all()
+    by_state = o.groupby("true_state", observed=True)["mk_fate"].mean()
+    assert by_state["Mk"] > by_state["erythroid"] and by_state["MkP"] > by_state["myeloid"]
+    drivers = traj.uns["mk_trajectory"]["drivers"]
+    assert len(drivers) > 0 and {"gene", "corr"} <= set(drivers.columns)
+
+
+def test_missing_states_and_missing_steps(traj):
+    a = traj.copy()
+    a.obs["mk_state"] = a.obs["mk_state"].astype(str).replace({"MkP": "MEP"})
+    with pytest.raises(MkcellError, match="no MkP cells"):
+        mk.tl.trajectory(a)
+    b = traj.copy()
+    del b.obsm["X_mk_scvi"]
+    with pytest.raises(MkcellError, match="mk.integrate.scvi"):
+        mk.tl.trajectory(b)
+    with pytest.raises(MkcellError, match="mk.integrate.scvi"):
+        mk.tl.annotate(b)
+
+
+def test_user_labels(traj):
+    a = traj.copy()
+    mk.tl.annotate(a, labels_key="true_state")
+    assert (a.obs["mk_state"].astype(str) == a.obs["true_state"].astype(str)).all()
+    with pytest.raises(MkcellError, match="label_map"):
+        a.obs["lab"] = "Megakaryocyte"
+        mk.tl.annotate(a, labels_key="lab")
+
+
+def test_metrics_table_against_baseline(traj):
+    table = mk.integrate.metrics(traj, label_key="true_state")
+    assert list(table.columns) == ["metric", "value", "baseline_value"]
+    assert {"cross_species_mixing", "knn_label_purity", "ilisi_species", "clisi_label", "graph_connectivity"} <= set(table["metric"])
+    t = table.set_index("metric")
+    assert t.loc["cross_species_mixing", "value"] > t.loc["cross_species_mixing", "baseline_value"]
