@@ -8,13 +8,29 @@ from anndata import AnnData
 from .._utils import data_path
 
 
+#: Paul et al. 2015 clusters -> mkcell states (cluster 8 "Mk" is the Mk-lineage progenitor cluster).
+PAUL15_STATES = {
+    **{f"{i}Ery": "erythroid" for i in range(1, 7)},
+    "7MEP": "MEP",
+    "8Mk": "Mk",
+    "9GMP": "myeloid", "10GMP": "myeloid", "11DC": "other", "12Baso": "myeloid", "13Baso": "myeloid",
+    "14Mo": "myeloid", "15Mo": "myeloid", "16Neu": "myeloid", "17Neu": "myeloid", "18Eos": "myeloid",
+    "19Lymph": "other",
+}  # fmt: skip
+
+
 def paul15_subset() -> AnnData:
     """Paul et al. 2015 (GSE72857) mouse myeloid progenitors: 2,660 cells x 240 genes, raw UMIs.
 
     The tradeSeq subset with Paul cluster IDs (``paul15_clusters``: ``7MEP``, ``8Mk``...),
-    batch columns and the published Slingshot pseudotime (``slingPseudotime_1/2``).
+    batch columns, the published Slingshot pseudotime (``slingPseudotime_1/2``; lineage 1
+    runs through MEP and Mk), ``obs['paul15_state']`` (clusters mapped to mkcell states
+    with :data:`PAUL15_STATES`) and ``obs['species'] = "mouse"``.
     """
-    return ad.read_h5ad(data_path("real", "paul15_tradeseq.h5ad"))
+    adata = ad.read_h5ad(data_path("real", "paul15_tradeseq.h5ad"))
+    adata.obs["paul15_state"] = adata.obs["paul15_clusters"].astype(str).map(PAUL15_STATES).astype("category")
+    adata.obs["species"] = "mouse"
+    return adata
 
 
 def olsson16_fig1b() -> AnnData:
