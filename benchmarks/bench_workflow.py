@@ -89,6 +89,11 @@ def main() -> None:
         help="keep the run folders here (default: a temp folder)",
     )
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--extra",
+        default="",
+        help="extra overrides of the full run, e.g. 'integrate.max_epochs=20'",
+    )
     a = p.parse_args()
 
     if hasattr(os, "sched_setaffinity"):
@@ -99,7 +104,7 @@ def main() -> None:
     run_dir = work / f"full_{a.n_cells}"
     shutil.rmtree(run_dir, ignore_errors=True)
 
-    full_args = [f"data.n_cells={a.n_cells}", f"hydra.run.dir={run_dir}"]
+    full_args = [f"data.n_cells={a.n_cells}", *a.extra.split(), f"hydra.run.dir={run_dir}"]
     full = run(full_args, cwd=work, cores=a.cores, log=work / "full.log")
     full["stage_seconds"] = stage_seconds(run_dir)
     rerun = run(full_args, cwd=work, cores=a.cores, log=work / "rerun.log")
@@ -131,6 +136,7 @@ def main() -> None:
             else None,
         },
         "n_cells": a.n_cells,
+        "extra_overrides": a.extra.split(),
         "full_run": full,
         "unchanged_rerun": rerun,
         "multirun_submitit_local_two_seeds": multi,

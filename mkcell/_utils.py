@@ -85,9 +85,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # noqa: PTH105 - atomic rename, also on Windows
     finally:
         if tmp.exists():
             tmp.unlink()

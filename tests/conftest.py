@@ -39,3 +39,23 @@ def sim(_sim_cache):
 def sim_null(_sim_cache):
     """Like ``sim`` but conditions differ in label only."""
     return {k: v.copy() for k, v in _sim_cache["null"].items()}
+
+
+def _obs_adata(*parts):
+    """An obs-only AnnData of one or both species with true labels as mk_state / mk_pseudotime."""
+    import anndata as ad
+    import pandas as pd
+
+    obs = pd.concat([p.obs for p in parts])
+    for col in ("species", "sample", "condition"):
+        obs[col] = obs[col].astype(str)
+    a = ad.AnnData(obs=obs)
+    a.obs["mk_state"] = a.obs["true_state"].astype(str)
+    a.obs["mk_pseudotime"] = a.obs["true_time"]
+    return a
+
+
+@pytest.fixture
+def obs_adata():
+    """Builder ``obs_adata(*parts)``: obs-only AnnData of simulated parts, true labels as calls."""
+    return _obs_adata

@@ -7,7 +7,6 @@ import sys
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from scipy.stats import spearmanr
@@ -21,19 +20,8 @@ needs_pertpy = pytest.mark.skipif(
 )
 
 
-def obs_adata(*parts: ad.AnnData) -> ad.AnnData:
-    """An obs-only AnnData with true labels as mk_state / mk_pseudotime."""
-    obs = pd.concat([p.obs for p in parts])
-    for col in ("species", "sample", "condition"):
-        obs[col] = obs[col].astype(str)
-    a = ad.AnnData(obs=obs)
-    a.obs["mk_state"] = a.obs["true_state"].astype(str)
-    a.obs["mk_pseudotime"] = a.obs["true_time"]
-    return a
-
-
-def with_embedding(adata: ad.AnnData) -> ad.AnnData:
-    """Labels as in obs_adata plus a cheap latent space: PCA of log1p counts."""
+def with_embedding(obs_adata, adata: ad.AnnData) -> ad.AnnData:
+    """Labels as from the obs_adata builder plus a cheap latent space: PCA of log1p counts."""
     import scanpy as sc
 
     b = adata.copy()
@@ -51,7 +39,7 @@ def x64() -> bool:
     return bool(jax.config.jax_enable_x64)
 
 
-def test_missing_pertpy_gives_actionable_error(sim, monkeypatch):
+def test_missing_pertpy_gives_actionable_error(sim, monkeypatch, obs_adata):
     monkeypatch.setitem(sys.modules, "pertpy", None)
     a = obs_adata(sim["mouse"])
     with pytest.raises(ImportError, match=r"pip install 'mkcell\[da\]'"):
@@ -61,7 +49,7 @@ def test_missing_pertpy_gives_actionable_error(sim, monkeypatch):
         mk.tl.da_neighbourhoods(a)
 
 
-def test_input_errors_before_pertpy(sim):
+def test_input_errors_before_pertpy(sim, obs_adata):
     a = obs_adata(sim["mouse"])
     with pytest.raises(MkcellError, match="X_mk_scvi"):
         mk.tl.da_neighbourhoods(a)
@@ -70,7 +58,7 @@ def test_input_errors_before_pertpy(sim):
 
 
 @needs_pertpy
-def test_composition_sccoda(sim, tmp_path):
+def test_composition_sccoda(sim, tmp_path, obs_adata):
     a = obs_adata(sim["mouse"])  # one species: one model, keeps the sampler short
     before = x64()
     mk.tl.composition(
@@ -101,8 +89,8 @@ def test_composition_sccoda(sim, tmp_path):
 
 
 @needs_pertpy
-def test_da_neighbourhoods_milo(sim, tmp_path):
-    a = with_embedding(sim["mouse"])
+def test_da_neighbourhoods_milo(sim, tmp_path, obs_adata):
+    a = with_embedding(obs_adata, sim["mouse"])
     before = x64()
     mk.tl.da_neighbourhoods(a, contrasts=[["MDS", "control"]], n_neighbors=30, seed=0)
     assert x64() == before
@@ -135,10 +123,10 @@ def test_da_neighbourhoods_milo(sim, tmp_path):
 
 
 @needs_pertpy
-def test_da_neighbourhoods_skips_single_sample_contrast(sim):
+def test_da_neighbourhoods_skips_single_sample_contrast(sim, obs_adata):
     from mkcell._settings import MkcellWarning
 
-    a = with_embedding(sim["mouse"])
+    a = with_embedding(obs_adata, sim["mouse"])
     a = a[~a.obs["sample"].isin(["mouse_control_2", "mouse_control_3", "mouse_control_4"])].copy()
     with pytest.warns(MkcellWarning, match="control has fewer than 2 samples"):
         mk.tl.da_neighbourhoods(a, contrasts=[["MDS", "control"]])

@@ -8,7 +8,6 @@ import scipy.sparse as sp
 from mkcell.tl._fate import absorption_direct, fate_probabilities
 
 
-
 def _random_walk(n, k=8, seed=0):
     rng = np.random.default_rng(seed)
     rows = np.repeat(np.arange(n), k)

@@ -16,18 +16,7 @@ from mkcell.tl._maturation import CONTRAST_COLUMNS, PER_SAMPLE_COLUMNS
 CONTRASTS = [["MDS", "control"], ["MDS_drug", "MDS"]]
 
 
-def obs_adata(*parts: ad.AnnData) -> ad.AnnData:
-    """An obs-only AnnData with true labels as mk_state / mk_pseudotime."""
-    obs = pd.concat([p.obs for p in parts])
-    for col in ("species", "sample", "condition"):
-        obs[col] = obs[col].astype(str)
-    a = ad.AnnData(obs=obs)
-    a.obs["mk_state"] = a.obs["true_state"].astype(str)
-    a.obs["mk_pseudotime"] = a.obs["true_time"]
-    return a
-
-
-def test_per_sample_shares_match_truth(sim):
+def test_per_sample_shares_match_truth(sim, obs_adata):
     a = obs_adata(sim["mouse"], sim["human"])
     mk.tl.maturation_shift(a, contrasts=CONTRASTS, transition=MKP_END, n_boot=0)
     res = a.uns["mk_maturation"]
@@ -47,7 +36,7 @@ def test_per_sample_shares_match_truth(sim):
     )  # n_boot=0
 
 
-def test_default_transition_and_mds_shift(sim):
+def test_default_transition_and_mds_shift(sim, obs_adata):
     a = obs_adata(sim["mouse"])
     mk.tl.maturation_shift(a, contrasts=CONTRASTS, n_boot=100, seed=1)
     res = a.uns["mk_maturation"]
@@ -65,7 +54,7 @@ def test_default_transition_and_mds_shift(sim):
     pd.testing.assert_frame_equal(b.uns["mk_maturation"]["contrasts"], res["contrasts"])
 
 
-def test_bootstrap_resamples_samples_not_cells(sim):
+def test_bootstrap_resamples_samples_not_cells(sim, obs_adata):
     """Duplicating every cell leaves a sample bootstrap unchanged (a cell bootstrap would narrow)."""
     a = obs_adata(sim["mouse"])
     a = a[
@@ -87,7 +76,7 @@ def test_bootstrap_resamples_samples_not_cells(sim):
     assert r1["mean_shift_ci_high"] - r1["mean_shift_ci_low"] > 0
 
 
-def test_single_sample_warns(sim):
+def test_single_sample_warns(sim, obs_adata):
     a = obs_adata(sim["mouse"])
     a = a[~a.obs["sample"].isin(["mouse_control_2", "mouse_control_3", "mouse_control_4"])].copy()
     with pytest.warns(MkcellWarning, match="control has 1 sample"):
@@ -97,7 +86,7 @@ def test_single_sample_warns(sim):
     assert row["note"].startswith("no sample bootstrap possible")
 
 
-def test_input_errors(sim):
+def test_input_errors(sim, obs_adata):
     a = obs_adata(sim["mouse"])
     with pytest.raises(MkcellError, match="outside"):
         mk.tl.maturation_shift(a, transition=1.5)
@@ -112,7 +101,7 @@ def test_input_errors(sim):
         mk.tl.maturation_shift(b)
 
 
-def test_pseudotime_density_plot(sim, tmp_path):
+def test_pseudotime_density_plot(sim, tmp_path, obs_adata):
     a = obs_adata(sim["mouse"], sim["human"])
     fig = mk.pl.pseudotime_density(a)  # works without tool results
     assert isinstance(fig, Figure) and len(fig.axes) == 2

@@ -17,17 +17,6 @@ from mkcell.tl._pool import CONTRAST_COLUMNS, PER_SAMPLE_COLUMNS
 CONTRASTS = [["MDS", "control"], ["MDS_drug", "MDS"]]
 
 
-def obs_adata(*parts: ad.AnnData) -> ad.AnnData:
-    """An obs-only AnnData of one or both species with true labels as mk_state / mk_pseudotime."""
-    obs = pd.concat([p.obs for p in parts])
-    for col in ("species", "sample", "condition"):
-        obs[col] = obs[col].astype(str)
-    a = ad.AnnData(obs=obs)
-    a.obs["mk_state"] = a.obs["true_state"].astype(str)
-    a.obs["mk_pseudotime"] = a.obs["true_time"]
-    return a
-
-
 @pytest.fixture(scope="module")
 def mouse_big():
     """Mouse marrow, 6,000 cells, 4 samples per condition (seed 0: checked over 30 seeds)."""
@@ -36,7 +25,7 @@ def mouse_big():
     )["mouse"]
 
 
-def test_per_sample_equals_truth_and_columns(sim):
+def test_per_sample_equals_truth_and_columns(sim, obs_adata):
     a = obs_adata(sim["mouse"], sim["human"])
     mk.tl.progenitor_pool(a, contrasts=CONTRASTS + [["MDS", "healthy"]])
     res = a.uns["mk_pool"]
@@ -74,7 +63,7 @@ def test_per_sample_equals_truth_and_columns(sim):
     assert res["params"]["contrasts"] == CONTRASTS + [["MDS", "healthy"]]
 
 
-def test_noisy_labels_still_track_truth(sim):
+def test_noisy_labels_still_track_truth(sim, obs_adata):
     a = obs_adata(sim["mouse"], sim["human"])
     rng = np.random.default_rng(0)
     lin = np.flatnonzero(a.obs["mk_state"].isin(["MkP", "Mk"]).to_numpy())
@@ -88,7 +77,7 @@ def test_noisy_labels_still_track_truth(sim):
     assert np.corrcoef(per.loc[truth.index, "mkp_fraction"], truth["mkp_fraction"])[0, 1] >= 0.9
 
 
-def test_accumulation_and_reduction_signs(mouse_big):
+def test_accumulation_and_reduction_signs(mouse_big, obs_adata):
     a = obs_adata(mouse_big)
     mk.tl.progenitor_pool(a, contrasts=CONTRASTS)
     con = a.uns["mk_pool"]["contrasts"].set_index("contrast")
@@ -100,7 +89,7 @@ def test_accumulation_and_reduction_signs(mouse_big):
     assert (con["note"] == "").all()
 
 
-def test_null_has_no_false_positive(sim_null):
+def test_null_has_no_false_positive(sim_null, obs_adata):
     # seeded null (conftest, seed 2). Only mouse is asserted: in this seed the human
     # per-sample truths themselves differ by chance (expected MkP share ~0.35 in all
     # four MDS samples vs ~0.27 in healthy), a genuine 5% event of the sampling model.
@@ -112,7 +101,7 @@ def test_null_has_no_false_positive(sim_null):
     assert ((con["ci_low"] < 0) & (con["ci_high"] > 0)).all()
 
 
-def test_false_positive_rate_over_seeded_nulls():
+def test_false_positive_rate_over_seeded_nulls(obs_adata):
     """12 small seeded nulls x 2 contrasts: the rate at p < 0.05 stays near 5% (deterministic)."""
     pvals = []
     for seed in range(12):
@@ -128,7 +117,7 @@ def test_false_positive_rate_over_seeded_nulls():
     assert 0.3 < np.median(pvals) < 0.7  # roughly uniform, not conservative to uselessness
 
 
-def test_two_vs_two_ci_is_wider(mouse_big):
+def test_two_vs_two_ci_is_wider(mouse_big, obs_adata):
     a = obs_adata(mouse_big)
     mk.tl.progenitor_pool(a, contrasts=[["MDS", "control"]])
     full = a.uns["mk_pool"]["contrasts"].iloc[0]
@@ -141,7 +130,7 @@ def test_two_vs_two_ci_is_wider(mouse_big):
     assert two["ci_high"] - two["ci_low"] > 1.5 * (full["ci_high"] - full["ci_low"])
 
 
-def test_one_sample_condition_warns_and_gives_nan(sim):
+def test_one_sample_condition_warns_and_gives_nan(sim, obs_adata):
     a = obs_adata(sim["mouse"])
     a = a[~a.obs["sample"].isin(["mouse_control_2", "mouse_control_3", "mouse_control_4"])].copy()
     with pytest.warns(
@@ -160,7 +149,7 @@ def test_one_sample_condition_warns_and_gives_nan(sim):
     assert (res["per_sample"]["sample"] == "mouse_control_1").sum() == 1
 
 
-def test_zero_mkp_samples_give_finite_effects(sim):
+def test_zero_mkp_samples_give_finite_effects(sim, obs_adata):
     a = obs_adata(sim["mouse"])
     st = a.obs["mk_state"].to_numpy().copy()
     mds = a.obs["condition"].to_numpy() == "MDS"
@@ -183,7 +172,7 @@ def test_zero_mkp_samples_give_finite_effects(sim):
     assert np.isfinite(res["per_condition"]["ci_high"]).all()
 
 
-def test_empty_denominator_is_nan_not_an_error(sim):
+def test_empty_denominator_is_nan_not_an_error(sim, obs_adata):
     a = obs_adata(sim["mouse"])
     st = a.obs["mk_state"].to_numpy().copy()
     st[(a.obs["sample"] == "mouse_MDS_1").to_numpy() & np.isin(st, ["MkP", "Mk"])] = "myeloid"
@@ -197,7 +186,7 @@ def test_empty_denominator_is_nan_not_an_error(sim):
     assert row["n_samples_a"] == 3 and np.isfinite(row["p_value"])
 
 
-def test_absent_condition_lists_conditions(sim):
+def test_absent_condition_lists_conditions(sim, obs_adata):
     a = obs_adata(sim["mouse"], sim["human"])
     with pytest.raises(
         MkcellError,
@@ -211,7 +200,7 @@ def test_absent_condition_lists_conditions(sim):
     assert "mk_pool" not in a.uns
 
 
-def test_unbalanced_design_and_denominators(sim):
+def test_unbalanced_design_and_denominators(sim, obs_adata):
     a = obs_adata(sim["mouse"])
     a = a[a.obs["sample"] != "mouse_MDS_4"].copy()
     mk.tl.progenitor_pool(a, contrasts=[["MDS", "control"]])
@@ -234,7 +223,7 @@ def test_unbalanced_design_and_denominators(sim):
     assert "pool2" not in a.uns
 
 
-def test_default_contrasts_copy_and_single_species(sim):
+def test_default_contrasts_copy_and_single_species(sim, obs_adata):
     a = obs_adata(sim["mouse"], sim["human"])
     b = mk.tl.progenitor_pool(a, copy=True)
     assert "mk_pool" not in a.uns and isinstance(b, ad.AnnData)
@@ -246,7 +235,7 @@ def test_default_contrasts_copy_and_single_species(sim):
     assert h.uns["mk_pool"]["contrasts"]["species"].tolist() == ["all"]
 
 
-def test_sample_in_two_conditions_is_an_error(sim):
+def test_sample_in_two_conditions_is_an_error(sim, obs_adata):
     a = obs_adata(sim["mouse"])
     cond = a.obs["condition"].to_numpy().copy()
     cond[np.flatnonzero(a.obs["sample"] == "mouse_MDS_1")[:5]] = "control"
@@ -255,7 +244,7 @@ def test_sample_in_two_conditions_is_an_error(sim):
         mk.tl.progenitor_pool(a)
 
 
-def test_plot_reads_keys(sim, tmp_path):
+def test_plot_reads_keys(sim, tmp_path, obs_adata):
     a = obs_adata(sim["mouse"], sim["human"])
     with pytest.raises(MkcellError, match="run mk.tl.progenitor_pool"):
         mk.pl.pool(a)
@@ -285,7 +274,7 @@ def test_signature_conventions(func):
         )
 
 
-def test_results_survive_h5ad(sim, tmp_path):
+def test_results_survive_h5ad(sim, tmp_path, obs_adata):
     a = obs_adata(sim["mouse"])
     with pytest.warns(MkcellWarning):
         b = a[a.obs["sample"] != "mouse_control_2"].copy()

@@ -1,9 +1,6 @@
 """Integration -> annotation -> trajectory on simulated marrow with strong cycling (one shared run)."""
 
-import numpy as np
-import pandas as pd
 import pytest
-import scipy.sparse as sp
 from scipy.stats import spearmanr
 from sklearn.metrics import f1_score
 

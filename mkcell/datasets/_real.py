@@ -7,7 +7,6 @@ from anndata import AnnData
 
 from .._utils import data_path
 
-
 #: Paul et al. 2015 clusters -> mkcell states (cluster 8 "Mk" is the Mk-lineage progenitor cluster).
 PAUL15_STATES = {
     **{f"{i}Ery": "erythroid" for i in range(1, 7)},

@@ -73,7 +73,7 @@ def equalize_species(counts: sp.csr_matrix, species: np.ndarray, seed: int = 0) 
 
 def default_epochs(n_cells: int) -> int:
     """Epochs that finish in minutes on a 2-core CPU at ~20k cells (more for small data)."""
-    return int(np.clip(round(1.5e6 / max(n_cells, 1)), 20, 200))
+    return int(np.clip(round(8e5 / max(n_cells, 1)), 20, 120))
 
 
 def scvi(
@@ -120,7 +120,7 @@ def scvi(
     n_latent, n_layers, n_hidden
         Network sizes.
     max_epochs
-        Default :func:`default_epochs` (about 75 at 20k cells).
+        Default :func:`default_epochs` (40 at 20k cells, 120 at 6k or fewer).
     batch_size
         Minibatch size (larger is faster on GPU).
     early_stopping

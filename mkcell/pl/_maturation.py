@@ -12,8 +12,10 @@ from .. import _keys as K
 from .._settings import MkcellError
 from .._utils import check_obs_key
 from ._pool import finish
+from ._utils import panel_save_returns_doc
 
 
+@panel_save_returns_doc
 def pseudotime_density(
     adata: AnnData,
     condition_key: str = K.CONDITION,
@@ -44,14 +46,7 @@ def pseudotime_density(
         Key of :func:`mkcell.tl.maturation_shift` results in ``adata.uns`` (optional).
     bins
         Histogram bins on [0, 1].
-    panel_size
-        Width and height of one panel in inches.
-    save
-        Path to save the figure to.
-
-    Returns
-    -------
-    The matplotlib Figure.
+    {panel_save_returns}
     """
     check_obs_key(adata, pseudotime_key, what="pseudotime column (run mk.tl.trajectory first)")
     check_obs_key(adata, condition_key, what="condition column")

@@ -10,8 +10,10 @@ from matplotlib.figure import Figure
 
 from .. import _keys as K
 from ._pool import finish, read_uns
+from ._utils import panel_save_returns_doc
 
 
+@panel_save_returns_doc
 def da_neighbourhoods(
     adata: AnnData,
     key: str = "mk_milo",
@@ -38,14 +40,7 @@ def da_neighbourhoods(
         present, else the embedding used for the test, first two dimensions).
     alpha
         SpatialFDR threshold (default the one used by the tool).
-    panel_size
-        Width and height of one panel in inches.
-    save
-        Path to save the figure to.
-
-    Returns
-    -------
-    The matplotlib Figure.
+    {panel_save_returns}
     """
     res = read_uns(adata, key, "mk.tl.da_neighbourhoods", ("nhoods",))
     nh, params = res["nhoods"], res.get("params", {})

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from .. import _keys as K
 from .._settings import MkcellError, logger
+from ._utils import panel_save_returns_doc
 
 
 def read_uns(adata: AnnData, key: str, tool: str, tables: tuple[str, ...]) -> dict:
@@ -32,6 +33,7 @@ def finish(fig: Figure, save: str | os.PathLike | None) -> Figure:
     return fig
 
 
+@panel_save_returns_doc
 def pool(
     adata: AnnData,
     key: str = K.POOL,
@@ -54,14 +56,7 @@ def pool(
         Key of the results in ``adata.uns``.
     species
         Species to show (default all).
-    panel_size
-        Width and height of one panel in inches.
-    save
-        Path to save the figure to.
-
-    Returns
-    -------
-    The matplotlib Figure.
+    {panel_save_returns}
     """
     res = read_uns(adata, key, "mk.tl.progenitor_pool", ("per_sample", "contrasts"))
     per_sample, contrasts = res["per_sample"], res["contrasts"]

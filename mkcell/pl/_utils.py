@@ -5,6 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._utils import atomic_path
+from ..tl._design import fill_doc
+
+#: Docstring end shared by the per-panel plots: ``panel_size``, ``save`` and Returns.
+PANEL_SAVE_RETURNS_DOC = """\
+panel_size
+    Width and height of one panel in inches.
+save
+    Path to save the figure to.
+
+Returns
+-------
+The matplotlib Figure."""
+
+#: Decorator: put :data:`PANEL_SAVE_RETURNS_DOC` at the ``{panel_save_returns}`` docstring line.
+panel_save_returns_doc = fill_doc(panel_save_returns=PANEL_SAVE_RETURNS_DOC)
 
 
 def finish(fig, save: str | Path | None):  # noqa: ANN001, ANN201

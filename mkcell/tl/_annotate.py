@@ -8,8 +8,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
-from .._settings import MkcellError, MkcellWarning, logger
 from .._graph import knn_graph
+from .._settings import MkcellError, MkcellWarning, logger
 from .._utils import check_adata, check_obs_key, get_counts, log_write
 from ..datasets._markers import marker_panels
 from ..pp._hvg import species_gene_set
@@ -141,8 +141,8 @@ def annotate(
     counts = adata.obs[key_added].value_counts().to_dict()
     adata.uns[K.ANNOTATE] = {
         "params": {"use_rep": use_rep, "n_neighbors": n_neighbors, "resolution": resolution, "smooth_steps": smooth_steps, "seed": seed, "labels_key": None},
-        "panel_genes": {s: list(v) for s, v in used.items()},
-        "counts": {str(k): int(v) for k, v in counts.items()},
+        "panels": pd.DataFrame({"state": list(used), "genes_used": [";".join(v) for v in used.values()]}),
+        "counts": _counts_table(adata.obs[key_added]),
     }
     for state in (K.MKP, K.MK):
         if counts.get(state, 0) == 0:
@@ -154,6 +154,12 @@ def annotate(
     for key in (key_added, K.STATE_CONFIDENCE, K.STATE_CLUSTER):
         log_write("obs", key)
     return adata if copy else None
+
+
+def _counts_table(states: pd.Series) -> pd.DataFrame:
+    """Cells per state as a table (state names such as 'HSC/MPP' cannot be h5 keys)."""
+    vc = states.value_counts()
+    return pd.DataFrame({"state": vc.index.astype(str), "n_cells": vc.to_numpy(dtype=int)})
 
 
 def _from_labels(adata: AnnData, labels_key: str, label_map: dict[str, str] | None, key_added: str) -> None:
@@ -172,6 +178,6 @@ def _from_labels(adata: AnnData, labels_key: str, label_map: dict[str, str] | No
     adata.obs[K.STATE_CONFIDENCE] = np.float32(1.0)
     adata.uns[K.ANNOTATE] = {
         "params": {"labels_key": labels_key, "label_map": dict(label_map or {})},
-        "counts": {str(k): int(v) for k, v in adata.obs[key_added].value_counts().items()},
+        "counts": _counts_table(adata.obs[key_added]),
     }
     log_write("obs", key_added)

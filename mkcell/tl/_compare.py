@@ -29,6 +29,10 @@ COLUMNS = [
     "species", "contrast", "state", "score", "mean_a", "mean_b", "diff",
     "ci_low", "ci_high", "p_value", "p_adj", "n_a", "n_b", "method",
 ]  # fmt: skip
+#: Columns of the :func:`pseudobulk_de` table.
+DE_COLUMNS = [
+    "species", "contrast", "gene", "base_mean", "log2fc", "lfc_se", "stat", "p_value", "p_adj",
+]  # fmt: skip
 
 
 def parse_contrasts(contrasts: Sequence | None, conditions: Sequence[str]) -> list[tuple[str, str]]:
@@ -477,33 +481,8 @@ def pseudobulk_de(
             r = r.rename_axis("gene").reset_index()
             r.insert(0, "contrast", f"{a_name} vs {b_name}")
             r.insert(0, "species", sp_name)
-            out.append(
-                r[
-                    [
-                        "species",
-                        "contrast",
-                        "gene",
-                        "base_mean",
-                        "log2fc",
-                        "lfc_se",
-                        "stat",
-                        "p_value",
-                        "p_adj",
-                    ]
-                ]
-            )
-    cols = [
-        "species",
-        "contrast",
-        "gene",
-        "base_mean",
-        "log2fc",
-        "lfc_se",
-        "stat",
-        "p_value",
-        "p_adj",
-    ]
-    table = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
+            out.append(r[DE_COLUMNS])
+    table = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=DE_COLUMNS)
     adata.uns[key_added] = {
         "table": table,
         "params": {

@@ -14,7 +14,7 @@ from anndata import AnnData
 from .. import _keys as K
 from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write
-from ._pool import conditions_by_species, sample_obs
+from ._design import KEY_ADDED_COPY_DOC, conditions_by_species, fill_doc, sample_obs
 
 COMPOSITION = "mk_composition"
 PERTPY_HINT = (
@@ -88,6 +88,7 @@ def _references(
     return out
 
 
+@fill_doc(key_added_copy=KEY_ADDED_COPY_DOC)
 def composition(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
@@ -141,10 +142,7 @@ def composition(
         quicker, rougher run).
     seed
         Seed of the sampler.
-    key_added
-        Key in ``adata.uns`` for the results.
-    copy
-        Return a copy instead of writing to ``adata``.
+    {key_added_copy}
 
     Returns
     -------

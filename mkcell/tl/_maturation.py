@@ -11,7 +11,7 @@ from anndata import AnnData
 from .. import _keys as K
 from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write, rng
-from ._pool import _warn, resolve_contrasts, sample_obs
+from ._design import KEY_ADDED_COPY_DOC, fill_doc, resolve_contrasts, sample_obs, warn_and_log
 
 MATURATION = "mk_maturation"
 PER_SAMPLE_COLUMNS = [
@@ -25,6 +25,7 @@ CONTRAST_COLUMNS = [
 ]  # fmt: skip
 
 
+@fill_doc(key_added_copy=KEY_ADDED_COPY_DOC)
 def maturation_shift(
     adata: AnnData,
     condition_key: str = K.CONDITION,
@@ -76,10 +77,7 @@ def maturation_shift(
         Bootstrap replicates (0 disables the CIs).
     seed
         Seed of the bootstrap.
-    key_added
-        Key in ``adata.uns`` for the results.
-    copy
-        Return a copy instead of writing to ``adata``.
+    {key_added_copy}
 
     Returns
     -------
@@ -230,7 +228,7 @@ def _contrast_row(
     note = ""
     if single:
         note = "no sample bootstrap possible: " + ", ".join(single)
-        _warn(f"{sp_name}, {a} vs {b}: {note}")
+        warn_and_log(f"{sp_name}, {a} vs {b}: {note}")
     elif n_boot > 0:
         boots = np.empty((n_boot, 3))
         for i in range(n_boot):

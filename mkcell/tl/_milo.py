@@ -16,7 +16,7 @@ from .. import _keys as K
 from .._settings import MkcellError, logger
 from .._utils import check_adata, log_write
 from ._composition import pertpy_session
-from ._pool import _warn, resolve_contrasts, sample_obs
+from ._design import KEY_ADDED_COPY_DOC, fill_doc, resolve_contrasts, sample_obs, warn_and_log
 
 MILO = "mk_milo"
 NHOOD_COLUMNS = [
@@ -26,6 +26,7 @@ NHOOD_COLUMNS = [
 BIN_COLUMNS = ["species", "contrast", "bin", "bin_mid", "n_nhoods", "mean_logFC", "n_up", "n_down"]
 
 
+@fill_doc(key_added_copy=KEY_ADDED_COPY_DOC)
 def da_neighbourhoods(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
@@ -84,10 +85,7 @@ def da_neighbourhoods(
         Equal-width pseudotime bins of ``by_pseudotime``.
     seed
         Seed of the neighbourhood sampling.
-    key_added
-        Key in ``adata.uns`` for the results.
-    copy
-        Return a copy instead of writing to ``adata``.
+    {key_added_copy}
 
     Returns
     -------
@@ -129,7 +127,7 @@ def da_neighbourhoods(
             )
             few = [c for c in (a, b) if n_s.get(c, 0) < 2]
             if few:
-                _warn(
+                warn_and_log(
                     f"Milo {sp_name}, {a} vs {b} skipped: {', '.join(few)} has fewer than 2 samples (no replicate-aware test)"
                 )
                 skipped.append(f"{sp_name}: {a} vs {b}")

@@ -12,8 +12,9 @@ from anndata import AnnData
 from scipy import stats
 
 from .. import _keys as K
-from .._settings import MkcellError, MkcellWarning, logger
+from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write
+from ._design import KEY_ADDED_COPY_DOC, fill_doc, resolve_contrasts, sample_obs, warn_and_log
 
 #: Pseudo-count added to the MkP counts of every sample of a contrast when a whole
 #: group has no MkP, so that the log ratio stays finite.
@@ -44,10 +45,9 @@ PER_CONDITION_COLUMNS = [
     "ci_high",
 ]
 METHOD = "quasi-Poisson GLM, log link, offset log(n_denominator), Pearson dispersion, t-test on residual df"
-#: Conditions taken as the reference when ``contrasts=None`` (first one present per species).
-DEFAULT_REFERENCES = ("control", "healthy")
 
 
+@fill_doc(key_added_copy=KEY_ADDED_COPY_DOC)
 def progenitor_pool(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
@@ -102,10 +102,7 @@ def progenitor_pool(
     denominator
         ``"mk_lineage"`` (MkP + Mk, default), ``"hspc"`` (HSC/MPP, MEP, MkP) or
         ``"all"`` (all cells of the sample).
-    key_added
-        Key in ``adata.uns`` for the results.
-    copy
-        Return a copy instead of writing to ``adata``.
+    {key_added_copy}
 
     Returns
     -------
@@ -163,52 +160,6 @@ def progenitor_pool(
     return adata if copy else None
 
 
-# --------------------------------------------------------------------------- helpers
-# (also used by maturation_shift, composition and da_neighbourhoods)
-
-
-def sample_obs(
-    adata: AnnData, sample_key: str, condition_key: str, species_key: str
-) -> pd.DataFrame:
-    """Return obs with string columns ``sample``, ``condition``, ``species``; check nesting.
-
-    Each sample must belong to exactly one condition within its species.
-    """
-    check_obs_key(adata, sample_key, what="sample column")
-    check_obs_key(adata, condition_key, what="condition column")
-    obs = pd.DataFrame(index=adata.obs_names)
-    obs["sample"] = adata.obs[sample_key].astype(str).to_numpy()
-    obs["condition"] = adata.obs[condition_key].astype(str).to_numpy()
-    cond = adata.obs[condition_key]
-    if isinstance(cond.dtype, pd.CategoricalDtype):  # keep the user's order of conditions
-        order = [str(c) for c in cond.cat.categories]
-    else:
-        order = list(pd.unique(obs["condition"]))
-    obs.attrs["condition_order"] = order
-    if species_key in adata.obs.columns:
-        obs["species"] = adata.obs[species_key].astype(str).to_numpy()
-    else:
-        logger.info("no `adata.obs[%r]`: all cells are analysed as one species 'all'", species_key)
-        obs["species"] = "all"
-    for col, key in (("sample", sample_key), ("condition", condition_key)):
-        if (adata.obs[key].isna()).any():
-            msg = f"`adata.obs[{key!r}]` has missing values; give every cell a {col} (or subset the cells)"
-            raise MkcellError(msg)
-    n_cond = obs.groupby(["species", "sample"], observed=True)["condition"].nunique()
-    bad = n_cond[n_cond > 1]
-    if len(bad):
-        sp_name, sample = bad.index[0]
-        conds = sorted(
-            obs.loc[(obs["species"] == sp_name) & (obs["sample"] == sample), "condition"].unique()
-        )
-        msg = (
-            f"sample {sample!r} ({sp_name}) has cells of several conditions {conds}; each sample must "
-            f"belong to one condition — check `sample_key={sample_key!r}` and `condition_key={condition_key!r}`"
-        )
-        raise MkcellError(msg)
-    return obs
-
-
 def _per_sample(obs: pd.DataFrame, states: np.ndarray, denominator: str) -> pd.DataFrame:
     is_mkp = states == K.MKP
     allowed = DENOMINATORS[denominator]
@@ -238,74 +189,6 @@ def _per_sample(obs: pd.DataFrame, states: np.ndarray, denominator: str) -> pd.D
             "samples with no %s cells (mkp_fraction NaN, left out of tests): %s", denominator, empty
         )
     return tab[PER_SAMPLE_COLUMNS]
-
-
-def conditions_by_species(table: pd.DataFrame) -> dict[str, list[str]]:
-    """Conditions present per species in a table with ``species`` and ``condition`` columns."""
-    return {
-        str(s): sorted(map(str, g["condition"].unique()))
-        for s, g in table.groupby("species", sort=True)
-    }
-
-
-def _parse_contrasts(contrasts: object) -> list[tuple[str, str]]:
-    if isinstance(contrasts, str):
-        contrasts = [contrasts]
-    items = list(contrasts)  # type: ignore[call-overload]
-    if len(items) == 2 and all(isinstance(c, str) and " vs " not in c for c in items):
-        items = [items]  # a single pair ["A", "B"]
-    pairs = []
-    for c in items:
-        if isinstance(c, str):
-            parts = [p.strip() for p in c.split(" vs ")]
-        else:
-            parts = [str(p) for p in list(c)]
-        if len(parts) != 2 or parts[0] == parts[1]:
-            msg = f"contrast {c!r} is not a pair of two different conditions; write it as [A, B] (A over B) or 'A vs B'"
-            raise MkcellError(msg)
-        pairs.append((parts[0], parts[1]))
-    return pairs
-
-
-def resolve_contrasts(table: pd.DataFrame, contrasts: object) -> list[tuple[str, str, str]]:
-    """Expand contrasts to ``(species, A, B)`` triples within species that have both conditions.
-
-    Raises :class:`MkcellError` when a condition is absent from every species, or when
-    no species holds both conditions of a contrast.
-    """
-    present = conditions_by_species(table)
-    where = "; ".join(f"{s}: {c}" for s, c in present.items())
-    if contrasts is None:
-        out = []
-        for sp_name, conds in present.items():
-            ordered = list(dict.fromkeys(table.loc[table["species"] == sp_name, "condition"]))
-            ref = next((r for r in DEFAULT_REFERENCES if r in conds), ordered[0])
-            out += [(sp_name, c, ref) for c in ordered if c != ref]
-        if not out:
-            msg = f"only one condition per species ({where}); nothing to compare — pass contrasts=[[A, B]]"
-            raise MkcellError(msg)
-        logger.info(
-            "contrasts (default, against the reference condition): %s",
-            [f"{s}: {a} vs {b}" for s, a, b in out],
-        )
-        return out
-    out = []
-    for a, b in _parse_contrasts(contrasts):
-        absent = [c for c in (a, b) if not any(c in v for v in present.values())]
-        if absent:
-            msg = f"condition(s) {absent} of contrast '{a} vs {b}' not found; conditions present per species: {where}"
-            raise MkcellError(msg)
-        species = [s for s, v in present.items() if a in v and b in v]
-        if not species:
-            msg = f"no species has both conditions of contrast '{a} vs {b}'; conditions present per species: {where}"
-            raise MkcellError(msg)
-        for s in present:
-            if s not in species:
-                logger.info(
-                    "contrast '%s vs %s' skipped for %s: it lacks one of the conditions", a, b, s
-                )
-        out += [(s, a, b) for s in species]
-    return out
 
 
 def _fit_two_groups(
@@ -342,7 +225,7 @@ def _contrast_row(per_sample: pd.DataFrame, sp_name: str, a: str, b: str) -> dic
     if n_a == 0 or n_b == 0:
         missing = a if n_a == 0 else b
         note = f"no sample of {missing} with cells in the denominator"
-        _warn(f"{sp_name}, {a} vs {b}: {note}")
+        warn_and_log(f"{sp_name}, {a} vs {b}: {note}")
         return row | {
             "effect_log2": np.nan,
             "ci_low": np.nan,
@@ -361,7 +244,7 @@ def _contrast_row(per_sample: pd.DataFrame, sp_name: str, a: str, b: str) -> dic
     if single:
         note = "no replicate-aware test possible: " + ", ".join(single)
         notes.insert(0, note)
-        _warn(
+        warn_and_log(
             f"{sp_name}, {a} vs {b}: {note}; only per-sample numbers and a point estimate are reported"
         )
         ci_low = ci_high = p = np.nan
@@ -377,11 +260,6 @@ def _contrast_row(per_sample: pd.DataFrame, sp_name: str, a: str, b: str) -> dic
         "p_value": p,
         "note": "; ".join(notes),
     }
-
-
-def _warn(message: str) -> None:
-    logger.warning(message)
-    warnings.warn(message, MkcellWarning, stacklevel=4)
 
 
 def _per_condition(per_sample: pd.DataFrame) -> pd.DataFrame:

@@ -10,8 +10,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
-from .._settings import MkcellError, logger
 from .._graph import knn_graph
+from .._settings import MkcellError, logger
 from .._utils import check_adata, log_write
 from ._annotate import lognorm
 from ._fate import fate_probabilities
