@@ -38,7 +38,12 @@ def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
         msg = f"gene-set file {path} does not exist; pass the path of a .gmt file"
         raise MkcellError(msg)
     sets: dict[str, list[str]] = {}
-    for i, line in enumerate(path.read_text().splitlines(), start=1):
+    for i, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            msg = f"{path}:{i}: not UTF-8 text; a GMT file is plain text (name<TAB>description<TAB>gene...) — save it as UTF-8"
+            raise MkcellError(msg) from None
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.rstrip("\n").split("\t")

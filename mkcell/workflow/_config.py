@@ -117,6 +117,11 @@ class TrajectoryConf:
     """``trajectory``: Mk pseudotime and fate (see :func:`mkcell.tl.trajectory`)."""
 
     root: str | None = None
+    lineage: list[str] = field(default_factory=lambda: ["MkP", "Mk"])
+    root_state: str = "MkP"
+    terminal_state: str = "Mk"
+    n_neighbors: int = 30
+    connectivity_weight: float = 0.2
 
 
 @dataclass
@@ -293,6 +298,25 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.integrate.max_epochs is not None and cfg.integrate.max_epochs < 1:
         msg = f"integrate.max_epochs={cfg.integrate.max_epochs}: use at least 1 (or null for the default)"
         raise MkcellError(msg)
+    _check_choices(cfg)
+
+
+def _check_choices(cfg: DictConfig) -> None:
+    """Values the score and pool stages would reject only after integration: check them now."""
+    from .._genesets import read_gmt
+    from ..tl._pool import DENOMINATORS
+    from ..tl._score import METHODS
+
+    for key, value, choices in (
+        ("score.method", cfg.score.method, METHODS),
+        ("score.on_missing", cfg.score.on_missing, ("score", "skip")),
+        ("pool.denominator", cfg.pool.denominator, tuple(DENOMINATORS)),
+    ):
+        if value not in choices:
+            msg = f"{key}={value}: choose one of {list(choices)}"
+            raise MkcellError(msg)
+    if cfg.score.gmt is not None:
+        read_gmt(str(cfg.score.gmt))  # a missing or unparsable file fails here, naming the line
 
 
 register_configs()

@@ -236,7 +236,31 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
             "%s: %d cells x %d genes, %d samples, conditions %s",
             sp_name, a.n_obs, a.n_vars, a.obs[K.SAMPLE].nunique(), sorted(a.obs[K.CONDITION].astype(str).unique()),
         )  # fmt: skip
+    _check_against_data(cfg, out)
     return out
+
+
+def _check_against_data(cfg: DictConfig, data: dict[str, AnnData]) -> None:
+    """Fail before integration when the config names conditions or columns the data lack."""
+    from ..tl._design import resolve_contrasts
+
+    contrasts = contrasts_of(cfg)
+    if contrasts is not None:
+        table = pd.concat(
+            pd.DataFrame({"species": s, "condition": a.obs[K.CONDITION].astype(str).to_numpy()})
+            for s, a in data.items()
+        )
+        try:
+            resolve_contrasts(table, contrasts)
+        except MkcellError as err:
+            msg = f"pool.contrasts: {err} — set 'pool.contrasts=[[A,B]]' with these conditions, or pool.contrasts=null"
+            raise MkcellError(msg) from None
+    key = cfg.annotate.labels_key
+    lacking = [s for s, a in data.items() if key is not None and key not in a.obs.columns]
+    if lacking:
+        cols = ", ".join(map(str, data[lacking[0]].obs.columns))
+        msg = f"annotate.labels_key={key}: no such column in the {lacking[0]} input obs (columns: [{cols}]); set annotate.labels_key=COLUMN or null"
+        raise MkcellError(msg)
 
 
 def _registry_sample_column(cfg: DictConfig) -> str | None:
@@ -299,7 +323,12 @@ def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa
 def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa: ARG001
     """Mk pseudotime and fate (``obs['mk_pseudotime']``, ``obs['mk_fate']``)."""
     f = api("tl", "trajectory")
-    return _inplace(f(adata, **_seeded(f, {"root": cfg.trajectory.root}, cfg.seed)), adata)
+    t = cfg.trajectory
+    kwargs = {
+        "root": t.root, "lineage": tuple(t.lineage), "root_state": t.root_state, "terminal_state": t.terminal_state,
+        "n_neighbors": t.n_neighbors, "connectivity_weight": t.connectivity_weight,
+    }  # fmt: skip
+    return _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
 
 
 def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
