@@ -361,6 +361,10 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     res = adata.uns[K.POOL]
     write_table(res["per_sample"], run_dir, "pool_per_sample", POOL_SAMPLE_COLUMNS)
     write_table(res["contrasts"], run_dir, "pool_contrasts", POOL_CONTRAST_COLUMNS)
+    has_mk = (adata.obs[K.STATE].astype(str) == K.MK).any() and adata.obs[K.PSEUDOTIME].notna().any()
+    if not has_mk:
+        logger.info("no Mk cells with a pseudotime: the maturation shift is skipped")
+        return adata
     shift = api("tl", "maturation_shift")
     key = inspect.signature(shift).parameters.get("key_added")
     adata = _inplace(shift(adata, K.CONDITION, contrasts, **_seeded(shift, {}, cfg.seed)), adata)
