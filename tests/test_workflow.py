@@ -364,7 +364,9 @@ def _same_tables(a: Path, b: Path) -> None:
 
 
 @pytest.mark.slow
-def test_killed_run_resumes(tiny_run, tmp_path):
+@pytest.mark.parametrize("after", ["map", "integrate", "score"])
+def test_killed_run_resumes(tiny_run, tmp_path, after):
+    """SIGKILL as soon as stage ``after`` is done (so mid-way through the next one), then resume."""
     ref, first, _ = tiny_run
     assert first.returncode == 0
     run_dir = tmp_path / "killed"
@@ -372,7 +374,7 @@ def test_killed_run_resumes(tiny_run, tmp_path):
         [sys.executable, "-m", "workflows.main", "debug=tiny", f"hydra.run.dir={run_dir}"],
         cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    marker = run_dir / "stages" / "map.done.json"
+    marker = run_dir / "stages" / f"{after}.done.json"
     deadline = time.time() + 600
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)

@@ -44,6 +44,44 @@ def absorption_direct(T: sp.spmatrix, terminal: dict[str, np.ndarray]) -> pd.Dat
     return pd.DataFrame(out, columns=names)
 
 
+def absorption_iterative(
+    T: sp.spmatrix, terminal: dict[str, np.ndarray], *, order: np.ndarray | None = None, tol: float = 1e-8
+) -> pd.DataFrame:
+    """Absorption probabilities by ILU-preconditioned GMRES on (I - Q) X = R.
+
+    ``order`` (e.g. pseudotime) permutes cells before the incomplete LU: with a
+    pseudotime-directed kernel the system is then close to triangular, so the
+    preconditioner is nearly exact and GMRES converges in a few iterations. Memory
+    stays O(nnz). Raises ``RuntimeError`` when a column does not converge.
+    """
+    n = T.shape[0]
+    T = sp.csr_matrix(T)
+    names = list(terminal)
+    is_term = np.zeros(n, bool)
+    for idx in terminal.values():
+        is_term[idx] = True
+    reach = _reaches(T, is_term)
+    trans = np.flatnonzero(~is_term & reach)
+    if order is not None:
+        trans = trans[np.argsort(np.asarray(order)[trans], kind="stable")]
+    Q = T[trans][:, trans]
+    A = (sp.identity(len(trans), format="csc") - sp.csc_matrix(Q)).tocsc()
+    ilu = spla.spilu(A, drop_tol=1e-5, fill_factor=20)
+    M = spla.LinearOperator(A.shape, ilu.solve)
+    out = np.full((n, len(names)), np.nan)
+    for j, k in enumerate(names):
+        b = np.asarray(T[trans][:, terminal[k]].sum(1)).ravel()
+        x, info = spla.gmres(A, b, M=M, rtol=tol, atol=0.0, restart=50, maxiter=200)
+        if info != 0:
+            msg = f"preconditioned GMRES did not converge for terminal state {k!r} (info={info})"
+            raise RuntimeError(msg)
+        out[trans, j] = x
+    out[is_term] = 0.0
+    for j, k in enumerate(names):
+        out[terminal[k], j] = 1.0
+    return pd.DataFrame(out, columns=names)
+
+
 def _reaches(T: sp.csr_matrix, target: np.ndarray) -> np.ndarray:
     """Cells from which some ``target`` cell is reachable along nonzero transitions."""
     G = sp.csr_matrix(T.T)  # walk edges backwards from the targets
@@ -60,23 +98,53 @@ def fate_probabilities(
     kernel,  # noqa: ANN001
     terminal: dict[str, np.ndarray],
     *,
-    solver: str = "gmres",
+    solver: str = "auto",
     tol: float = 1e-6,
-    preconditioner: str | None = None,
-    direct_max_cells: int = 300_000,
+    order: np.ndarray | None = None,
+    direct_max_cells: int = 30_000,
 ) -> tuple[pd.DataFrame, str]:
-    """Fate probabilities towards ``terminal`` states with CellRank's GPCCA estimator.
+    """Fate probabilities towards ``terminal`` states on a CellRank kernel's transition matrix.
 
-    Terminal states are set from labels (no Schur decomposition, so no dense n x n
-    matrix). CellRank's iterative scipy solver is tried first (``preconditioner`` only
-    applies when CellRank runs on PETSc); if it fails or its rows do not
-    sum to 1 (GMRES can stall on weakly structured graphs), the system is solved
-    again by sparse LU (:func:`absorption_direct`) when at most ``direct_max_cells``.
+    Terminal states come from labels, so no Schur decomposition (dense n x n) is needed.
+    ``solver``:
+
+    * ``"auto"`` (default): sparse LU when at most ``direct_max_cells`` cells (exact,
+      seconds at 20k), else ILU-preconditioned GMRES (:func:`absorption_iterative`,
+      cells ordered by ``order``), falling back to sparse LU if GMRES does not converge.
+    * ``"gmres"``, ``"lgmres"``, ``"bicgstab"``: CellRank's own
+      ``GPCCA.compute_fate_probabilities`` (scipy, unpreconditioned; slow on large
+      graphs), falling back to the sparse solvers when it fails or its rows do not sum
+      to 1 (GMRES can stall on weakly structured graphs).
 
     Returns
     -------
     (cells x terminal states DataFrame, method used)
     """
+    T = kernel.transition_matrix
+    n = T.shape[0]
+    if solver != "auto":
+        probs = _cellrank_fates(kernel, terminal, solver, tol)
+        if probs is not None:
+            return probs, f"cellrank:{solver}"
+    if n > direct_max_cells:
+        try:
+            probs = absorption_iterative(T, terminal, order=order, tol=min(tol, 1e-8))
+            if _sums_ok(probs):
+                return probs, "ilu_gmres"
+            logger.warning("ILU-preconditioned GMRES rows do not sum to 1; solving directly")
+        except RuntimeError as err:
+            logger.warning("%s; solving directly", err)
+    return absorption_direct(T, terminal), "sparse_lu"
+
+
+def _sums_ok(probs: pd.DataFrame) -> bool:
+    sums = probs.sum(1, min_count=1).to_numpy()
+    ok = np.isfinite(sums)
+    return bool(ok.any() and np.all(np.abs(sums[ok] - 1) < SUM_TOL))
+
+
+def _cellrank_fates(kernel, terminal: dict[str, np.ndarray], solver: str, tol: float) -> pd.DataFrame | None:  # noqa: ANN001
+    """CellRank's fate solver; None when it fails or its rows do not sum to 1."""
     import cellrank as cr
 
     n = kernel.transition_matrix.shape[0]
@@ -87,16 +155,12 @@ def fate_probabilities(
         g = cr.estimators.GPCCA(kernel)
         labels.index = kernel.adata.obs_names
         g.set_terminal_states(labels.astype("category"))
-        g.compute_fate_probabilities(solver=solver, tol=tol, preconditioner=preconditioner, use_petsc=False, n_jobs=1, show_progress_bar=False)
+        g.compute_fate_probabilities(solver=solver, tol=tol, use_petsc=False, n_jobs=1, show_progress_bar=False)
         fp = g.fates if hasattr(g, "fates") else g.fate_probabilities
         probs = pd.DataFrame(np.asarray(fp.X if hasattr(fp, "X") else fp), columns=list(fp.names))
-        sums = probs.sum(1).to_numpy()
-        if np.all(np.abs(sums - 1) < SUM_TOL) and np.isfinite(probs.to_numpy()).all():
-            return probs, f"cellrank:{solver}"
-        logger.warning("CellRank %s fate probabilities do not sum to 1 (max error %.2g); solving directly", solver, np.nanmax(np.abs(sums - 1)))
+        if np.isfinite(probs.to_numpy()).all() and _sums_ok(probs):
+            return probs
+        logger.warning("CellRank %s fate probabilities do not sum to 1; solving with mkcell's sparse solvers", solver)
     except (RuntimeError, ValueError, AssertionError, ArithmeticError) as err:
-        logger.warning("CellRank fate solver %s failed (%s); solving directly", solver, str(err).splitlines()[0][:200])
-    if n > direct_max_cells:
-        msg = f"the iterative fate solver failed on {n} cells and a direct solve above {direct_max_cells} cells is not attempted; coarse-grain first"
-        raise RuntimeError(msg)
-    return absorption_direct(kernel.transition_matrix, terminal), "sparse_lu"
+        logger.warning("CellRank fate solver %s failed (%s); solving with mkcell's sparse solvers", solver, str(err).splitlines()[0][:200])
+    return None

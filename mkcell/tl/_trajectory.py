@@ -57,7 +57,7 @@ def trajectory(
     n_dcs: int = 10,
     connectivity_weight: float = 0.2,
     terminal_quantile: float = 0.9,
-    solver: str = "gmres",
+    solver: str = "auto",
     tol: float = 1e-6,
     n_drivers: int = 50,
     condition_key: str | None = K.CONDITION,
@@ -78,8 +78,10 @@ def trajectory(
        (``connectivity_weight``). Terminal states come from the annotation — mature
        Mk = ``terminal_state`` cells above the ``terminal_quantile`` of pseudotime,
        plus the most mature erythroid and myeloid cells when present — so no Schur
-       decomposition (dense n x n) is ever computed; fate probabilities use a sparse
-       iterative solver, with a sparse LU fallback when it fails to converge.
+       decomposition (dense n x n) is ever computed; fate probabilities are solved
+       sparse (:func:`mkcell.tl._fate.fate_probabilities`: sparse LU up to 30k cells,
+       ILU-preconditioned GMRES above, CellRank's own solver on request, each with a
+       fallback when it does not converge).
     3. **Drivers**: genes correlated (Pearson, log-normalised) with pseudotime on the
        lineage, and their binned trends along pseudotime per condition.
 
@@ -100,7 +102,8 @@ def trajectory(
     terminal_quantile
         Pseudotime quantile of ``terminal_state`` cells above which they are mature.
     solver, tol
-        CellRank's linear solver and tolerance.
+        ``"auto"`` (mkcell's sparse solvers) or a CellRank solver (``"gmres"``...), and
+        the tolerance.
     n_drivers
         Driver genes kept in the table.
     condition_key
@@ -203,7 +206,7 @@ def trajectory(
         if cells.size >= 10:
             cut = np.quantile(gpt[cells], terminal_quantile)
             terminal[name] = cells[gpt[cells] >= cut]
-    probs, method = fate_probabilities(kernel, terminal, solver=solver, tol=tol)
+    probs, method = fate_probabilities(kernel, terminal, solver=solver, tol=tol, order=gpt)
     adata.obs[K.FATE] = probs["Mk"].to_numpy()
 
     # 3. drivers and trends
