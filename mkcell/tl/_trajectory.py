@@ -189,6 +189,12 @@ def trajectory(
         global_root = _auto_root(ga, states == "HSC/MPP", on_lin)
     gpt = _dpt(ga, global_root, n_dcs)
     gpt = np.where(np.isfinite(gpt), gpt, np.nanmax(np.where(np.isfinite(gpt), gpt, np.nan)))
+    # on the lineage, the kernel follows the lineage pseudotime (MkP -> mature Mk) within
+    # the span the global pseudotime gives the lineage, so flow runs towards mature Mk
+    has_pt = np.isfinite(pt)
+    if has_pt.any():
+        lo_g, hi_g = np.quantile(gpt[has_pt], [0.05, 0.95])
+        gpt[has_pt] = lo_g + pt[has_pt] * max(hi_g - lo_g, 1e-6)
     kad = AnnData(X=sp.csr_matrix((adata.n_obs, 1), dtype=np.float32), obs=pd.DataFrame({"gpt": gpt}, index=adata.obs_names))
     kad.obsp["connectivities"] = ga.obsp["connectivities"]
     kad.obsp["distances"] = ga.obsp["distances"]
