@@ -30,7 +30,9 @@ def rows() -> list[tuple[str, str, str]]:
             ("trajectory", "Spearman pseudotime vs true time, strong cycling (mouse / human)", f"{sim['mouse']['spearman_vs_true_time']:.3f} / {sim['human']['spearman_vs_true_time']:.3f}"),
             ("trajectory", "MkP F1", f"{sim['mkp_f1']:.2f}"),
             ("trajectory", "Paul 2015: Spearman vs Slingshot (MEP+Mk)", f"{traj['paul15']['spearman_vs_slingshot_lineage1']:.2f}"),
-            ("trajectory", f"{traj['scale']['n_cells']:,} cells: trajectory stage time, peak memory", f"{traj['scale']['trajectory_seconds']:.0f} s, {traj['scale']['peak_rss_gb']:.1f} GB"),
+            ("trajectory", "20k cells: trajectory stage time", f"{sim['trajectory_seconds']:.0f} s ({sim['fate_method']})"),
+            ("trajectory", f"{traj['scale']['n_cells']:,} cells: trajectory stage time, peak memory",
+             f"{traj['scale']['trajectory_seconds']:.0f} s, {traj['scale']['peak_rss_gb']:.1f} GB" if "trajectory_seconds" in traj["scale"] else "not measured yet (see trajectory.json)"),
         ]
     score = _load("score")
     if score:
