@@ -56,4 +56,5 @@ def embedding(
         ax.set_yticks([])
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
     return finish(fig, save)

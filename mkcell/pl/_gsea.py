@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .._settings import MkcellError, logger
+from .._settings import MkcellError
+from ._utils import finish
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -157,9 +157,4 @@ def e2f_heatmap(
         handles=[Patch(color=palette(i), label=lv) for i, lv in enumerate(levels)],
         loc="lower left", bbox_to_anchor=(1.0, 0.0), frameon=False, fontsize=8, title=group_key,
     )  # fmt: skip
-    if save is not None:
-        save = Path(save)
-        save.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(save, dpi=150, bbox_inches="tight")
-        logger.info("saved figure %s", save)
-    return fig
+    return finish(fig, save)

@@ -11,8 +11,7 @@ from matplotlib.figure import Figure
 from .. import _keys as K
 from .._settings import MkcellError
 from .._utils import check_obs_key
-from ._pool import finish
-from ._utils import panel_save_returns_doc
+from ._utils import finish, panel_save_returns_doc
 
 
 @panel_save_returns_doc

@@ -9,8 +9,8 @@ from anndata import AnnData
 from matplotlib.figure import Figure
 
 from .. import _keys as K
-from ._pool import finish, read_uns
-from ._utils import panel_save_returns_doc
+from ._pool import read_uns
+from ._utils import finish, panel_save_returns_doc
 
 
 @panel_save_returns_doc

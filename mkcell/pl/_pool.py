@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 from anndata import AnnData
 from matplotlib.figure import Figure
 
 from .. import _keys as K
-from .._settings import MkcellError, logger
-from ._utils import panel_save_returns_doc
+from .._settings import MkcellError
+from ._utils import finish, panel_save_returns_doc
 
 
 def read_uns(adata: AnnData, key: str, tool: str, tables: tuple[str, ...]) -> dict:
@@ -23,14 +22,6 @@ def read_uns(adata: AnnData, key: str, tool: str, tables: tuple[str, ...]) -> di
     return res
 
 
-def finish(fig: Figure, save: str | os.PathLike | None) -> Figure:
-    """Save ``fig`` to ``save`` (if given) and return it."""
-    if save is not None:
-        path = Path(save)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150, bbox_inches="tight")
-        logger.info("saved figure %s", path)
-    return fig
 
 
 @panel_save_returns_doc

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from anndata import AnnData
 
 from .. import _keys as K
-from .._settings import MkcellError, logger
+from .._settings import MkcellError
+from ._utils import finish
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -123,9 +123,4 @@ def score_trends(
                 labels.append(lab)
     if handles:
         fig.legend(handles, labels, loc="outside right upper", frameon=False, title="condition")
-    if save is not None:
-        save = Path(save)
-        save.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(save, dpi=150)
-        logger.info("saved figure %s", save)
-    return fig
+    return finish(fig, save)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._settings import logger
 from .._utils import atomic_path
 from ..tl._design import fill_doc
 
@@ -23,10 +24,10 @@ panel_save_returns_doc = fill_doc(panel_save_returns=PANEL_SAVE_RETURNS_DOC)
 
 
 def finish(fig, save: str | Path | None):  # noqa: ANN001, ANN201
-    """Tighten ``fig`` and, with ``save``, write it atomically (format from the suffix)."""
-    fig.tight_layout()
+    """Return ``fig``; with ``save``, first write it atomically (150 dpi, format from the suffix)."""
     if save is not None:
-        save = Path(save)
-        with atomic_path(save) as tmp:
-            fig.savefig(tmp, dpi=110, format=save.suffix.lstrip(".") or "png")
+        path = Path(save)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+        logger.info("saved figure %s", path)
     return fig
