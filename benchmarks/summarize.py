@@ -50,7 +50,12 @@ def rows() -> list[tuple[str, str, str]]:
             out.append(("pool", f"mouse {e['contrast']}: effect_log2 [CI], p", f"{e['effect_log2']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}], p={e['p_value']:.3f}"))
     wf = _load("workflow")
     if wf:
-        out.append(("workflow", "full workflow / unchanged re-run", f"{wf.get('full', {}).get('seconds', '?')} s / {wf.get('rerun', {}).get('seconds', '?')} s"))
+        full, rerun, multi = wf["full_run"], wf["unchanged_rerun"], wf["multirun_submitit_local_two_seeds"]
+        out += [
+            ("workflow", f"full workflow, {wf['n_cells']:,} cells, 2 cores (s; peak RSS)", f"{full['seconds']:.0f} s; {full['peak_rss_gb_max_child']:.1f} GB (rc {full['returncode']})"),
+            ("workflow", "unchanged re-run", f"{rerun['seconds']:.1f} s (rc {rerun['returncode']})"),
+            ("workflow", "submitit_local multirun, 2 seeds, debug=tiny", f"{multi['seconds']:.0f} s (rc {multi['returncode']})"),
+        ]
     return out
 
 
