@@ -20,12 +20,8 @@ def absorption_direct(T: sp.spmatrix, terminal: dict[str, np.ndarray]) -> pd.Dat
     terminal state to the indices of its cells. Memory stays O(nnz of the LU).
     Transient cells that cannot reach any terminal cell get NaN.
     """
+    T, names, is_term = _setup(T, terminal)
     n = T.shape[0]
-    T = sp.csr_matrix(T)
-    names = list(terminal)
-    is_term = np.zeros(n, bool)
-    for idx in terminal.values():
-        is_term[idx] = True
     trans = np.flatnonzero(~is_term)
     Q = T[trans][:, trans]
     R = np.column_stack([np.asarray(T[trans][:, terminal[k]].sum(1)).ravel() for k in names])
@@ -54,12 +50,8 @@ def absorption_iterative(
     preconditioner is nearly exact and GMRES converges in a few iterations. Memory
     stays O(nnz). Raises ``RuntimeError`` when a column does not converge.
     """
+    T, names, is_term = _setup(T, terminal)
     n = T.shape[0]
-    T = sp.csr_matrix(T)
-    names = list(terminal)
-    is_term = np.zeros(n, bool)
-    for idx in terminal.values():
-        is_term[idx] = True
     reach = _reaches(T, is_term)
     trans = np.flatnonzero(~is_term & reach)
     if order is not None:
@@ -80,6 +72,14 @@ def absorption_iterative(
     for j, k in enumerate(names):
         out[terminal[k], j] = 1.0
     return pd.DataFrame(out, columns=names)
+
+
+def _setup(T: sp.spmatrix, terminal: dict[str, np.ndarray]) -> tuple[sp.csr_matrix, list[str], np.ndarray]:
+    """CSR transition matrix, terminal state names and the mask of terminal cells."""
+    is_term = np.zeros(T.shape[0], bool)
+    for idx in terminal.values():
+        is_term[idx] = True
+    return sp.csr_matrix(T), list(terminal), is_term
 
 
 def _reaches(T: sp.csr_matrix, target: np.ndarray) -> np.ndarray:
