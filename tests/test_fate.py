@@ -3,6 +3,7 @@
 import tracemalloc
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from mkcell.tl._fate import absorption_direct, fate_probabilities
@@ -78,11 +79,30 @@ def test_solver_failure_falls_back_to_sparse_lu(monkeypatch):
     assert np.allclose(probs.sum(1), 1)
 
 
-def test_ilu_gmres_matches_direct_and_is_used_above_threshold():
+def test_gmres_matches_direct_and_is_used_above_threshold():
     import cellrank as cr
 
     T = _random_walk(4000, seed=5)
     terminal = {"a": np.arange(25), "b": np.arange(25, 50)}
     probs, method = fate_probabilities(cr.kernels.PrecomputedKernel(T), terminal, direct_max_cells=1000)
-    assert method == "ilu_gmres"
+    assert method == "gmres_gauss_seidel"
     np.testing.assert_allclose(probs.to_numpy(), absorption_direct(T, terminal).to_numpy(), atol=1e-6)
+
+
+def test_gmres_failure_above_fallback_size_is_a_clear_error(monkeypatch):
+    import cellrank as cr
+
+    from mkcell._settings import MkcellError
+    from mkcell.tl import _fate
+
+    def stall(*args, **kwargs):
+        msg = "preconditioned GMRES did not converge for terminal state 'a' (info=500)"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(_fate, "absorption_iterative", stall)
+    T = _random_walk(600, seed=2)
+    kernel, terminal = cr.kernels.PrecomputedKernel(T), {"a": np.arange(10), "b": np.arange(10, 20)}
+    with pytest.raises(MkcellError, match="did not converge.*on 600 cells.*connectivity_weight"):
+        fate_probabilities(kernel, terminal, direct_max_cells=100, fallback_max_cells=500)
+    probs, method = fate_probabilities(kernel, terminal, direct_max_cells=100, fallback_max_cells=1000)
+    assert method == "sparse_lu" and np.allclose(probs.sum(1), 1)

@@ -23,6 +23,7 @@ def test_integration_writes_latent_and_params(traj):
     assert traj.obsm["X_mk_scvi"].shape == (traj.n_obs, 10)
     p = traj.uns["mk_integrate"]
     assert p["params"]["accelerator"] == "cpu" and p["epochs_run"] >= 1 and p["cells_per_second_per_epoch"] > 0
+    assert len(p["epoch_seconds"]) == p["epochs_run"] and all(s > 0 for s in p["epoch_seconds"])
 
 
 def test_mkp_calls_match_truth(traj):

@@ -199,8 +199,9 @@ def scvi(
     if model == "scvi":
         train_kwargs["load_sparse_tensor"] = acc == "gpu"
     logger.info("training %s on %d cells x %d genes (%s, up to %d epochs)", model.upper(), sub.n_obs, sub.n_vars, acc, epochs)
+    timer = _epoch_timer()
     t0 = time.perf_counter()
-    net.train(**train_kwargs)
+    net.train(**train_kwargs, callbacks=[timer])
     seconds = time.perf_counter() - t0
     n_epochs = int(net.history["elbo_train"].shape[0]) if "elbo_train" in net.history else epochs
     adata.obsm[key_added] = np.asarray(net.get_latent_representation(sub), dtype=np.float32)
@@ -216,6 +217,8 @@ def scvi(
         "epochs_run": n_epochs,
         "seconds": seconds,
         "cells_per_second_per_epoch": float(n_train * n_epochs / seconds),
+        "epoch_seconds": [round(x, 4) for x in timer.seconds],
+        "cells_per_second_steady": float(n_train / np.median(timer.seconds[1:])) if len(timer.seconds) > 1 else float("nan"),
         "scvi_tools_version": scvi_mod.__version__,
     }  # fmt: skip
     if save_dir is not None:
@@ -224,6 +227,23 @@ def scvi(
     logger.info("%s trained %d epochs in %.1f s (%.0f cells/s per epoch)", model.upper(), n_epochs, seconds, adata.uns[K.INTEGRATE]["cells_per_second_per_epoch"])
     log_write("obsm", key_added)
     return adata if copy else None
+
+
+def _epoch_timer():  # noqa: ANN202
+    """A Lightning callback recording each training epoch's wall seconds in ``.seconds``."""
+    from lightning.pytorch.callbacks import Callback
+
+    class EpochTimer(Callback):
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001, ARG002
+            self._t = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001, ARG002
+            self.seconds.append(time.perf_counter() - self._t)
+
+    return EpochTimer()
 
 
 def _save_atomic(net, save_dir: Path) -> None:  # noqa: ANN001

@@ -80,7 +80,7 @@ def trajectory(
        plus the most mature erythroid and myeloid cells when present — so no Schur
        decomposition (dense n x n) is ever computed; fate probabilities are solved
        sparse (:func:`mkcell.tl._fate.fate_probabilities`: sparse LU up to 30k cells,
-       ILU-preconditioned GMRES above, CellRank's own solver on request, each with a
+       Gauss-Seidel-preconditioned GMRES above, CellRank's own solver on request, each with a
        fallback when it does not converge).
     3. **Drivers**: genes correlated (Pearson, log-normalised) with pseudotime on the
        lineage, and their binned trends along pseudotime per condition.
