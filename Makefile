@@ -30,7 +30,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check mkcell workflows tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_vs_reference.py
+	$(BIN)/python benchmarks/summarize.py --write
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

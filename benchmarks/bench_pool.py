@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,10 @@ import pandas as pd
 from scipy.special import expit, logit
 
 import mkcell as mk
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine  # noqa: E402
+
 from mkcell.datasets import _simulate as simmod
 
 CONTRASTS = [["MDS", "control"], ["MDS_drug", "MDS"]]
@@ -178,6 +183,7 @@ def main() -> None:
 
     res["runtime_s"] = round(time.time() - t0, 1)
     res["pool_call_s"] = _time_call()
+    res["machine"] = machine()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {args.out} ({res['runtime_s']} s)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,10 @@ import numpy as np
 import scipy.sparse as sp
 
 import mkcell as mk
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine  # noqa: E402
+
 from mkcell.tl._score import call_phase
 
 CONTRAST = {"mouse": "MDS vs control", "human": "MDS vs healthy"}
@@ -109,6 +114,7 @@ def main() -> None:
         res["big_human"] = big(effect["human"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    res["machine"] = machine()
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))
     print(f"wrote {out}")

@@ -1,11 +1,18 @@
-"""Print the README's benchmark table from benchmarks/results/*.json (so the two always agree)."""
+"""The README's benchmark tables, made from benchmarks/results/*.json (so the two always agree).
+
+    .venv/bin/python benchmarks/summarize.py            # print the tables
+    .venv/bin/python benchmarks/summarize.py --write    # replace them in README.md
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+README = Path(__file__).resolve().parents[1] / "README.md"
+BEGIN, END = "<!-- benchmarks:begin (made by benchmarks/summarize.py) -->", "<!-- benchmarks:end -->"
 
 
 def _load(name: str) -> dict:
@@ -59,11 +66,100 @@ def rows() -> list[tuple[str, str, str]]:
     return out
 
 
+def _gb(run: dict | None) -> str:
+    return f"{run['peak_rss_gb']:.1f}" if run else "-"
+
+
+def _secs(run: dict | None) -> str:
+    if not run:
+        return "not run"
+    if run["status"] == "out_of_memory":
+        return f"out of memory ({run.get('failed_after_stage') or 'start'} done; killed at {run['killed_at_rss_gb']:.0f} GB)"
+    if run["status"] != "ok":
+        return f"failed after {run.get('failed_after_stage')}"
+    return f"{run['seconds']:.0f}"
+
+
+def reference_table() -> list[str]:
+    """mkcell's workflow vs the hand-written reference, per size."""
+    res = _load("vs_reference")
+    if not res:
+        return []
+    out = [
+        "| cells | scVI epochs | mkcell workflow (s) | mkcell peak RSS (GB) | reference (s) | reference peak RSS (GB) | mkcell / reference time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in res["runs"]:
+        m, ref = r.get("mkcell"), r.get("reference")
+        ratio = r.get("time_ratio_mkcell_over_reference")
+        out.append(
+            f"| {r['n_cells']:,} | {r['scvi_epochs']} | {_secs(m)} | {_gb(m)} | {_secs(ref)} | {_gb(ref)} | "
+            + (f"{ratio:.2f}" if ratio is not None else "-") + " |"
+        )
+    exp = res.get("mkcell_scaling_exponent_20k_up")
+    sizes = res.get("scaling_sizes", [])
+    out.append("")
+    if exp is not None:
+        out.append(
+            f"mkcell time grows as cells^{exp:.2f} over {', '.join(f'{n // 1000}k' for n in sizes)} cells "
+            f"({res['cores']} cores; runs killed above {res['memory_cap_gb']:.0f} GB of the machine's {res['machine_memory_gb']:.0f} GB)."
+        )
+    return out
+
+
+def gpu_table() -> list[str]:
+    """scVI training speed on a GPU, per batch size."""
+    res = _load("gpu")
+    if not res:
+        return []
+    sw = res["sweep"]
+    out = [
+        f"scVI on {res['machine']['cuda']} ({sw['n_cells']:,} cells x {sw['n_features']:,} features, `benchmarks/bench_gpu.py`):",
+        "",
+        "| trainer | batch size | cells/s per epoch | GPU peak (GB) |",
+        "|---|---|---|---|",
+    ]
+    for r in sw["mkcell"]:
+        out.append(f"| mkcell (sparse minibatches) | {r['batch_size']} | {r['cells_per_second_steady']:,} | {r['gpu_peak_gb']:.2f} |")
+    ref = sw["plain_scvi_tools"]
+    out.append(f"| plain scvi-tools (defaults) | {ref['batch_size']} | {ref['cells_per_second_steady']:,} | {ref['gpu_peak_gb']:.2f} |")
+    big = res.get("large")
+    if big:
+        out += [
+            "",
+            f"{big['n_cells']:,} cells ({big['tiled']}): integration stage {big['integrate_seconds']:.0f} s, "
+            f"{big['epochs']} epochs in {big['train_seconds']:.0f} s at batch size {big['batch_size']} "
+            f"({big['cells_per_second_steady']:,} cells/s per epoch), GPU peak {big['gpu_peak_gb']:.2f} GB, host peak RSS {big['peak_rss_gb']:.0f} GB.",
+        ]
+    return out
+
+
+def block() -> str:
+    """Everything between the README markers."""
+    lines = ["| stage | measure | result |", "|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows()]
+    for extra in (reference_table(), gpu_table()):
+        if extra:
+            lines += ["", *extra]
+    return "\n".join(lines)
+
+
+def write_readme(path: Path = README) -> None:
+    """Replace the block between the markers in README.md."""
+    text = path.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{block()}\n{END}{tail}")
+
+
 def main() -> None:
-    print("| stage | measure | result |")
-    print("|---|---|---|")
-    for r in rows():
-        print("| " + " | ".join(r) + " |")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--write", action="store_true", help="replace the tables in README.md")
+    if p.parse_args().write:
+        write_readme()
+        print(f"updated {README}")
+    else:
+        print(block())
 
 
 if __name__ == "__main__":

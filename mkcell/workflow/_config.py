@@ -93,7 +93,7 @@ class IntegrateConf:
     n_latent: int = 10
     n_layers: int = 1
     max_epochs: int | None = None
-    batch_size: int = 512
+    batch_size: int | None = None
     early_stopping: bool = True
     label_key: str | None = None
 
