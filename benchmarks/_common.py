@@ -111,3 +111,12 @@ def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path, ca
         out["killed_at_rss_gb"] = round(peak, 3)
     print(f"  {status}: {out['seconds']} s, peak {out['peak_rss_gb']} GB  ({' '.join(cmd[1:3])})", flush=True)
     return out
+
+
+def stage_seconds(run_dir: Path) -> dict[str, float | None]:
+    """Seconds per stage of an ``mkcell`` run folder, from its stage markers."""
+    out = {}
+    for marker in sorted((run_dir / "stages").glob("*.done.json")):
+        data = json.loads(marker.read_text())
+        out[data["stage"]] = data.get("seconds")
+    return out

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, run_watched, save, thread_env, total_memory_gb  # noqa: E402
+from _common import machine, run_watched, save, stage_seconds, thread_env, total_memory_gb  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -49,15 +49,6 @@ def simulate(n_cells: int, folder: Path, seed: int) -> dict[str, Path]:
         a.obs = a.obs[keep]  # the truth stays out of both pipelines' input
         a.write_h5ad(paths[s])
     return paths
-
-
-def stage_seconds(run_dir: Path) -> dict[str, float]:
-    """Seconds per mkcell stage, from its stage markers."""
-    out = {}
-    for marker in sorted((run_dir / "stages").glob("*.done.json")):
-        data = json.loads(marker.read_text())
-        out[data["stage"]] = data.get("seconds")
-    return out
 
 
 def reference_stages(stdout: list[str]) -> dict[str, float]:

@@ -26,17 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import stage_seconds, thread_env  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "workflow.json"
-
-
-def _env(cores: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"MKCELL_DEBUG", "HYDRA_FULL_ERROR"}}
-    threads = str(cores)
-    env.update({
-        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-        "NUMBA_NUM_THREADS": threads, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore",
-    })  # fmt: skip
-    return env
 
 
 def run(args: list[str], *, cwd: Path, cores: int, log: Path) -> dict:
@@ -46,7 +39,7 @@ def run(args: list[str], *, cwd: Path, cores: int, log: Path) -> dict:
     with log.open("w") as err:
         proc = subprocess.run(
             [sys.executable, "-m", "workflows.main", *args],
-            cwd=cwd, env=_env(cores), stdout=subprocess.PIPE, stderr=err, text=True, check=False,
+            cwd=cwd, env=thread_env(cores), stdout=subprocess.PIPE, stderr=err, text=True, check=False,
         )  # fmt: skip
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -60,15 +53,6 @@ def run(args: list[str], *, cwd: Path, cores: int, log: Path) -> dict:
     if proc.returncode != 0:
         out["error"] = log.read_text().strip().splitlines()[-1:] or None
     print(f"{out['command']}: {out['seconds']} s (exit {proc.returncode})", flush=True)
-    return out
-
-
-def stage_seconds(run_dir: Path) -> dict[str, float | None]:
-    """Seconds per stage, from the stage markers."""
-    out = {}
-    for marker in sorted((run_dir / "stages").glob("*.done.json")):
-        data = json.loads(marker.read_text())
-        out[data["stage"]] = data.get("seconds")
     return out
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from anndata import AnnData
 from omegaconf import DictConfig, OmegaConf
@@ -207,7 +208,7 @@ def build_report(
     timings = pd.DataFrame(stage_timings(run_dir, stages))
     integ = adata.uns.get(K.INTEGRATE, {})
     integ_info = (
-        {k: v for k, v in integ.items() if not isinstance(v, Mapping | pd.DataFrame)}
+        {k: v for k, v in integ.items() if not isinstance(v, Mapping | pd.DataFrame | list | tuple | np.ndarray)}
         if isinstance(integ, Mapping)
         else {}
     )

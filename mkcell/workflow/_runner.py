@@ -231,11 +231,19 @@ def write_marker(
         "started": datetime.fromtimestamp(started, UTC).isoformat(),
         "finished": datetime.fromtimestamp(now, UTC).isoformat(),
         "seconds": round(now - started, 3),
+        "process_peak_rss_gb": round(_peak_rss_gb(), 3),
         "config": {k: section(cfg, k) for k in stage.sections},
     }
     write_text_atomic(
         marker_path(run_dir, stage.name), json.dumps(marker, indent=2, default=_json_default)
     )
+
+
+def _peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (GB; Linux reports kB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def stage_timings(run_dir: Path, stages: Sequence[Stage]) -> list[dict[str, Any]]:
@@ -248,6 +256,7 @@ def stage_timings(run_dir: Path, stages: Sequence[Stage]) -> list[dict[str, Any]
                 {
                     "stage": st.name,
                     "seconds": marker.get("seconds"),
+                    "process_peak_rss_gb": marker.get("process_peak_rss_gb"),
                     "finished": marker.get("finished"),
                 }
             )
