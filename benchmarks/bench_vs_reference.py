@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine, run_watched, save, stage_seconds, thread_env, total_memory_gb  # noqa: E402
+from _common import RESULTS, machine, run_watched, save, stage_seconds, thread_env, total_memory_gb  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -74,20 +74,25 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000, 50_000, 100_000, 200_000])
-    p.add_argument("--reference-sizes", type=int, nargs="*", default=[10_000, 50_000, 100_000, 200_000])
+    p.add_argument("--reference-sizes", type=int, nargs="*", default=[10_000, 50_000, 100_000])
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--mem-cap-gb", type=float, default=None, help="kill a run past this RSS (default: 85%% of RAM, at most 20)")
     p.add_argument("--workdir", type=Path, default=None, help="keep data and run folders here (default: a temp folder)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="scVI epochs for both (default: mkcell's default for the size)")
     p.add_argument("--name", default="vs_reference", help="results/<name>.json")
+    p.add_argument("--append", action="store_true", help="keep the rows of results/<name>.json for sizes not run now")
     a = p.parse_args()
 
     cap = a.mem_cap_gb or min(20.0, 0.85 * total_memory_gb())
     work = a.workdir or Path(tempfile.mkdtemp(prefix="mkcell-vsref-"))
     env = thread_env(a.cores)
-    rows = []
-    for n in sorted(set(a.sizes) | set(a.reference_sizes)):
+    sizes = sorted(set(a.sizes) | set(a.reference_sizes))
+    kept = []
+    if a.append and (RESULTS / f"{a.name}.json").exists():
+        kept = [r for r in json.loads((RESULTS / f"{a.name}.json").read_text())["runs"] if r["n_cells"] not in sizes]
+    rows = list(kept)
+    for n in sizes:
         epochs = a.epochs or default_epochs(n)
         folder = work / str(n)
         t0 = time.perf_counter()
@@ -119,6 +124,7 @@ def main() -> None:
         if m and r and m["status"] == r["status"] == "ok":
             row["time_ratio_mkcell_over_reference"] = round(m["seconds"] / r["seconds"], 3)
         rows.append(row)
+        rows.sort(key=lambda r: r["n_cells"])
         save(a.name, _summary(rows, cap, a.cores))  # after every size: a cut-off run keeps what it measured
     if a.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
