@@ -6,7 +6,6 @@ Each stage takes ``(cfg, data_or_None, run_dir)`` and returns its data (an AnnDa
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from omegaconf import DictConfig, OmegaConf
+
+import mkcell as mk
 
 from .. import _keys as K
 from .._settings import MkcellError, logger
@@ -30,29 +31,6 @@ FIGURES = ("embedding", "pseudotime_density", "score_trends", "pool")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def api(module: str, name: str) -> Callable[..., Any]:
-    """``mkcell.<module>.<name>``, or NotImplementedError naming the missing function.
-
-    Parameters
-    ----------
-    module
-        Subpackage (``"tl"``, ``"pp"``...).
-    name
-        Function name.
-    """
-    package = importlib.import_module(f"mkcell.{module}")
-    try:
-        return getattr(package, name)
-    except ModuleNotFoundError as err:
-        if err.name and err.name.startswith(f"mkcell.{module}."):
-            msg = f"mk.{module}.{name} is not in this mkcell build yet ({err.name} is missing); the workflow needs it"
-            raise NotImplementedError(msg) from err
-        raise
-    except AttributeError as err:
-        msg = f"mk.{module}.{name} is not in this mkcell build yet; the workflow needs it"
-        raise NotImplementedError(msg) from err
 
 
 def _seeded(func: Callable[..., Any], kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -178,12 +156,7 @@ def input_signature(cfg: DictConfig) -> object:
             s: file_signature(p) for s in cfg.data.species if (p := cfg.data.inputs[s]) is not None
         }
     if source is DataSource.registry:
-        entry: Any = None
-        try:
-            entry = api("io", "registry_entry")(cfg.data.id)
-        except NotImplementedError:
-            entry = None
-        return {"registry": cfg.data.id, "entry": entry}
+        return {"registry": cfg.data.id, "entry": mk.io.registry_entry(cfg.data.id)}
     return None
 
 
@@ -196,20 +169,20 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
     species = list(d.species)
     source = DataSource(d.source)
     if source is DataSource.demo:
-        sim = api("datasets", "simulate_marrow")
+        sim = mk.datasets.simulate_marrow
         out = sim(
             d.n_cells, n_genes=d.n_genes, n_samples=d.n_samples, null=d.null_effect,
             cycle_strength=d.cycle_strength, species=tuple(species), seed=cfg.seed,
         )  # fmt: skip
     elif source is DataSource.files:
-        read = api("io", "read")
+        read = mk.io.read
         out = {
             s: read(Path(str(d.inputs[s])).expanduser(), species=s)
             for s in species
             if d.inputs[s] is not None
         }
     else:
-        adata = api("io", "load")(d.id)
+        adata = mk.io.load(d.id)
         found = adata.obs[K.SPECIES].astype(str).unique().tolist() if K.SPECIES in adata.obs else []
         if not found:
             if len(species) != 1:
@@ -264,16 +237,13 @@ def _check_against_data(cfg: DictConfig, data: dict[str, AnnData]) -> None:
 
 
 def _registry_sample_column(cfg: DictConfig) -> str | None:
-    try:
-        entry = api("io", "registry_entry")(cfg.data.id)
-    except NotImplementedError:
-        return None
+    entry = mk.io.registry_entry(cfg.data.id)
     return (entry.get("obs_columns") or {}).get("sample")
 
 
 def map_species(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnData:
     """Map mouse genes to human orthologs and concatenate the species."""
-    concat = api("pp", "concat_species")
+    concat = mk.pp.concat_species
     adata = concat(dict(data), keep_species_specific=cfg.map.keep_species_specific)
     report = adata.uns.get(K.ORTHOLOGS, {})
     genes = report.get("genes") if isinstance(report, dict) else None
@@ -286,9 +256,9 @@ def map_species(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> Ann
 def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     """Select features, train scVI / SysVI, compute integration metrics and the UMAP of the latent space."""
     c, comp = cfg.integrate, cfg.compute
-    hvg = api("pp", "highly_variable_genes")
+    hvg = mk.pp.highly_variable_genes
     adata = _inplace(hvg(adata, n_top_genes=c.n_top_genes, batch_key=K.SAMPLE), adata)
-    scvi = api("integrate", "scvi")
+    scvi = mk.integrate.scvi
     adata = _inplace(
         scvi(
             adata, batch_key=K.SAMPLE, species_key=K.SPECIES, model=IntegrationModel(c.model).value, n_latent=c.n_latent,
@@ -298,17 +268,17 @@ def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
         ),
         adata,
     )  # fmt: skip
-    metrics = api("integrate", "metrics")(
+    metrics = mk.integrate.metrics(
         adata, batch_key=K.SAMPLE, species_key=K.SPECIES, label_key=c.label_key
     )
     write_table(metrics, run_dir, "integration_metrics", METRIC_COLUMNS)
-    umap = api("tl", "umap")
+    umap = mk.tl.umap
     return _inplace(umap(adata, use_rep=K.LATENT, seed=cfg.seed), adata)
 
 
 def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa: ARG001
     """Cell states (``obs['mk_state']``)."""
-    f = api("tl", "annotate")
+    f = mk.tl.annotate
     c = cfg.annotate
     kwargs = {
         "labels_key": c.labels_key,
@@ -322,7 +292,7 @@ def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa
 
 def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa: ARG001
     """Mk pseudotime and fate (``obs['mk_pseudotime']``, ``obs['mk_fate']``)."""
-    f = api("tl", "trajectory")
+    f = mk.tl.trajectory
     t = cfg.trajectory
     kwargs = {
         "root": t.root, "lineage": tuple(t.lineage), "root_state": t.root_state, "terminal_state": t.terminal_state,
@@ -334,7 +304,7 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
 def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     """Cell-cycle and gene-set scores, their trends along pseudotime, contrasts between conditions."""
     c = cfg.score
-    f = api("tl", "score")
+    f = mk.tl.score
     kwargs = {
         "method": c.method,
         "gmt": c.gmt,
@@ -342,11 +312,11 @@ def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
         "on_missing": c.on_missing,
     }
     adata = _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
-    trends = api("tl", "score_trends")
+    trends = mk.tl.score_trends
     table = trends(adata, **_seeded(trends, {}, cfg.seed))
     if isinstance(table, pd.DataFrame):
         write_table(table, run_dir, "score_trends")
-    compare = api("tl", "compare_scores")(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg))
+    compare = mk.tl.compare_scores(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg))
     write_table(compare, run_dir, "score_contrasts")
     return adata
 
@@ -354,7 +324,7 @@ def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
 def pool(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     """MkP pool per sample and its contrasts; maturation shift along pseudotime."""
     contrasts = contrasts_of(cfg)
-    f = api("tl", "progenitor_pool")
+    f = mk.tl.progenitor_pool
     adata = _inplace(
         f(adata, K.SAMPLE, K.CONDITION, contrasts, denominator=cfg.pool.denominator), adata
     )
@@ -365,7 +335,7 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     if not has_mk:
         logger.info("no Mk cells with a pseudotime: the maturation shift is skipped")
         return adata
-    shift = api("tl", "maturation_shift")
+    shift = mk.tl.maturation_shift
     key = inspect.signature(shift).parameters.get("key_added")
     adata = _inplace(shift(adata, K.CONDITION, contrasts, **_seeded(shift, {}, cfg.seed)), adata)
     res = adata.uns.get(key.default if key is not None else "", {})
@@ -383,10 +353,10 @@ def report(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     figures = {}
     colors = [k for k in (K.SPECIES, K.SAMPLE, K.STATE) if k in adata.obs.columns]
     figures["embedding"] = save_figure(
-        api("pl", "embedding")(adata, color=colors), run_dir, "embedding", dpi
+        mk.pl.embedding(adata, color=colors), run_dir, "embedding", dpi
     )
     for name in FIGURES[1:]:
-        figures[name] = save_figure(api("pl", name)(adata), run_dir, name, dpi)
+        figures[name] = save_figure(getattr(mk.pl, name)(adata), run_dir, name, dpi)
     write_h5ad_atomic(adata, run_dir / "mkcell.h5ad")
     logger.info("wrote %s", run_dir / "mkcell.h5ad")
     write_report(cfg, adata, run_dir, figures, STAGES)
