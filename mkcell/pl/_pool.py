@@ -22,8 +22,6 @@ def read_uns(adata: AnnData, key: str, tool: str, tables: tuple[str, ...]) -> di
     return res
 
 
-
-
 @panel_save_returns_doc
 def pool(
     adata: AnnData,

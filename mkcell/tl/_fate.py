@@ -20,24 +20,9 @@ def absorption_direct(T: sp.spmatrix, terminal: dict[str, np.ndarray]) -> pd.Dat
     terminal state to the indices of its cells. Memory stays O(nnz of the LU).
     Transient cells that cannot reach any terminal cell get NaN.
     """
-    T, names, is_term = _setup(T, terminal)
-    n = T.shape[0]
-    trans = np.flatnonzero(~is_term)
-    Q = T[trans][:, trans]
-    R = np.column_stack([np.asarray(T[trans][:, terminal[k]].sum(1)).ravel() for k in names])
-    A = sp.identity(len(trans), format="csc") - sp.csc_matrix(Q)
-    X = np.zeros((len(trans), len(names)))
-    reach = _reaches(T, is_term)[trans]
-    if reach.any():
-        sub = np.flatnonzero(reach)
-        lu = spla.splu(A[sub][:, sub].tocsc())
-        X[sub] = lu.solve(R[sub])
-    X[~reach] = np.nan
-    out = np.zeros((n, len(names)))
-    out[trans] = X
-    for j, k in enumerate(names):
-        out[terminal[k], j] = 1.0
-    return pd.DataFrame(out, columns=names)
+    A, R, trans, names, is_term = _system(T, terminal)
+    X = spla.splu(A.tocsc()).solve(R) if trans.size else R
+    return _assemble(X, trans, names, is_term, terminal)
 
 
 def absorption_iterative(
@@ -53,36 +38,47 @@ def absorption_iterative(
     a full LU tens of GB from ~200k). Raises ``RuntimeError`` when a state does
     not converge.
     """
-    T, names, is_term = _setup(T, terminal)
-    n = T.shape[0]
-    reach = _reaches(T, is_term)
-    trans = np.flatnonzero(~is_term & reach)
+    A, R, trans, names, is_term = _system(T, terminal, order)
+    upper = sp.triu(A, format="csr")
+    M = spla.LinearOperator(A.shape, lambda v: spla.spsolve_triangular(upper, v, lower=False))
+    X = np.empty_like(R)
+    for j, k in enumerate(names):
+        X[:, j], info = spla.gmres(A, R[:, j], M=M, rtol=tol, atol=0.0, restart=100, maxiter=500)
+        if info != 0:
+            msg = f"preconditioned GMRES did not converge for terminal state {k!r} (info={info})"
+            raise RuntimeError(msg)
+    return _assemble(X, trans, names, is_term, terminal)
+
+
+def _system(
+    T: sp.spmatrix, terminal: dict[str, np.ndarray], order: np.ndarray | None = None
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """(I - Q) and R over the transient cells that can reach a terminal cell.
+
+    Cells are sorted by ``order`` when given. Returns the matrix, R (one column per
+    terminal state), those cells' indices, the state names and the terminal mask.
+    """
+    is_term = np.zeros(T.shape[0], bool)
+    for idx in terminal.values():
+        is_term[idx] = True
+    T = sp.csr_matrix(T)
+    trans = np.flatnonzero(~is_term & _reaches(T, is_term))
     if order is not None:
         trans = trans[np.argsort(np.asarray(order)[trans], kind="stable")]
     T_trans = T[trans]
     A = (sp.identity(len(trans), format="csr") - T_trans[:, trans]).tocsr()
-    upper = sp.triu(A, format="csr")
-    M = spla.LinearOperator(A.shape, lambda v: spla.spsolve_triangular(upper, v, lower=False))
-    out = np.full((n, len(names)), np.nan)
-    for j, k in enumerate(names):
-        b = np.asarray(T_trans[:, terminal[k]].sum(1)).ravel()
-        x, info = spla.gmres(A, b, M=M, rtol=tol, atol=0.0, restart=100, maxiter=500)
-        if info != 0:
-            msg = f"preconditioned GMRES did not converge for terminal state {k!r} (info={info})"
-            raise RuntimeError(msg)
-        out[trans, j] = x
+    R = np.column_stack([np.asarray(T_trans[:, terminal[k]].sum(1)).ravel() for k in terminal])
+    return A, R, trans, list(terminal), is_term
+
+
+def _assemble(X: np.ndarray, trans: np.ndarray, names: list[str], is_term: np.ndarray, terminal: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Cells x states: ``X`` on ``trans``, 1 on each state's own cells, 0 on the other terminal cells, NaN elsewhere."""
+    out = np.full((is_term.size, len(names)), np.nan)
+    out[trans] = X
     out[is_term] = 0.0
     for j, k in enumerate(names):
         out[terminal[k], j] = 1.0
     return pd.DataFrame(out, columns=names)
-
-
-def _setup(T: sp.spmatrix, terminal: dict[str, np.ndarray]) -> tuple[sp.csr_matrix, list[str], np.ndarray]:
-    """CSR transition matrix, terminal state names and the mask of terminal cells."""
-    is_term = np.zeros(T.shape[0], bool)
-    for idx in terminal.values():
-        is_term[idx] = True
-    return sp.csr_matrix(T), list(terminal), is_term
 
 
 def _reaches(T: sp.csr_matrix, target: np.ndarray) -> np.ndarray:
