@@ -30,10 +30,10 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def save(name: str, result: dict) -> Path:
-    """Write ``results/<name>.json`` (atomically) with the machine description."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def save(name: str, result: dict, path: Path | None = None) -> Path:
+    """Write ``result`` with the machine description to ``path`` (default ``results/<name>.json``), atomically."""
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), **result}, indent=2, default=float))
     tmp.replace(path)

@@ -19,7 +19,6 @@ Writes ``benchmarks/results/gpu.json`` (or ``--out``) after each step. Needs a C
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, machine, peak_rss_gb  # noqa: E402
+from _common import RESULTS, peak_rss_gb, save  # noqa: E402
 
 
 def _data(n_cells: int, seed: int):  # noqa: ANN202
@@ -38,6 +37,11 @@ def _data(n_cells: int, seed: int):  # noqa: ANN202
     mk.pp.highly_variable_genes(a)
     print(f"{a.n_obs} cells x {a.n_vars} genes ready in {time.perf_counter() - t0:.0f} s", flush=True)
     return a, time.perf_counter() - t0
+
+
+def _rate(cells_per_second: float) -> int | None:
+    """Rounded cells/s; None when there was no epoch after the first to time."""
+    return round(cells_per_second) if np.isfinite(cells_per_second) else None
 
 
 def _gpu_peak_gb() -> float:
@@ -64,7 +68,7 @@ def mkcell_run(a, batch_size: int, epochs: int, accelerator: str) -> dict:  # no
         "epochs": info["epochs_run"],
         "train_seconds": round(info["seconds"], 2),
         "epoch_seconds": info["epoch_seconds"],
-        "cells_per_second_steady": round(info["cells_per_second_steady"]),
+        "cells_per_second_steady": _rate(info["cells_per_second_steady"]),
         "cells_per_second_whole_run": round(info["cells_per_second_per_epoch"]),
         "gpu_peak_gb": round(_gpu_peak_gb(), 3) if accelerator == "gpu" else None,
     }
@@ -110,13 +114,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "gpu.json")
     a = p.parse_args()
 
-    result: dict = {"benchmark": "scVI on GPU", "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    result: dict = {"benchmark": "scVI on GPU"}
 
-    def save() -> None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = a.out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=2, default=float))
-        tmp.replace(a.out)
+    def checkpoint() -> None:
+        save("gpu", result, a.out)
 
     adata, prep = _data(a.cells, a.seed)
     result["sweep"] = {"n_cells": adata.n_obs, "n_features": int(adata.var["mk_highly_variable"].sum()), "prep_seconds": round(prep, 1), "mkcell": []}
@@ -124,11 +125,11 @@ def main() -> None:
         run = mkcell_run(adata, bs, a.epochs, a.accelerator)
         print(f"mkcell batch {bs}: {run['cells_per_second_steady']:,} cells/s per epoch, GPU peak {run['gpu_peak_gb']} GB", flush=True)
         result["sweep"]["mkcell"].append(run)
-        save()
+        checkpoint()
     ref = plain_scvi_run(adata, a.epochs, a.accelerator)
     print(f"plain scvi-tools (batch 128): {ref['cells_per_second_steady']:,} cells/s per epoch", flush=True)
     result["sweep"]["plain_scvi_tools"] = ref
-    save()
+    checkpoint()
 
     if a.tile:
         import anndata as ad
@@ -150,13 +151,12 @@ def main() -> None:
             "default_epochs": default_epochs(adata.n_obs),
             "integrate_seconds": round(stage, 1),
             "train_seconds": round(info["seconds"], 1),
-            "cells_per_second_steady": round(info["cells_per_second_steady"]),
+            "cells_per_second_steady": _rate(info["cells_per_second_steady"]),
             "gpu_peak_gb": round(_gpu_peak_gb(), 3) if a.accelerator == "gpu" else None,
             "peak_rss_gb": round(peak_rss_gb(), 2),
         }
         print("large:", result["large"], flush=True)
-        save()
-    print(f"wrote {a.out}")
+        checkpoint()
 
 
 if __name__ == "__main__":
