@@ -19,6 +19,7 @@ SCORE_PREFIX = "mk_score_"
 # obsm / layers / var
 LATENT = "X_mk_scvi"
 PCA_BASELINE = "X_mk_pca"
+CYCLE_COVARIATES = "mk_cycle_covariates"
 UMAP = "X_mk_umap"
 COUNTS = "counts"
 HVG = "mk_highly_variable"

@@ -3,16 +3,22 @@
 The model, per species and sample, cell by cell:
 
 * a position on the haematopoietic tree: HSC/MPP, MEP, the Mk lineage (MkP, then
-  maturing Mk along a true maturation time in [0, 1]), erythroid, myeloid;
+  a continuous immature-Mk stage, then mature Mk, along a true maturation time in
+  [0, 1]), erythroid, myeloid;
 * program activities from that position (HSC, MEP, MkP, Mk, erythroid, myeloid
-  and smooth "gradient" programs along each branch);
-* a cell-cycle phase (G1 / S / G2M) whose probability depends on the state and,
-  for MkP, on the condition; S and G2M programs act on the Tirosh, Hallmark and
-  cytokinesis genes and on a few unlisted genes;
-* condition effects: MDS raises the MkP share of the Mk lineage (arrest),
-  skews maturing Mk towards early times and raises E2F / AURKA / AURKB / PLK1 in
-  MkP; treatment rescues a share (``treatment_rescue``) of those effects;
-* a species effect on every gene, a sample batch effect and library size;
+  and broad, modest "gradient" programs along each branch); programs draw their
+  genes from the whole gene pool, so they overlap;
+* a cell-cycle phase (G1 / S / G2M) whose probability depends on the state, on
+  the condition (up to 80% of MkP cycle in MDS) and, for maturing Mk, fades along
+  maturation (endomitosis); S and G2M programs act on the Tirosh, Hallmark and
+  cytokinesis genes and on ``n_cycle_genes`` unlisted genes per phase (default 120,
+  up and down, as strong as lineage programs); cycling cells hold more RNA;
+* condition effects: MDS raises the MkP share of the Mk lineage, stalls a share
+  of maturing Mk just past MkP (they pile up at ``STALL_TIME``), skews the rest
+  towards early times and raises E2F / AURKA / AURKB / PLK1 in MkP; treatment
+  rescues a share (``treatment_rescue``) of those effects;
+* a species effect on every gene, a per-sample batch effect on every gene and on
+  sequencing depth, and library size;
 * negative-binomial counts (gamma-Poisson), generated sample by sample as sparse.
 """
 
@@ -40,13 +46,23 @@ CONDITIONS = {"mouse": ("control", "MDS", "MDS_drug"), "human": ("healthy", "MDS
 #: Mean share of MkP among Mk-lineage cells in controls, and in MDS at ``mds_effect=1``.
 BASE_MKP_FRACTION = 0.30
 MDS_MKP_FRACTION = 0.55
-#: Where MkP ends and maturing Mk starts on the true maturation time.
+#: Where MkP ends and maturing Mk starts on the true maturation time, and where the
+#: continuous immature-Mk stage gives way to mature Mk.
 MKP_END = 0.35
+IMMATURE_END = 0.7
+#: Where maturation stalls in MDS: a share of maturing Mk piles up just past MkP.
+STALL_TIME = 0.45
+#: Genes per smooth gradient program along each branch (given for 1,500 filler genes).
+GRADIENT_GENES = 20
+#: Unlisted genes each cycle phase moves, by default (up and down).
+N_CYCLE_GENES = 120
 #: Mean composition of a sample (``mk`` = MkP + Mk).
 COMPOSITION = {"HSC/MPP": 0.12, "MEP": 0.10, "mk": 0.22, "erythroid": 0.26, "myeloid": 0.30}
-#: Share of cycling (S or G2M) cells per state in controls.
-CYCLING = {"HSC/MPP": 0.25, "MEP": 0.6, "MkP": 0.5, "Mk": 0.08, "erythroid": 0.55, "myeloid": 0.45}
-#: Extra cycling share of MkP in MDS at ``mds_effect=1``.
+#: Share of cycling (S or G2M) cells per state in controls; for Mk it is the share at
+#: the start of the immature stage (endomitosis), falling to ``MATURE_CYCLING``.
+CYCLING = {"HSC/MPP": 0.25, "MEP": 0.6, "MkP": 0.5, "Mk": 0.35, "erythroid": 0.55, "myeloid": 0.45}
+MATURE_CYCLING = 0.03
+#: Extra cycling share of MkP (and, halved, immature Mk) in MDS at ``mds_effect=1``: up to 80% of MkP cycle.
 MDS_EXTRA_CYCLING = 0.3
 PROGRAMS = (
     "hsc", "mep", "mkp", "mk", "ery", "my",
@@ -85,7 +101,9 @@ def _gene_pools() -> tuple[pd.DataFrame, tuple[str, ...], tuple[str, ...]]:
     return pairs.set_index("human", drop=False), m_only, h_only
 
 
-def _design(rng: np.random.Generator, n_genes: int, n_species_only: int, species_effect: float, cycle_strength: float) -> _Design:
+def _design(
+    rng: np.random.Generator, n_genes: int, n_species_only: int, species_effect: float, cycle_strength: float, n_cycle_genes: int
+) -> _Design:
     pairs, m_pool, h_pool = _gene_pools()
     panels = marker_panels()
     sets = builtin_sets()
@@ -105,15 +123,12 @@ def _design(rng: np.random.Generator, n_genes: int, n_species_only: int, species
     W = np.zeros((len(PROGRAMS), n_all))
     col = {g: i for i, g in enumerate(shared["human"])}
     fill_idx = np.array([col[g] for g in fill])
-    free = list(rng.permutation(fill_idx))
-
-    scale = min(1.0, len(fill) / 1500)  # 1,500 filler genes carry programs at full size
+    scale = len(fill) / 1500  # program sizes are given for 1,500 filler genes
 
     def take(n: int) -> np.ndarray:
-        n = max(4, round(n * scale))
-        out = np.array(free[:n], dtype=int)
-        del free[:n]
-        return out
+        """Genes of one program, drawn from every filler gene: programs overlap, as in marrow."""
+        n = int(min(fill_idx.size, max(4, round(n * scale))))
+        return rng.choice(fill_idx, size=n, replace=False)
 
     state_prog = {"HSC/MPP": "hsc", "MEP": "mep", "MkP": "mkp", "Mk": "mk", "erythroid": "ery", "myeloid": "my"}
     for state, prog in state_prog.items():
@@ -122,9 +137,9 @@ def _design(rng: np.random.Generator, n_genes: int, n_species_only: int, species
         idx = take(150)  # a state differs in many genes, as real marrow states do
         W[_P[prog], idx] = rng.uniform(0.5, 2.0, idx.size)
     for prog in PROGRAMS:
-        if "_g" in prog:  # smooth gradients along each branch
-            idx = take(40)
-            W[_P[prog], idx] = rng.uniform(0.8, 1.8, idx.size)
+        if "_g" in prog:  # broad, modest gradients along each branch
+            idx = take(GRADIENT_GENES)
+            W[_P[prog], idx] = rng.uniform(0.5, 1.5, idx.size)
     s_genes = [col[g] for g in sets["TIROSH2016_S_PHASE"] + sets["HALLMARK_E2F_TARGETS"] if g in col]
     g2m_genes = [col[g] for name in ("TIROSH2016_G2M_PHASE", "HALLMARK_G2M_CHECKPOINT", "MK_CYTOKINESIS", "MK_AURORA") for g in sets[name] if g in col]
     tirosh = {col[g] for g in sets["TIROSH2016_S_PHASE"] + sets["TIROSH2016_G2M_PHASE"] if g in col}
@@ -132,8 +147,10 @@ def _design(rng: np.random.Generator, n_genes: int, n_species_only: int, species
         idx = np.unique(idx)
         lo = np.where(np.isin(idx, list(tirosh)), 1.2, 0.5)  # the canonical markers respond most
         W[_P[prog], idx] = cycle_strength * rng.uniform(lo, lo + 0.8)
-        extra = take(30)  # unlisted cycle-linked genes
-        W[_P[prog], extra] = cycle_strength * rng.uniform(0.4, 1.0, extra.size)
+        if n_cycle_genes:  # genes in no published cycle list move with each phase, up and down
+            extra = rng.choice(fill_idx, size=min(n_cycle_genes, fill_idx.size), replace=False)
+            sign = np.where(rng.uniform(size=extra.size) < 0.65, 1.0, -1.0)
+            W[_P[prog], extra] += cycle_strength * sign * rng.uniform(0.5, 2.0, extra.size)
     mds_idx = [col[g] for g in sets["HALLMARK_E2F_TARGETS"] + sets["MK_AURORA"] if g in col]
     W[_P["mds_e2f"], mds_idx] = rng.uniform(0.5, 0.9, len(mds_idx))
     # species-only genes follow random programs of their own
@@ -168,9 +185,10 @@ def _activities(branch: np.ndarray, t: np.ndarray) -> np.ndarray:
     m = on("mk")
     A[m, _P["mep"]] = np.clip(1 - t[m] / 0.25, 0, 1) * 0.6
     A[m, _P["mkp"]] = np.where(t[m] < MKP_END, 0.6 + 0.4 * t[m] / MKP_END, 1 - 0.8 * (t[m] - MKP_END) / (1 - MKP_END))
-    A[m, _P["mk"]] = expit((t[m] - 0.45) / 0.07)
+    # immature Mk (MKP_END..IMMATURE_END) gain the Mk program continuously
+    A[m, _P["mk"]] = np.clip((t[m] - MKP_END) / (1 - MKP_END), 0, 1) ** 0.8
     for k in range(6):
-        A[m, _P[f"mk_g{k}"]] = np.exp(-((t[m] - k / 5) ** 2) / (2 * 0.1**2))
+        A[m, _P[f"mk_g{k}"]] = np.exp(-((t[m] - k / 5) ** 2) / (2 * 0.15**2))
     for b, prog in (("ery", "ery"), ("my", "my")):
         m = on(b)
         A[m, _P[prog]] = np.sqrt(t[m])
@@ -194,7 +212,7 @@ def _role(condition: str) -> str:
 
 def _simulate_sample(
     rng: np.random.Generator, design: _Design, species: str, sample: str, condition: str, n: int,
-    mkp_fraction: float, mds_effect: float, rescue: float, batch_sd: float,
+    mkp_fraction: float, mds_effect: float, rescue: float, batch: np.ndarray, depth: float,
 ) -> AnnData:  # fmt: skip
     role = _role(condition)
     strength = {"control": 0.0, "mds": mds_effect, "treated": mds_effect * (1 - rescue)}[role]
@@ -205,14 +223,21 @@ def _simulate_sample(
     is_mkp = mk & (rng.uniform(size=n) < mkp_fraction)
     t[is_mkp] = rng.uniform(0, MKP_END, is_mkp.sum())
     mat = mk & ~is_mkp
-    arrest = 1.0 + 1.5 * strength  # MDS skews maturing Mk towards early times
-    t[mat] = MKP_END + (1 - MKP_END) * rng.beta(1.0, arrest, mat.sum())
+    # MDS: a share of maturing Mk stalls just past MkP (they pile up), the rest skew early
+    stall = mat & (rng.uniform(size=n) < 0.35 * strength)
+    free = mat & ~stall
+    t[free] = MKP_END + (1 - MKP_END) * rng.beta(1.0, 1.0 + 0.8 * strength, free.sum())
+    t[stall] = np.clip(rng.normal(STALL_TIME, 0.04, stall.sum()), MKP_END, 1.0)
     state = np.array([_BRANCH_STATE.get(b, "") for b in branch], dtype=object)
     state[is_mkp] = K.MKP
     state[mat] = K.MK
 
     p_cyc = np.array([CYCLING[s] for s in state])
     p_cyc[is_mkp] = np.clip(p_cyc[is_mkp] + MDS_EXTRA_CYCLING * strength, 0, 0.95)
+    # maturing Mk: endomitotic cycling fades continuously along maturation
+    fade = np.clip((t[mat] - MKP_END) / (IMMATURE_END - MKP_END), 0, 1)
+    start = CYCLING[K.MK] + 0.5 * MDS_EXTRA_CYCLING * strength
+    p_cyc[mat] = start + (MATURE_CYCLING - start) * fade
     for b in ("ery", "my"):  # cycling fades as these branches mature
         m = branch == b
         p_cyc[m] = p_cyc[m] * (1.2 - t[m])
@@ -225,8 +250,8 @@ def _simulate_sample(
     A[:, _P["mds_e2f"]] = strength * (is_mkp + 0.3 * (state == "MEP"))
     W = design.loadings[species]
     n_genes = W.shape[1]
-    batch = rng.normal(0, batch_sd, n_genes)
-    lib = rng.lognormal(0.0, 0.3, n)
+    # cells in S and G2M hold more RNA; each sample has its own depth
+    lib = rng.lognormal(depth, 0.3, n) * np.where(phase == "G2M", 1.5, np.where(phase == "S", 1.25, 1.0))
     log_mu = design.base[species][None, :] + batch[None, :] + A @ W
     mu = np.exp(log_mu) * lib[:, None]
     theta = design.theta[species][None, :]
@@ -235,6 +260,7 @@ def _simulate_sample(
 
     names = [f"{sample}-{i:05d}" for i in range(n)]
     true_time = np.where(mk, t, np.nan)
+    stage = np.where(is_mkp, K.MKP, np.where(mat & (t < IMMATURE_END), "immature_Mk", np.where(mat, "mature_Mk", "")))
     obs = pd.DataFrame(
         {
             K.SPECIES: species,
@@ -244,6 +270,7 @@ def _simulate_sample(
             "true_branch": branch,
             "true_time": true_time,
             "true_phase": phase,
+            "true_stage": stage,
         },
         index=pd.Index(names, name="cell"),
     )
@@ -262,8 +289,9 @@ def simulate_marrow(
     treatment_rescue: float = 0.5,
     null: bool = False,
     cycle_strength: float = 1.0,
+    n_cycle_genes: int = N_CYCLE_GENES,
     species_effect: float = 1.0,
-    batch_sd: float = 0.2,
+    batch_sd: float = 0.25,
     sample_sd: float = 0.25,
     seed: int = 0,
 ) -> dict[str, AnnData]:
@@ -293,6 +321,10 @@ def simulate_marrow(
         Conditions differ in label only (same as ``mds_effect=0``).
     cycle_strength
         Scales the S and G2M programs (2 = strong cycling).
+    n_cycle_genes
+        Genes in no published cycle list that each phase (S, G2M) moves, up (65%) or
+        down, at amplitudes like the lineage programs' (0.5-2 log-fold); drawn from all
+        filler genes, so some also carry lineage programs. 0 leaves only listed genes.
     species_effect
         SD of the per-gene log-fold change between species.
     batch_sd
@@ -305,7 +337,8 @@ def simulate_marrow(
     Returns
     -------
     ``{"mouse": AnnData, "human": AnnData}`` with raw counts in ``X`` and truth in
-    ``obs`` (``true_state``, ``true_branch``, ``true_time``, ``true_phase``), the
+    ``obs`` (``true_state``, ``true_branch``, ``true_time``, ``true_phase``,
+    ``true_stage``: MkP / immature_Mk / mature_Mk on the Mk lineage), the
     per-sample truth in ``uns['mk_truth']['samples']`` (``mkp_fraction`` is the
     share of MkP among Mk-lineage cells actually simulated).
     """
@@ -316,13 +349,16 @@ def simulate_marrow(
     if bad or not species:
         msg = f"unknown species {bad}; choose from {list(CONDITIONS)}"
         raise MkcellError(msg)
+    if n_cycle_genes < 0:
+        msg = f"n_cycle_genes={n_cycle_genes}; use 0 or more"
+        raise MkcellError(msg)
     if n_samples < 1:
         msg = f"n_samples={n_samples}; need at least 1 sample per condition"
         raise MkcellError(msg)
     if null:
         mds_effect = 0.0
     rng = np.random.default_rng(seed)
-    design = _design(rng, n_genes, n_species_only, species_effect, cycle_strength)
+    design = _design(rng, n_genes, n_species_only, species_effect, cycle_strength, n_cycle_genes)
     share = {"mouse": 1 - human_share, "human": human_share} if len(species) == 2 else {species[0]: 1.0}
     out = {}
     for sp_name in species:
@@ -334,10 +370,12 @@ def simulate_marrow(
         for i, (cond, j) in enumerate((c, j) for c in conds for j in range(1, n_samples + 1)):
             sample = f"{sp_name}_{cond}_{j}"
             frac = _sample_truth(rng, cond, mds_effect, treatment_rescue, sample_sd)
+            batch = rng.normal(0, batch_sd, design.base[sp_name].size)  # per-sample, per-gene batch effect
+            depth = rng.normal(0, batch_sd)  # per-sample sequencing depth
             # generate in chunks to stay memory-lean at 1M cells
             chunks = []
             for k, m in enumerate(np.array_split(np.arange(n_per[i]), max(1, n_per[i] // 4000))):
-                a = _simulate_sample(rng, design, sp_name, sample, cond, m.size, frac, mds_effect, treatment_rescue, batch_sd)
+                a = _simulate_sample(rng, design, sp_name, sample, cond, m.size, frac, mds_effect, treatment_rescue, batch, depth)
                 a.obs_names = [f"{sample}-{k}-{x:05d}" for x in range(m.size)]
                 chunks.append(a)
             a = chunks[0] if len(chunks) == 1 else _concat(chunks)
@@ -356,11 +394,13 @@ def simulate_marrow(
             adata.obs[col] = pd.Categorical(adata.obs[col])
         adata.obs["true_state"] = adata.obs["true_state"].cat.set_categories([s for s in K.STATES if s != "other"])
         adata.obs["true_phase"] = adata.obs["true_phase"].cat.set_categories(["G1", "S", "G2M"])
+        adata.obs["true_stage"] = pd.Categorical(adata.obs["true_stage"].replace("", np.nan), categories=[K.MKP, "immature_Mk", "mature_Mk"])
         adata.uns[K.TRUTH] = {
             "samples": pd.DataFrame(rows),
             "params": {
                 "n_cells": n_cells, "mds_effect": mds_effect, "treatment_rescue": treatment_rescue,
-                "cycle_strength": cycle_strength, "species_effect": species_effect, "seed": seed,
+                "cycle_strength": cycle_strength, "n_cycle_genes": n_cycle_genes, "species_effect": species_effect,
+                "batch_sd": batch_sd, "seed": seed, "immature_end": IMMATURE_END, "stall_time": STALL_TIME,
                 "mkp_end": MKP_END, "null": bool(null or mds_effect == 0),
             },
         }  # fmt: skip

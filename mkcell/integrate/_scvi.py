@@ -98,6 +98,7 @@ def scvi(
     devices: int | str = "auto",
     strategy: str = "auto",
     equalize: bool = True,
+    cycle_covariates: bool = True,
     seed: int = 0,
     save_dir: str | Path | None = None,
     layer: str | None = None,
@@ -141,6 +142,11 @@ def scvi(
         (:func:`equalize_species`, binomial thinning of the training copy only).
         Measured on ``simulate_marrow``: without it neither SCVI nor SysVI mixes the
         species at all (cross-species kNN share 0.0).
+    cycle_covariates
+        Give the decoder each cell's S and G2M scores (:func:`mkcell.pp.cycle_scores`)
+        as continuous covariates (scvi-tools ``continuous_covariate_keys``), so the
+        latent space need not encode the cycle and maturation order holds in cycling
+        cells. The scores are stored in ``obsm['mk_cycle_covariates']``.
     seed
         Seeds scvi-tools (torch, numpy, python).
     save_dir
@@ -186,15 +192,28 @@ def scvi(
     sub = AnnData(X=train_counts, obs=adata.obs[[batch_key, species_key]].copy())
     for c in sub.obs.columns:
         sub.obs[c] = sub.obs[c].astype("str").astype("category")
+    continuous = None
+    if cycle_covariates:
+        from ..pp._cycle import cycle_scores
+
+        cc = cycle_scores(adata, layer=layer, seed=seed)
+        adata.obsm[K.CYCLE_COVARIATES] = cc.to_numpy(np.float32)
+        continuous = [f"mk_cycle_{c}" for c in cc.columns]
+        sub.obs[continuous] = cc.to_numpy(np.float32)
+        log_write("obsm", K.CYCLE_COVARIATES)
     if model == "scvi":
-        scvi_mod.model.SCVI.setup_anndata(sub, batch_key=batch_key, categorical_covariate_keys=[species_key])
+        scvi_mod.model.SCVI.setup_anndata(
+            sub, batch_key=batch_key, categorical_covariate_keys=[species_key], continuous_covariate_keys=continuous
+        )
         net = scvi_mod.model.SCVI(sub, n_latent=n_latent, n_layers=n_layers, n_hidden=n_hidden)
     else:
         import scanpy as sc
 
         sc.pp.normalize_total(sub, target_sum=1e4)
         sc.pp.log1p(sub)
-        scvi_mod.external.SysVI.setup_anndata(sub, batch_key=species_key, categorical_covariate_keys=[batch_key])
+        scvi_mod.external.SysVI.setup_anndata(
+            sub, batch_key=species_key, categorical_covariate_keys=[batch_key], continuous_covariate_keys=continuous
+        )
         net = scvi_mod.external.SysVI(sub, n_latent=n_latent, n_layers=n_layers, n_hidden=n_hidden)
     train_kwargs = {
         "max_epochs": epochs,
@@ -220,7 +239,8 @@ def scvi(
             "model": model, "batch_key": batch_key, "species_key": species_key, "features_key": features_key,
             "n_latent": n_latent, "n_layers": n_layers, "n_hidden": n_hidden, "max_epochs": epochs,
             "batch_size": batch_size, "early_stopping": early_stopping, "accelerator": acc,
-            "devices": str(devices), "strategy": strategy, "equalize": equalize, "seed": seed,
+            "devices": str(devices), "strategy": strategy, "equalize": equalize,
+            "cycle_covariates": cycle_covariates, "seed": seed,
         },
         "n_features": int(feats.sum()),
         "epochs_run": n_epochs,

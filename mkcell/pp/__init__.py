@@ -8,6 +8,7 @@ _NAMES = {
     "map_orthologs": "._orthologs",
     "concat_species": "._concat",
     "highly_variable_genes": "._hvg",
+    "cycle_scores": "._cycle",
 }
 __all__ = sorted(_NAMES)
 __getattr__ = lazy_getattr(__name__, _NAMES)

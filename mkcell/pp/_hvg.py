@@ -31,8 +31,11 @@ def highly_variable_genes(
     n_top_genes: int = 2000,
     batch_key: str | None = K.SAMPLE,
     exclude_cycle_genes: bool = True,
+    exclude_cycle_linked: bool = True,
+    cycle_r: float = 0.2,
     include_markers: bool = True,
     layer: str | None = None,
+    seed: int = 0,
     key_added: str = K.HVG,
 ) -> None:
     """Choose the features used for integration (and so for the trajectory).
@@ -42,7 +45,13 @@ def highly_variable_genes(
     always added. Cell-cycle, E2F, mitotic-spindle and cytokinesis genes are left out
     when ``exclude_cycle_genes`` (default): cycling is strongest in progenitors and,
     in the features, dominates the neighbourhood graph and scrambles maturation
-    order. All genes stay in ``adata`` for scoring; only ``var[key_added]`` is set.
+    order. Listed genes are not enough: in marrow each phase also moves many genes in
+    no published list. With ``exclude_cycle_linked`` (default) those are found from the
+    data (``mkcell.pp._cycle.cycle_linked_genes``: partial correlation with the S / G2M
+    score within marker-panel states, lineage position regressed out) and left out
+    too; the table of every candidate gene with its statistic is in
+    ``uns[key_added]['cycle_linked']``. All genes stay in ``adata`` for scoring; only
+    ``var[key_added]`` is set.
 
     Parameters
     ----------
@@ -54,10 +63,17 @@ def highly_variable_genes(
         ``obs`` column; genes are ranked within each batch (None: all cells at once).
     exclude_cycle_genes
         Leave the built-in cycle / E2F / mitotic / cytokinesis genes out.
+    exclude_cycle_linked
+        Also leave out genes whose expression tracks the cycle scores within states
+        (marker-panel genes stay in).
+    cycle_r
+        Partial-correlation threshold for ``exclude_cycle_linked``.
     include_markers
         Always include the marker-panel genes present.
     layer
         Layer with raw counts (default ``counts`` if present, else ``X``).
+    seed
+        Seed for the cycle scores' control genes and for subsampling large states.
     key_added
         ``var`` column written (bool).
     """
@@ -94,14 +110,47 @@ def highly_variable_genes(
     cyc = species_gene_set(cycle_genes(), adata.var_names) & set(adata.var_names)
     if exclude_cycle_genes:
         hvg[list(cyc)] = False
+    linked = None
+    if exclude_cycle_linked:
+        linked = _cycle_linked(adata, counts, hvg, markers, cycle_r, seed)
+        hvg[linked.loc[linked["cycle_linked"], "gene"].to_numpy()] = False
     adata.var[key_added] = hvg.to_numpy()
     adata.uns[key_added] = {
         "params": {
             "n_top_genes": n_top_genes, "batch_key": batch_key, "flavor": "seurat_v3",
-            "exclude_cycle_genes": exclude_cycle_genes, "include_markers": include_markers,
+            "exclude_cycle_genes": exclude_cycle_genes, "exclude_cycle_linked": exclude_cycle_linked,
+            "cycle_r": cycle_r, "include_markers": include_markers, "seed": seed,
         },
         "n_highly_variable": n_hvg, "n_markers_added": len(markers), "n_cycle_genes_excluded": len(cyc) if exclude_cycle_genes else 0,
+        "n_cycle_linked_excluded": int(linked["cycle_linked"].sum()) if linked is not None else 0,
         "n_features": int(hvg.sum()),
     }  # fmt: skip
-    logger.info("%d integration features (%d HVG, markers forced in, %d cycle genes left out)", hvg.sum(), n_hvg, len(cyc) if exclude_cycle_genes else 0)
+    if linked is not None:
+        adata.uns[key_added]["cycle_linked"] = linked
+    logger.info(
+        "%d integration features (%d HVG, markers forced in, %d listed cycle genes and %d cycle-linked genes left out)",
+        hvg.sum(), n_hvg, len(cyc) if exclude_cycle_genes else 0, adata.uns[key_added]["n_cycle_linked_excluded"],
+    )  # fmt: skip
     log_write("var", key_added)
+
+
+def _cycle_linked(
+    adata: AnnData, counts: object, hvg: pd.Series, markers: set[str], threshold: float, seed: int
+) -> pd.DataFrame:
+    """Test the non-marker candidate features for cycle linkage (see :func:`cycle_linked_genes`)."""
+    from ..tl._annotate import panel_scores
+    from ..tl._score import log_normalize
+    from ._cycle import cycle_linked_genes, cycle_scores
+
+    X = log_normalize(counts)
+    panels, _ = panel_scores(adata, X)
+    if panels.shape[1] == 0:
+        logger.info("no marker panel can be scored: cycle-linked genes are searched over all cells at once")
+        states = np.zeros(adata.n_obs, dtype=int)
+    else:
+        states = panels.columns.to_numpy()[panels.to_numpy().argmax(1)]
+    scores = cycle_scores(adata, seed=seed)
+    cand = np.flatnonzero(hvg.to_numpy() & ~adata.var_names.isin(list(markers)))
+    table = cycle_linked_genes(X[:, cand], adata.var_names[cand], scores, states, panels, threshold=threshold, seed=seed)
+    logger.info("%d of %d candidate features track the cycle within states (|partial r| > %.2f)", table["cycle_linked"].sum(), len(cand), threshold)
+    return table

@@ -61,6 +61,7 @@ def trajectory(
     tol: float = 1e-6,
     n_drivers: int = 50,
     condition_key: str | None = K.CONDITION,
+    regress_cycle: bool = True,
     seed: int = 0,
     copy: bool = False,
 ) -> AnnData | None:
@@ -108,6 +109,11 @@ def trajectory(
         Driver genes kept in the table.
     condition_key
         Trends per condition when present.
+    regress_cycle
+        Before the lineage kNN graph, remove from the lineage cells' embedding its
+        linear dependence on the S / G2M scores (``obsm['mk_cycle_covariates']``, else
+        :func:`mkcell.pp.cycle_scores`), fitted within each state and species so
+        that state differences (MkP cycle more than Mk) are kept.
     seed
         Seed for the kNN graph.
     copy
@@ -138,6 +144,9 @@ def trajectory(
     lin_idx = np.flatnonzero(on_lin)
 
     # 1. pseudotime on the lineage
+    if regress_cycle:
+        X = X.copy()
+        X[lin_idx] = _regress_cycle(adata, X[lin_idx], lin_idx, states[lin_idx], seed)
     g = knn_graph(X[lin_idx], n_neighbors, seed)
     n_comp, comp = sp.csgraph.connected_components(g.obsp["connectivities"], directed=False)
     if root is not None:
@@ -222,7 +231,8 @@ def trajectory(
             "root": str(adata.obs_names[root_all]), "lineage": list(lineage), "root_state": root_state,
             "terminal_state": terminal_state, "state_key": state_key, "use_rep": use_rep,
             "n_neighbors": n_neighbors, "n_dcs": n_dcs, "connectivity_weight": connectivity_weight,
-            "terminal_quantile": terminal_quantile, "solver": solver, "tol": tol, "seed": seed,
+            "terminal_quantile": terminal_quantile, "solver": solver, "tol": tol,
+            "regress_cycle": regress_cycle, "seed": seed,
         },
         "fate_method": method,
         "n_lineage": int(on_lin.sum()),
@@ -242,6 +252,22 @@ def trajectory(
         log_write("obs", key)
     log_write("uns", K.TRAJECTORY)
     return adata if copy else None
+
+
+def _regress_cycle(adata: AnnData, X: np.ndarray, cells: np.ndarray, states: np.ndarray, seed: int) -> np.ndarray:
+    """``X`` minus its linear fit on the cycle scores, fitted on within-(state, species) deviations."""
+    if K.CYCLE_COVARIATES in adata.obsm:
+        C = np.asarray(adata.obsm[K.CYCLE_COVARIATES], dtype=np.float64)[cells]
+    else:
+        from ..pp._cycle import cycle_scores
+
+        C = cycle_scores(adata[cells], seed=seed).to_numpy(np.float64)
+    species = adata.obs[K.SPECIES].astype(str).to_numpy()[cells] if K.SPECIES in adata.obs else np.zeros(cells.size)
+    groups = pd.Series(states.astype(str)) + "|" + pd.Series(species.astype(str))
+    Xc = X - pd.DataFrame(X).groupby(groups.to_numpy()).transform("mean").to_numpy()
+    Cc = C - pd.DataFrame(C).groupby(groups.to_numpy()).transform("mean").to_numpy()
+    beta, *_ = np.linalg.lstsq(Cc, Xc, rcond=None)
+    return (X - Cc @ beta).astype(X.dtype)
 
 
 def _drivers(adata: AnnData, pt: np.ndarray, cells: np.ndarray, n_drivers: int, condition_key: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:

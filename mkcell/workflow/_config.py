@@ -96,6 +96,8 @@ class IntegrateConf:
     batch_size: int | None = None
     early_stopping: bool = True
     label_key: str | None = None
+    exclude_cycle_linked: bool = True  # leave out features that track the cycle within states
+    cycle_covariates: bool = True  # S / G2M scores as scVI continuous covariates
 
 
 @dataclass
@@ -122,6 +124,7 @@ class TrajectoryConf:
     terminal_state: str = "Mk"
     n_neighbors: int = 30
     connectivity_weight: float = 0.2
+    regress_cycle: bool = True  # remove the cycle scores' linear trace from the lineage embedding
 
 
 @dataclass

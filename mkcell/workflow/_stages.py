@@ -257,14 +257,17 @@ def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     """Select features, train scVI / SysVI, compute integration metrics and the UMAP of the latent space."""
     c, comp = cfg.integrate, cfg.compute
     hvg = mk.pp.highly_variable_genes
-    adata = _inplace(hvg(adata, n_top_genes=c.n_top_genes, batch_key=K.SAMPLE), adata)
+    adata = _inplace(
+        hvg(adata, n_top_genes=c.n_top_genes, batch_key=K.SAMPLE, exclude_cycle_linked=c.exclude_cycle_linked, seed=cfg.seed),
+        adata,
+    )
     scvi = mk.integrate.scvi
     adata = _inplace(
         scvi(
             adata, batch_key=K.SAMPLE, species_key=K.SPECIES, model=IntegrationModel(c.model).value, n_latent=c.n_latent,
             n_layers=c.n_layers, max_epochs=c.max_epochs, batch_size=c.batch_size, early_stopping=c.early_stopping,
-            accelerator=comp.accelerator, devices=_plain(comp.devices), strategy=comp.strategy, seed=cfg.seed,
-            save_dir=run_dir / "model",
+            accelerator=comp.accelerator, devices=_plain(comp.devices), strategy=comp.strategy,
+            cycle_covariates=c.cycle_covariates, seed=cfg.seed, save_dir=run_dir / "model",
         ),
         adata,
     )  # fmt: skip
@@ -296,7 +299,7 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
     t = cfg.trajectory
     kwargs = {
         "root": t.root, "lineage": tuple(t.lineage), "root_state": t.root_state, "terminal_state": t.terminal_state,
-        "n_neighbors": t.n_neighbors, "connectivity_weight": t.connectivity_weight,
+        "n_neighbors": t.n_neighbors, "connectivity_weight": t.connectivity_weight, "regress_cycle": t.regress_cycle,
     }  # fmt: skip
     return _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
 
