@@ -33,6 +33,16 @@ def lognorm(adata: AnnData, layer: str | None = None) -> sp.csr_matrix:
     return X
 
 
+def panel_coverage(var_names: pd.Index) -> dict[str, list[str]]:
+    """Panel genes present in ``var_names`` (human or mouse symbols), per state."""
+    panels = marker_panels()
+    out = {}
+    for state, rows in panels.groupby("state", sort=False):
+        genes = species_gene_set(set(rows["human"]), var_names)
+        out[state] = sorted(g for g in genes if g in var_names)
+    return out
+
+
 def panel_scores(adata: AnnData, X: sp.csr_matrix) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """Mean z-scored expression of each state's panel genes (cells x states)."""
     panels = marker_panels()
