@@ -225,7 +225,9 @@ def _from_labels(
     n_unlabelled = int((values == "").sum())
     n_unmapped = int(unmapped["n_cells"].sum()) - n_unlabelled
     adata.uns[K.ANNOTATE] = {
-        "params": {"labels_key": labels_key, "labels": source, "label_map": dict(mapping or {})},
+        "params": {"labels_key": labels_key, "labels": source},
+        # a table, not a dict: labels such as "MEP / early" cannot be HDF5 keys
+        "label_map": pd.DataFrame({"label": list(mapping or {}), "state": list((mapping or {}).values())}),
         "method": "labels",
         "counts": _counts_table(adata.obs[key_added]),
         "unmapped": unmapped,
