@@ -27,6 +27,7 @@ TRAJECTORY_FEATURE = "mk_trajectory_feature"
 
 # uns
 ORTHOLOGS = "mk_orthologs"
+GENE_IDS = "mk_gene_ids"
 INTEGRATE = "mk_integrate"
 METRICS = "mk_integration_metrics"
 ANNOTATE = "mk_annotate"

@@ -155,6 +155,39 @@ def nan_sample(a: ad.AnnData) -> ad.AnnData:
     return a
 
 
+def labels_csv(tmp: Path, a: ad.AnnData, *, name: str = "labels.csv", mkp_label: str = "Megakaryocyte progenitors") -> Path:
+    """A labels file (cell, cell type) with published-style labels (spaces, '&', '/')."""
+    names = {"MkP": mkp_label, "HSC/MPP": "HSCs & MPPs", "MEP": "MEP / early ery"}
+    lab = a.obs["true_state"].astype(str).map(lambda s: names.get(s, s))
+    path = tmp / name
+    pd.DataFrame({"cell": a.obs_names, "cell type": lab}).to_csv(path, index=False)
+    return path
+
+
+def label_map_csv(tmp: Path, target: str = "MkP") -> Path:
+    path = tmp / "map.csv"
+    path.write_text(f"label,state\nMegakaryocyte progenitors,{target}\nHSCs & MPPs,HSC/MPP\n")
+    return path
+
+
+def fake_ensembl(a: ad.AnnData) -> ad.AnnData:
+    """Gene names replaced by Ensembl-like IDs that no table knows, with no symbol column."""
+    return set_names(counts_only_in_x(a), "var", [f"ENSG9{i:010d}" for i in range(a.n_vars)])
+
+
+def without_mkp_markers(a: ad.AnnData) -> ad.AnnData:
+    panels = mk.datasets.marker_panels()
+    col = "mouse" if a.var_names.str.match(r"^[A-Z][a-z]").mean() > 0.5 else "human"
+    drop = set(panels.loc[panels["state"] == "MkP", col])
+    return a[:, ~a.var_names.isin(drop)].copy()
+
+
+def read_fake_ensembl(c: Ctx) -> ad.AnnData:
+    path = c.tmp / "ensembl.h5ad"
+    fake_ensembl(c.human).write_h5ad(path)
+    return mk.io.read(path)
+
+
 # --------------------------------------------------------------------------- API cases
 
 # (call(ctx), exception type, phrase of the message)
@@ -203,6 +236,14 @@ API_CASES = [
     pytest.param(lambda c: mk.tl.annotate(c.concat, labels_key="true_branch"), MkcellError, "not mkcell states", id="annotate-labels-not-states"),
     pytest.param(lambda c: mk.tl.trajectory(without_mkp(c.annotated)), MkcellError, "no MkP cells", id="trajectory-without-mkp"),
     pytest.param(lambda c: mk.tl.trajectory(drop_obs(c.annotated, "mk_state")), MkcellError, "run mk.tl.annotate(adata) first", id="trajectory-before-annotate"),
+    # own labels, gene identifiers, marker coverage (issue 14)
+    pytest.param(lambda c: mk.tl.read_labels(labels_csv(c.tmp, c.human), label_column="cluster"), MkcellError, "labels file labels.csv: no label column 'cluster' (columns: ['cell', 'cell type'])", id="labels-file-wrong-column"),
+    pytest.param(lambda c: mk.tl.annotate(c.human, labels=labels_csv(c.tmp, c.human)), MkcellError, "labels that are not mkcell states: ['HSCs & MPPs', 'MEP / early ery', 'Megakaryocyte progenitors']", id="labels-not-mappable"),
+    pytest.param(lambda c: mk.tl.annotate(c.human, labels=labels_csv(c.tmp, c.human), label_map=label_map_csv(c.tmp, "Megakaryocyte")), MkcellError, "targets ['Megakaryocyte'] are not mkcell states", id="label-map-target-not-a-state"),
+    pytest.param(lambda c: mk.tl.annotate(c.human, labels=c.tmp / "nope.csv"), MkcellError, "labels file", id="labels-file-missing"),
+    pytest.param(read_fake_ensembl, MkcellError, "pass gene_symbols=COLUMN (data.gene_symbols=COLUMN on the command line)", id="ensembl-ids-unmappable"),
+    pytest.param(lambda c: mk.io.read(c.tmp / "x.h5ad" if c.human.write_h5ad(c.tmp / "x.h5ad") else c.tmp / "x.h5ad", gene_symbols="symbol"), MkcellError, "gene_symbols='symbol': no such column", id="gene-symbols-column-absent"),
+    pytest.param(lambda c: mk.tl.annotate(without_mkp_markers(c.annotated)), MkcellError, "too few MkP marker genes to call MkP", id="annotate-no-mkp-markers"),
     # registry
     pytest.param(lambda c: mk.io.load("paul15_tradeseqq"), MkcellError, "did you mean 'paul15_tradeseq'", id="load-unknown-registry-id"),
 ]  # fmt: skip
@@ -238,6 +279,11 @@ def cli_files(marrow, tmp_path_factory):
     upper_genes(m.copy()).write_h5ad(d / "upper.h5ad")
     write_gmt(d, "SET_A\tdesc\tMCM2\tMCM3\n\nSET_B MCM4 MCM5\n")
     (d / "a_file").write_text("not a folder")
+    labels_csv(d, m)
+    labels_csv(d, m, name="labels_states.csv", mkp_label="MkP")
+    label_map_csv(d, "Megakaryocyte")
+    fake_ensembl(h.copy()).write_h5ad(d / "ensembl.h5ad")
+    without_mkp_markers(h.copy()).write_h5ad(d / "no_mkp_markers.h5ad")
     return d
 
 
@@ -262,6 +308,12 @@ CLI_CASES = [
     pytest.param([*MOUSE, "data.condition_key=Condition"], "no condition column 'Condition' in the input obs", "load", id="misspelled-condition-key"),
     pytest.param([*MOUSE, "pool.contrasts=[[MDS,ctrl]]"], "pool.contrasts: condition(s) ['ctrl'] of contrast 'MDS vs ctrl' not found", "load", id="contrast-condition-absent"),
     pytest.param([*MOUSE, "annotate.labels_key=celltype"], "annotate.labels_key=celltype: no such column", "load", id="labels-key-absent"),
+    pytest.param([*MOUSE, "annotate.labels_file={d}/labels.csv", "annotate.labels_column=cluster"], "labels file labels.csv: no label column 'cluster' (columns: ['cell', 'cell type']); set annotate.labels_column", "load", id="labels-file-wrong-column"),
+    pytest.param([*MOUSE, "annotate.labels_file={d}/labels.csv"], "labels that are not mkcell states: ['HSCs & MPPs', 'MEP / early ery', 'Megakaryocyte progenitors']", "load", id="label-not-mappable"),
+    pytest.param([*MOUSE, "annotate.labels_file={d}/labels.csv", "annotate.label_map_file={d}/map.csv"], "annotate.label_map_file: label map map.csv: targets ['Megakaryocyte'] are not mkcell states", "load", id="label-map-target-not-a-state"),
+    pytest.param([*MOUSE, "annotate.labels_file={d}/nope.csv"], "annotate.labels_file={d}/nope.csv: no such file", "config", id="labels-file-missing"),
+    pytest.param([*FILES, "data.inputs.human={d}/ensembl.h5ad"], "pass gene_symbols=COLUMN (data.gene_symbols=COLUMN on the command line)", "load", id="ensembl-ids-no-symbols"),
+    pytest.param(["debug=tiny", "data=files", "pool.contrasts=[[MDS,healthy]]", "data.inputs.human={d}/no_mkp_markers.h5ad"], "no MkP markers in the human input", "load", id="no-mkp-markers"),
     pytest.param(["debug=tiny", "score.gmt={d}/sets.gmt"], "sets.gmt:3: not a GMT line", "config", id="gmt-unparsable"),
     pytest.param(["debug=tiny", "data=registry", "data.id=paul15_tradeseqq"], "did you mean 'paul15_tradeseq'", "load", id="unknown-registry-id"),
     pytest.param(["debug=tiny", "data=registry"], "data=registry needs a dataset id", "config", id="registry-without-id"),
@@ -288,12 +340,15 @@ def test_cli_bad_input(args, phrase, where, cli_files, tmp_path):
     args = [a.format(d=cli_files) for a in args]
     if not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={run_dir}")
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in cli_files.iterdir() if p.is_file()}
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "workflows.main", *args],
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     elapsed = time.perf_counter() - t0
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in cli_files.iterdir() if p.is_file()}
+    assert after == before  # no input file is changed (or added next to the inputs)
     err = proc.stderr
     lines = [line for line in err.splitlines() if line.strip()]
     assert proc.returncode != 0, err[-2000:]

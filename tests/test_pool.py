@@ -59,7 +59,8 @@ def test_per_sample_equals_truth_and_columns(sim, obs_adata):
     assert set(zip(con["species"], con["contrast"], strict=True)) == {
         ("mouse", "MDS vs control"), ("mouse", "MDS_drug vs MDS"), ("human", "MDS vs healthy"),
     }  # fmt: skip
-    assert res["params"]["denominator"] == "mk_lineage"
+    assert res["params"]["denominator"] == "auto"  # whole marrow with mature Mk: auto keeps MkP / (MkP + Mk)
+    assert (res["denominator_choice"]["denominator"] == "mk_lineage").all()
     assert res["params"]["contrasts"] == CONTRASTS + [["MDS", "healthy"]]
 
 
@@ -177,7 +178,7 @@ def test_empty_denominator_is_nan_not_an_error(sim, obs_adata):
     st = a.obs["mk_state"].to_numpy().copy()
     st[(a.obs["sample"] == "mouse_MDS_1").to_numpy() & np.isin(st, ["MkP", "Mk"])] = "myeloid"
     a.obs["mk_state"] = st
-    mk.tl.progenitor_pool(a, contrasts=[["MDS", "control"]])
+    mk.tl.progenitor_pool(a, contrasts=[["MDS", "control"]], denominator="mk_lineage")
     per = a.uns["mk_pool"]["per_sample"].set_index("sample")
     assert per.loc["mouse_MDS_1", "n_denominator"] == 0 and np.isnan(
         per.loc["mouse_MDS_1", "mkp_fraction"]
@@ -286,3 +287,23 @@ def test_results_survive_h5ad(sim, tmp_path, obs_adata):
         back["contrasts"].reset_index(drop=True), b.uns["mk_pool"]["contrasts"], check_dtype=False
     )
     assert list(back["per_sample"].columns) == PER_SAMPLE_COLUMNS
+
+
+def test_auto_denominator_without_mature_mk(sim, obs_adata, caplog):
+    """CD34+-like cohorts (mature Mk removed): auto takes MkP / HSPC and says why; whole marrow keeps MkP / (MkP + Mk)."""
+    a = obs_adata(sim["mouse"], sim["human"])
+    human_mk = ((a.obs["species"] == "human") & (a.obs["mk_state"] == "Mk")).to_numpy()
+    a = a[~human_mk].copy()
+    mk.tl.progenitor_pool(a, contrasts=[["MDS", "healthy"], ["MDS", "control"]])
+    res = a.uns["mk_pool"]
+    choice = res["denominator_choice"].set_index("species")
+    assert choice.loc["mouse", "denominator"] == "mk_lineage"
+    assert choice.loc["human", "denominator"] == "hspc"
+    assert "mature Mk absent or scarce" in choice.loc["human", "reason"]
+    per = res["per_sample"]
+    assert (per.loc[per["species"] == "human", "denominator"] == "hspc").all()
+    assert (per.loc[per["species"] == "human", "mkp_fraction"] < 0.95).all()
+    # forcing MkP / (MkP + Mk) on the CD34+-like human cohort saturates at 1, with a warning
+    with caplog.at_level("WARNING", logger="mkcell"):
+        mk.tl.progenitor_pool(a, contrasts=[["MDS", "healthy"]], denominator="mk_lineage", key_added="forced")
+    assert "saturates" in caplog.text

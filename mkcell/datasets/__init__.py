@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._markers import marker_panels
-from ._real import olsson16_fig1b, paul15_subset
+from ._real import olsson16_fig1b, paul15_subset, zhu2021_cd34
 from ._simulate import simulate_marrow
 
-__all__ = ["marker_panels", "olsson16_fig1b", "paul15_subset", "simulate_marrow"]
+__all__ = ["marker_panels", "olsson16_fig1b", "paul15_subset", "simulate_marrow", "zhu2021_cd34"]

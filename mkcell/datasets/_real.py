@@ -39,3 +39,27 @@ def olsson16_fig1b() -> AnnData:
     ``Meg`` cluster (18 cells).
     """
     return ad.read_h5ad(data_path("real", "olsson2016_fig1b.h5ad"))
+
+
+def zhu2021_cd34(*, symbols: bool = True) -> AnnData:
+    """Zhu et al. 2021 (GSE145531): 177 human Lin-CD34+ marrow cells, full-length, raw read counts.
+
+    One non-severe aplastic-anaemia patient (``donor`` P17, ``condition`` ``nonSAA``, 86
+    cells) and one healthy donor (Ctrl3, ``control``, 91 cells); no cell-type labels, no
+    replicates. Shipped with Ensembl gene IDs (every gene with any count); see
+    ``mkcell/data/real/PROVENANCE_zhu2021.md``.
+
+    Parameters
+    ----------
+    symbols
+        Map the Ensembl IDs to gene symbols as :func:`mkcell.io.read` does (IDs sharing a
+        symbol summed, the per-gene report in ``uns['mk_gene_ids']``); ``False`` keeps the IDs.
+    """
+    from ..io._gene_ids import to_symbols
+
+    adata = ad.read_h5ad(data_path("real", "zhu2021_cd34.h5ad"))
+    adata.X = adata.X.tocsr()
+    if symbols:
+        adata = to_symbols(adata, species="human", where="zhu2021_cd34")
+    adata.obs["species"] = "human"
+    return adata

@@ -27,7 +27,9 @@ class MkcellFileNotFoundError(MkcellError, FileNotFoundError):
     """An input path that does not exist (both a :class:`MkcellError` and a FileNotFoundError)."""
 
 
-def read(path: str | os.PathLike, *, species: str | None = None) -> AnnData:
+def read(
+    path: str | os.PathLike, *, species: str | None = None, gene_symbols: str | None = None
+) -> AnnData:
     """Read a count matrix from ``.h5ad``, a 10x ``.h5`` file or a 10x mtx folder.
 
     The input file is opened read-only and never modified.
@@ -42,12 +44,19 @@ def read(path: str | os.PathLike, *, species: str | None = None) -> AnnData:
     species
         ``"mouse"`` or ``"human"``: written to ``adata.obs['species']``. ``None`` leaves
         ``obs`` as read.
+    gene_symbols
+        ``var`` column holding gene symbols, when ``var_names`` are IDs. Without it,
+        ``var_names`` that look like Ensembl IDs (ENSG / ENSMUSG, versioned or not) are
+        mapped to symbols through the shipped Ensembl BioMart / HGNC HCOP tables. Either
+        way, genes sharing a symbol are summed, IDs without a symbol are kept as they are,
+        and the mapping is reported per gene in ``adata.uns['mk_gene_ids']['genes']``
+        (id, symbol, status).
 
     Returns
     -------
     The cells x genes AnnData. Gene symbols are the ``var_names`` (duplicated symbols are
-    made unique with a logged note); ``adata.uns['mk_input']`` holds ``path`` and
-    ``format``.
+    made unique with a logged note, unless they came from IDs: then they are summed);
+    ``adata.uns['mk_input']`` holds ``path`` and ``format``.
 
     Raises
     ------
@@ -74,12 +83,18 @@ def read(path: str | os.PathLike, *, species: str | None = None) -> AnnData:
     else:
         msg = f"cannot read {path}: unsupported file type {path.suffix or '(no extension)'!r}; pass an {SUPPORTED}"
         raise MkcellError(msg)
+    if adata.n_vars > 0:
+        from ._gene_ids import to_symbols
+
+        adata = to_symbols(adata, gene_symbols=gene_symbols, species=species, where=path.name)
     finish(adata, path, fmt=fmt, species=species)
     return adata
 
 
 def finish(adata: AnnData, path: Path, *, fmt: str, species: str | None = None) -> None:
     """Check a freshly read AnnData and record where it came from (in place)."""
+    import scipy.sparse as sp
+
     if adata.n_obs == 0 or adata.n_vars == 0:
         msg = f"{path} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes); pass a file with cells and genes"
         raise MkcellError(msg)
@@ -104,6 +119,8 @@ def finish(adata: AnnData, path: Path, *, fmt: str, species: str | None = None) 
 
         adata.obs["species"] = pd.Categorical([species] * adata.n_obs, categories=list(_SPECIES))
         logger.info("added `adata.obs['species']` (%s)", species)
+    if sp.issparse(adata.X) and adata.X.format == "csc":
+        adata.X = adata.X.tocsr()  # cells are read row by row downstream
     adata.uns[INPUT_KEY] = {"path": str(path.resolve()), "format": fmt}
     logger.info("read %s (%s): %d cells x %d genes", path, fmt, adata.n_obs, adata.n_vars)
 

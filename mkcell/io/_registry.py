@@ -260,6 +260,9 @@ def load(dataset_id: str, *, progress: bool = True) -> AnnData:
             parts.extend(_read_file(path, fmt))
         source = folder
     adata = _combine(parts)
+    from ._gene_ids import to_symbols
+
+    adata = to_symbols(adata, species=entry["species"], where=dataset_id)  # Ensembl IDs -> symbols
     _read.finish(adata, source, fmt=fmt, species=entry["species"])
     adata.uns[_read.INPUT_KEY]["dataset_id"] = dataset_id
     expected = entry["shape"]

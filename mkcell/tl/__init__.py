@@ -6,6 +6,8 @@ from .._lazy import lazy_getattr
 
 _NAMES = {
     "annotate": "._annotate",
+    "read_labels": "._labels",
+    "read_label_map": "._labels",
     "umap": "._embed",
     "trajectory": "._trajectory",
     "score": "._score",

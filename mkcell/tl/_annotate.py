@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -13,6 +17,7 @@ from .._settings import MkcellError, MkcellWarning, logger
 from .._utils import check_adata, check_obs_key, get_counts, log_write
 from ..datasets._markers import marker_panels
 from ..pp._hvg import species_gene_set
+from ._labels import align_labels, as_label_map, labels_to_states, read_labels
 
 #: Panels with fewer genes present than this are not scored (their state is never called).
 MIN_PANEL_GENES = 2
@@ -26,6 +31,16 @@ def lognorm(adata: AnnData, layer: str | None = None) -> sp.csr_matrix:
     X = sp.csr_matrix(sp.diags(1e4 / size) @ X, dtype=np.float32)
     X.data = np.log1p(X.data)
     return X
+
+
+def panel_coverage(var_names: pd.Index) -> dict[str, list[str]]:
+    """Panel genes present in ``var_names`` (human or mouse symbols), per state."""
+    panels = marker_panels()
+    out = {}
+    for state, rows in panels.groupby("state", sort=False):
+        genes = species_gene_set(set(rows["human"]), var_names)
+        out[state] = sorted(g for g in genes if g in var_names)
+    return out
 
 
 def panel_scores(adata: AnnData, X: sp.csr_matrix) -> tuple[pd.DataFrame, dict[str, list[str]]]:
@@ -50,8 +65,9 @@ def panel_scores(adata: AnnData, X: sp.csr_matrix) -> tuple[pd.DataFrame, dict[s
 def annotate(
     adata: AnnData,
     *,
+    labels: pd.Series | Mapping[str, str] | str | os.PathLike | None = None,
     labels_key: str | None = None,
-    label_map: dict[str, str] | None = None,
+    label_map: Mapping[str, str] | str | os.PathLike | None = None,
     use_rep: str = K.LATENT,
     n_neighbors: int = 15,
     resolution: float = 1.0,
@@ -70,15 +86,25 @@ def annotate(
     (``other`` when no panel scores above 0); the confidence is the softmax
     probability of that state.
 
+    Your own labels replace the marker-based calls (no integrated space needed):
+    ``labels`` (a file or a Series of labels by cell name) or ``labels_key`` (an ``obs``
+    column), translated with ``label_map``. Without a map every label must be a state;
+    with one, labels it does not cover (and cells the labels do not list) become
+    ``other``, counted in ``uns['mk_annotate']['unmapped']``.
+
     Parameters
     ----------
     adata
         Raw counts and ``obsm[use_rep]`` (from :func:`mkcell.integrate.scvi`).
+    labels
+        A CSV/TSV file with a cell column and a label column (see
+        :func:`mkcell.tl.read_labels` for other column names), or labels indexed by cell
+        name. Values may contain spaces and punctuation.
     labels_key
-        Use these labels instead (optionally translated with ``label_map``); every
-        resulting label must be one of the mkcell states.
+        ``obs`` column with labels (instead of ``labels``).
     label_map
-        ``{user label: mkcell state}``.
+        ``{user label: mkcell state}``, or a file: a two-column CSV ``label,state`` or a
+        YAML mapping (:func:`mkcell.tl.read_label_map`).
     use_rep
         Embedding for the kNN graph and clusters.
     n_neighbors, resolution
@@ -96,9 +122,12 @@ def annotate(
         Return a copy instead of writing into ``adata``.
     """
     check_adata(adata)
+    if labels is not None and labels_key is not None:
+        msg = "pass labels= (a file or Series) or labels_key= (an obs column), not both"
+        raise MkcellError(msg)
     adata = adata.copy() if copy else adata
-    if labels_key is not None:
-        _from_labels(adata, labels_key, label_map, key_added)
+    if labels is not None or labels_key is not None:
+        _from_labels(adata, labels, labels_key, label_map, key_added)
         return adata if copy else None
     if use_rep not in adata.obsm:
         msg = f"no `adata.obsm[{use_rep!r}]`; run mk.integrate.scvi(adata) first, or pass labels_key="
@@ -108,12 +137,17 @@ def annotate(
     X = lognorm(adata, layer)
     scores, used = panel_scores(adata, X)
     missing = [s for s in K.STATES if s != "other" and s not in scores]
-    if K.MKP in missing or K.MK in missing:
+    if K.MKP in missing:
         msg = (
-            f"too few marker genes to score {missing} (need {MIN_PANEL_GENES}; present: "
-            f"{ {s: used[s] for s in missing} }); pass labels_key= with your own labels"
+            f"too few MkP marker genes to call MkP (need {MIN_PANEL_GENES}; present: {used[K.MKP]}); "
+            "pass your own labels with labels= (a file) or labels_key="
         )
         raise MkcellError(msg)
+    if K.MK in missing:
+        logger.warning(
+            "no mature-Mk markers (fewer than %d Mk panel genes present): MkP and the other states are still called, "
+            "no cell is called Mk; pass labels= to call Mk yourself", MIN_PANEL_GENES,
+        )  # fmt: skip
     if missing:
         logger.warning("not scoring %s: fewer than %d panel genes present", missing, MIN_PANEL_GENES)
 
@@ -141,6 +175,7 @@ def annotate(
     counts = adata.obs[key_added].value_counts().to_dict()
     adata.uns[K.ANNOTATE] = {
         "params": {"use_rep": use_rep, "n_neighbors": n_neighbors, "resolution": resolution, "smooth_steps": smooth_steps, "seed": seed, "labels_key": None},
+        "method": "markers",
         "panels": pd.DataFrame({"state": list(used), "genes_used": [";".join(v) for v in used.values()]}),
         "counts": _counts_table(adata.obs[key_added]),
     }
@@ -162,22 +197,47 @@ def _counts_table(states: pd.Series) -> pd.DataFrame:
     return pd.DataFrame({"state": vc.index.astype(str), "n_cells": vc.to_numpy(dtype=int)})
 
 
-def _from_labels(adata: AnnData, labels_key: str, label_map: dict[str, str] | None, key_added: str) -> None:
-    check_obs_key(adata, labels_key, what="label column")
-    labels = adata.obs[labels_key].astype(str)
-    if label_map:
-        labels = labels.map(lambda x: label_map.get(x, x))
-    bad = sorted(set(labels) - set(K.STATES))
-    if bad:
-        msg = (
-            f"labels in `adata.obs[{labels_key!r}]` that are not mkcell states: {bad[:8]}; "
-            f"map them with label_map={{label: state}} onto {list(K.STATES)}"
-        )
-        raise MkcellError(msg)
-    adata.obs[key_added] = pd.Categorical(labels, categories=list(K.STATES))
+def _from_labels(
+    adata: AnnData,
+    labels: pd.Series | Mapping[str, str] | str | os.PathLike | None,
+    labels_key: str | None,
+    label_map: Mapping[str, str] | str | os.PathLike | None,
+    key_added: str,
+) -> None:
+    mapping = as_label_map(label_map)
+    if labels_key is not None:
+        check_obs_key(adata, labels_key, what="label column")
+        values = adata.obs[labels_key].astype(str)
+        where, source = f"`adata.obs[{labels_key!r}]`", f"obs[{labels_key!r}]"
+    else:
+        if isinstance(labels, str | os.PathLike):
+            source = str(labels)
+            labels = read_labels(labels)
+        else:
+            source = "a Series of labels"
+            labels = pd.Series(labels) if isinstance(labels, Mapping) else labels
+        labels = pd.Series(labels.astype(str).to_numpy(), index=labels.index.astype(str))
+        where = f"labels from {Path(source).name if source != 'a Series of labels' else source}"
+        values = align_labels(labels, adata.obs_names, where=where)
+    states, unmapped = labels_to_states(values, mapping, where=where)
+    adata.obs[key_added] = pd.Categorical(states.to_numpy(), categories=list(K.STATES))
     adata.obs[K.STATE_CONFIDENCE] = np.float32(1.0)
+    n_unlabelled = int((values == "").sum())
+    n_unmapped = int(unmapped["n_cells"].sum()) - n_unlabelled
     adata.uns[K.ANNOTATE] = {
-        "params": {"labels_key": labels_key, "label_map": dict(label_map or {})},
+        "params": {"labels_key": labels_key, "labels": source},
+        # a table, not a dict: labels such as "MEP / early" cannot be HDF5 keys
+        "label_map": pd.DataFrame({"label": list(mapping or {}), "state": list((mapping or {}).values())}),
+        "method": "labels",
         "counts": _counts_table(adata.obs[key_added]),
+        "unmapped": unmapped,
+        "n_unmapped": n_unmapped,
+        "n_unlabelled": n_unlabelled,
     }
+    if n_unmapped or n_unlabelled:
+        logger.warning(
+            "%s: %d cells with labels the map does not cover (%s) and %d cells without a label are 'other'",
+            where, n_unmapped, ", ".join(unmapped.loc[unmapped["label"] != "", "label"].head(5)), n_unlabelled,
+        )  # fmt: skip
+    logger.info("states from %s: %s", where, ", ".join(f"{k} {v}" for k, v in adata.obs[key_added].value_counts().items() if v))
     log_write("obs", key_added)

@@ -20,6 +20,13 @@ from ._design import KEY_ADDED_COPY_DOC, fill_doc, resolve_contrasts, sample_obs
 #: group has no MkP, so that the log ratio stays finite.
 PSEUDO_COUNT = 0.5
 DENOMINATORS = {"mk_lineage": K.MK_LINEAGE, "hspc": K.HSPC, "all": None}
+#: ``denominator`` values the API and the config accept ("auto" picks one of DENOMINATORS).
+DENOMINATOR_CHOICES = ("auto", *DENOMINATORS)
+#: ``denominator="auto"`` keeps MkP / (MkP + Mk) only when every sample of a species has at
+#: least this many mature Mk cells ...
+AUTO_MIN_MK = 5
+#: ... and its MkP fraction of MkP + Mk at most this (above it the ratio saturates near 1).
+SATURATED = 0.95
 PER_SAMPLE_COLUMNS = [
     "sample",
     "species",
@@ -56,7 +63,7 @@ def progenitor_pool(
     *,
     species_key: str = K.SPECIES,
     state_key: str = K.STATE,
-    denominator: Literal["mk_lineage", "hspc", "all"] = "mk_lineage",
+    denominator: Literal["auto", "mk_lineage", "hspc", "all"] = "auto",
     key_added: str = K.POOL,
     copy: bool = False,
 ) -> AnnData | None:
@@ -100,8 +107,14 @@ def progenitor_pool(
     state_key
         Column with the cell states (must contain ``MkP``).
     denominator
-        ``"mk_lineage"`` (MkP + Mk, default), ``"hspc"`` (HSC/MPP, MEP, MkP) or
-        ``"all"`` (all cells of the sample).
+        ``"auto"`` (default): per species, ``"mk_lineage"`` when every sample has at
+        least :data:`AUTO_MIN_MK` mature Mk cells and an MkP share of MkP + Mk of at most
+        :data:`SATURATED`, else ``"hspc"`` (mature Mk absent or scarce, as in CD34+-sorted
+        or droplet marrow, where MkP / (MkP + Mk) saturates near 1 and hides changes);
+        the choice and its reason are in ``uns[key_added]['denominator_choice']``.
+        ``"mk_lineage"`` (MkP + Mk), ``"hspc"`` (HSC/MPP, MEP, MkP) or ``"all"`` (all
+        cells of the sample) force one. A warning is logged whenever a sample's fraction
+        exceeds :data:`SATURATED`.
     {key_added_copy}
 
     Returns
@@ -113,8 +126,8 @@ def progenitor_pool(
     ``per_condition`` (pooled fraction and 95% CI of each condition) and ``params``.
     """
     check_adata(adata, min_vars=0)
-    if denominator not in DENOMINATORS:
-        msg = f"denominator={denominator!r} is not known; choose one of {list(DENOMINATORS)}"
+    if denominator not in DENOMINATOR_CHOICES:
+        msg = f"denominator={denominator!r} is not known; choose one of {list(DENOMINATOR_CHOICES)}"
         raise MkcellError(msg)
     for key, what in (
         (sample_key, "sample column"),
@@ -129,7 +142,13 @@ def progenitor_pool(
             "no cell of `adata.obs[%r]` is %r: every MkP count is zero", state_key, K.MKP
         )
 
-    per_sample = _per_sample(obs, states, denominator)
+    choice = choose_denominator(obs, states, denominator)
+    per_sample = pd.concat(
+        [_per_sample(obs[obs["species"] == sp_name], states[(obs["species"] == sp_name).to_numpy()], den)
+         for sp_name, den in zip(choice["species"], choice["denominator"], strict=True)],
+        ignore_index=True,
+    ).sort_values("species", kind="stable", ignore_index=True)  # fmt: skip
+    _warn_saturated(per_sample)
     todo = resolve_contrasts(per_sample, contrasts)
     rows = [_contrast_row(per_sample, sp_name, a, b) for sp_name, a, b in todo]
     table = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
@@ -141,12 +160,14 @@ def progenitor_pool(
         "per_sample": per_sample,
         "contrasts": table,
         "per_condition": per_condition,
+        "denominator_choice": choice,
         "params": {
             "sample_key": sample_key,
             "condition_key": condition_key,
             "species_key": species_key,
             "state_key": state_key,
             "denominator": denominator,
+            "denominator_used": ";".join(f"{a}: {b}" for a, b in zip(choice["species"], choice["denominator"], strict=True)),
             "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)],
             "method": METHOD,
             "pseudo_count": PSEUDO_COUNT,
@@ -158,6 +179,46 @@ def progenitor_pool(
         len(per_sample), len(table), key_added,
     )  # fmt: skip
     return adata if copy else None
+
+
+def choose_denominator(obs: pd.DataFrame, states: np.ndarray, denominator: str) -> pd.DataFrame:
+    """The denominator of each species (species, denominator, reason); ``"auto"`` decides from the data."""
+    rows = []
+    for sp_name in pd.unique(obs["species"]):
+        in_sp = (obs["species"] == sp_name).to_numpy()
+        if denominator != "auto":
+            rows.append({"species": sp_name, "denominator": denominator, "reason": "set by the user"})
+            continue
+        tab = pd.DataFrame({"sample": obs["sample"].to_numpy()[in_sp], "s": states[in_sp]})
+        n_mk = tab.assign(x=tab["s"] == K.MK).groupby("sample", observed=True)["x"].sum()
+        n_mkp = tab.assign(x=tab["s"] == K.MKP).groupby("sample", observed=True)["x"].sum()
+        share = n_mkp / (n_mkp + n_mk).replace(0, np.nan)
+        low = n_mk[n_mk < AUTO_MIN_MK]
+        sat = share[share > SATURATED]
+        if low.empty and sat.empty:
+            den, reason = "mk_lineage", f"every sample has >= {AUTO_MIN_MK} mature Mk cells (min {int(n_mk.min())}) and MkP/(MkP+Mk) <= {SATURATED}"
+        elif not low.empty:
+            den = "hspc"
+            reason = (
+                f"mature Mk absent or scarce: {len(low)} of {len(n_mk)} samples with < {AUTO_MIN_MK} Mk cells "
+                f"(e.g. {low.index[0]}: {int(low.iloc[0])}); MkP/(MkP+Mk) would saturate near 1, so MkP/HSPC is used"
+            )
+        else:
+            den = "hspc"
+            reason = f"MkP/(MkP+Mk) saturates (> {SATURATED}) in {len(sat)} samples (e.g. {sat.index[0]}: {sat.iloc[0]:.3f}), so MkP/HSPC is used"
+        rows.append({"species": sp_name, "denominator": den, "reason": reason})
+        logger.info("pool denominator for %s: %s (%s)", sp_name, den, reason)
+    return pd.DataFrame(rows, columns=["species", "denominator", "reason"])
+
+
+def _warn_saturated(per_sample: pd.DataFrame) -> None:
+    sat = per_sample[per_sample["mkp_fraction"] > SATURATED]
+    if not sat.empty:
+        logger.warning(
+            "the MkP fraction saturates (> %s) in %d samples (e.g. %s: %.3f of its %s cells): a change in MkP "
+            "can hardly show; choose a wider denominator (denominator='hspc' or 'all')",
+            SATURATED, len(sat), sat["sample"].iloc[0], sat["mkp_fraction"].iloc[0], sat["denominator"].iloc[0],
+        )  # fmt: skip
 
 
 def _per_sample(obs: pd.DataFrame, states: np.ndarray, denominator: str) -> pd.DataFrame:

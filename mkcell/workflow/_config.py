@@ -60,7 +60,9 @@ class DataConf:
     ``condition_key`` name the user's ``obs`` columns copied to ``sample`` and
     ``condition`` (null: the data has none; every cell gets one sample / condition).
     ``max_cells`` subsamples at most this many cells, evenly per sample (``debug=tiny``).
-    ``species`` lists the species to use.
+    ``species`` lists the species to use. ``gene_symbols`` names the ``var`` column with
+    gene symbols when the inputs' gene names are IDs (null: Ensembl IDs are mapped through
+    the shipped tables; see :func:`mkcell.io.read`).
     """
 
     source: DataSource = DataSource.demo
@@ -75,6 +77,7 @@ class DataConf:
     condition_key: str | None = "condition"
     species: list[str] = field(default_factory=lambda: list(SPECIES))
     max_cells: int | None = None
+    gene_symbols: str | None = None
 
 
 @dataclass
@@ -104,12 +107,20 @@ class IntegrateConf:
 class AnnotateConf:
     """``annotate``: cell states (see :func:`mkcell.tl.annotate`).
 
-    ``labels_key`` names an ``obs`` column of known labels; ``label_map`` maps its labels
-    onto mkcell states (``{8Mk: MkP, 7MEP: MEP, ...}``).
+    ``labels_key`` names an ``obs`` column of known labels; ``labels_file`` a CSV/TSV with
+    a cell column (``labels_cell_column``) and a label column (``labels_column``; null:
+    ``cell`` / ``label`` or the two columns of a two-column file). ``label_map`` maps labels
+    onto mkcell states (``{8Mk: MkP, 7MEP: MEP, ...}``); ``label_map_file`` does the same
+    from a file (two-column CSV ``label,state`` or YAML), for labels with spaces or
+    punctuation. With labels, the marker-based annotation is skipped.
     """
 
     labels_key: str | None = None
+    labels_file: str | None = None
+    labels_cell_column: str | None = None
+    labels_column: str | None = None
     label_map: Any = None  # a {label: state} mapping (typed Any: Hydra can then set a whole dict)
+    label_map_file: str | None = None
     n_neighbors: int = 15
     resolution: float = 1.0
 
@@ -147,7 +158,7 @@ class PoolConf:
     contrasts: list[list[str]] | None = field(
         default_factory=lambda: [list(c) for c in DEFAULT_CONTRASTS]
     )
-    denominator: str = "mk_lineage"
+    denominator: str = "auto"
 
 
 @dataclass
@@ -298,6 +309,19 @@ def check_config(cfg: DictConfig) -> None:
     ):
         msg = f"annotate.label_map={label_map}: write a mapping of labels to states, e.g. 'annotate.label_map={{7MEP: MEP, 8Mk: MkP}}'"
         raise MkcellError(msg)
+    a = cfg.annotate
+    for key in ("labels_file", "label_map_file"):
+        path = a[key]
+        if path is not None and not Path(str(path)).expanduser().is_file():
+            what = "a CSV with a cell column and a label column" if key == "labels_file" else "a CSV (label,state) or YAML mapping"
+            msg = f"annotate.{key}={path}: no such file; pass {what}"
+            raise MkcellError(msg)
+    if a.labels_file is not None and a.labels_key is not None:
+        msg = "annotate.labels_file and annotate.labels_key are both set; keep one (set the other to null)"
+        raise MkcellError(msg)
+    if a.label_map is not None and a.label_map_file is not None:
+        msg = "annotate.label_map and annotate.label_map_file are both set; keep one (set the other to null)"
+        raise MkcellError(msg)
     if cfg.integrate.max_epochs is not None and cfg.integrate.max_epochs < 1:
         msg = f"integrate.max_epochs={cfg.integrate.max_epochs}: use at least 1 (or null for the default)"
         raise MkcellError(msg)
@@ -307,13 +331,13 @@ def check_config(cfg: DictConfig) -> None:
 def _check_choices(cfg: DictConfig) -> None:
     """Values the score and pool stages would reject only after integration: check them now."""
     from .._genesets import read_gmt
-    from ..tl._pool import DENOMINATORS
+    from ..tl._pool import DENOMINATOR_CHOICES
     from ..tl._score import METHODS
 
     for key, value, choices in (
         ("score.method", cfg.score.method, METHODS),
         ("score.on_missing", cfg.score.on_missing, ("score", "skip")),
-        ("pool.denominator", cfg.pool.denominator, tuple(DENOMINATORS)),
+        ("pool.denominator", cfg.pool.denominator, DENOMINATOR_CHOICES),
     ):
         if value not in choices:
             msg = f"{key}={value}: choose one of {list(choices)}"

@@ -161,11 +161,40 @@ def _states(adata: AnnData) -> str:
         else pd.Series("all", index=obs.index, name=K.SPECIES)
     )
     tab = pd.crosstab(obs[K.STATE], by).rename_axis(columns=None).reset_index()
-    return table_html(tab)
+    ann = adata.uns.get(K.ANNOTATE, {})
+    ann = ann if isinstance(ann, Mapping) else {}
+    info = ""
+    if ann.get("method") == "labels":
+        params = ann.get("params", {})
+        src = params.get("labels") or f"obs[{params.get('labels_key')!r}]"
+        info = _kv({
+            "states from": f"your labels ({src}); marker-based annotation skipped",
+            "cells whose label the map does not cover (state 'other')": ann.get("n_unmapped", 0),
+            "cells without a label (state 'other')": ann.get("n_unlabelled", 0),
+        })  # fmt: skip
+        unmapped = ann.get("unmapped")
+        if isinstance(unmapped, pd.DataFrame) and not unmapped.empty:
+            info += "<h3>Labels mapped to no state</h3>" + table_html(unmapped)
+    elif ann.get("method") == "markers":
+        info = _kv({"states from": "marker panels (mk.datasets.marker_panels()) + clusters"})
+    return info + table_html(tab)
+
+
+def _gene_ids(adata: AnnData) -> str:
+    rep = adata.uns.get(K.GENE_IDS)
+    if not isinstance(rep, Mapping):
+        return ""
+    keys = ("n_mapped", "n_summed", "n_unmapped")
+    return "<h3>Gene identifiers</h3>" + _kv({f"gene IDs: {k[2:]}": rep.get(k) for k in keys}) + _kv(
+        {"symbols from": rep.get("params", {}).get("source", "")}
+    )
 
 
 def _trajectory(adata: AnnData) -> str:
     obs = adata.obs
+    traj = adata.uns.get(K.TRAJECTORY, {})
+    if isinstance(traj, Mapping) and traj.get("skipped"):
+        return f"<p><b>Trajectory skipped:</b> {_esc(traj.get('reason', ''))}</p>"
     if K.PSEUDOTIME not in obs.columns:
         return "<p class='muted'>no pseudotime</p>"
     pt = pd.to_numeric(obs[K.PSEUDOTIME], errors="coerce")
@@ -175,6 +204,12 @@ def _trajectory(adata: AnnData) -> str:
             f"{pd.to_numeric(obs[K.FATE], errors='coerce').mean():.3f}"
         )
     return _kv(info)
+
+
+def _pool_denominator(adata: AnnData) -> pd.DataFrame | None:
+    pool = adata.uns.get(K.POOL, {})
+    choice = pool.get("denominator_choice") if isinstance(pool, Mapping) else None
+    return choice if isinstance(choice, pd.DataFrame) else None
 
 
 def _figure(figures: Mapping[str, Path], name: str) -> str:
@@ -213,7 +248,7 @@ def build_report(
         else {}
     )
     sections = [
-        ("inputs", "Inputs", _inputs(cfg, adata)),
+        ("inputs", "Inputs", _inputs(cfg, adata) + _gene_ids(adata)),
         ("orthologs", "Ortholog mapping", _orthologs(adata, run_dir)),
         (
             "integration", "Integration",
@@ -228,7 +263,8 @@ def build_report(
         ),
         (
             "pool", "MkP pool",
-            _figure(figures, "pool") + "<h3>Contrasts</h3>" + table_html(_csv(run_dir, "pool_contrasts"))
+            _figure(figures, "pool") + "<h3>Denominator</h3>" + table_html(_pool_denominator(adata))
+            + "<h3>Contrasts</h3>" + table_html(_csv(run_dir, "pool_contrasts"))
             + "<h3>Per sample</h3>" + table_html(_csv(run_dir, "pool_per_sample"))
             + "<h3>Maturation shift</h3>" + table_html(_csv(run_dir, "maturation_shift")),
         ),

@@ -177,7 +177,7 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
     elif source is DataSource.files:
         read = mk.io.read
         out = {
-            s: read(Path(str(d.inputs[s])).expanduser(), species=s)
+            s: read(Path(str(d.inputs[s])).expanduser(), species=s, gene_symbols=d.gene_symbols)
             for s in species
             if d.inputs[s] is not None
         }
@@ -234,6 +234,95 @@ def _check_against_data(cfg: DictConfig, data: dict[str, AnnData]) -> None:
         cols = ", ".join(map(str, data[lacking[0]].obs.columns))
         msg = f"annotate.labels_key={key}: no such column in the {lacking[0]} input obs (columns: [{cols}]); set annotate.labels_key=COLUMN or null"
         raise MkcellError(msg)
+    _check_labels(cfg, data)
+    _check_markers(cfg, data)
+
+
+def user_labels(cfg: DictConfig) -> pd.Series | None:
+    """The labels file of ``annotate.labels_file`` as labels by cell name (None: no file)."""
+    from ..tl._labels import read_labels
+
+    a = cfg.annotate
+    if a.labels_file is None:
+        return None
+    try:
+        return read_labels(
+            Path(str(a.labels_file)).expanduser(), cell_column=a.labels_cell_column, label_column=a.labels_column
+        )
+    except MkcellError as err:
+        msg = f"annotate.labels_file: {err}".replace("cell_column= (CLI: annotate.labels_cell_column)", "annotate.labels_cell_column").replace(
+            "label_column= (CLI: annotate.labels_column)", "annotate.labels_column"
+        )
+        raise MkcellError(msg) from None
+
+
+def user_label_map(cfg: DictConfig) -> dict[str, str] | None:
+    """``annotate.label_map_file`` or ``annotate.label_map`` as a checked ``{label: state}`` dict."""
+    from ..tl._labels import as_label_map
+
+    a = cfg.annotate
+    source = Path(str(a.label_map_file)).expanduser() if a.label_map_file is not None else (_plain(a.label_map) or None)
+    try:
+        return as_label_map(source)
+    except MkcellError as err:
+        key = "annotate.label_map_file" if a.label_map_file is not None else "annotate.label_map"
+        msg = f"{key}: {err}"
+        raise MkcellError(msg) from None
+
+
+def _check_labels(cfg: DictConfig, data: dict[str, AnnData]) -> None:
+    """Read the labels and the label map now, so that a bad file fails before any training."""
+    from ..tl._labels import align_labels, labels_to_states
+
+    a = cfg.annotate
+    labels = user_labels(cfg)
+    mapping = user_label_map(cfg)
+    if labels is None and a.labels_key is None:
+        return
+    if labels is not None:
+        names = pd.Index([n for ad_ in data.values() for n in ad_.obs_names.astype(str)])
+        where = f"annotate.labels_file={Path(str(a.labels_file)).name}"
+        values = align_labels(labels, names, where=where)
+    else:
+        values = pd.concat([ad_.obs[a.labels_key].astype(str) for ad_ in data.values()])
+        where = f"annotate.labels_key={a.labels_key}"
+    states, unmapped = labels_to_states(pd.Series(values.to_numpy()), mapping, where=where)
+    states = pd.Series(states.to_numpy())
+    n_unmapped = int(unmapped["n_cells"].sum())
+    logger.info(
+        "%s: %d cells labelled, %d of them MkP, %d mapped to no state (they will be 'other')",
+        where, int((values != "").sum()), int((states == K.MKP).sum()), n_unmapped,
+    )  # fmt: skip
+
+
+def _check_markers(cfg: DictConfig, data: dict[str, AnnData]) -> None:
+    """Without labels, the marker panels must cover MkP; warn (and say what still runs) when Mk is not covered."""
+    from ..tl._annotate import MIN_PANEL_GENES, panel_coverage
+
+    a = cfg.annotate
+    if a.labels_key is not None or a.labels_file is not None:
+        return
+    fix = "annotate.labels_file=CELLS.csv annotate.label_map_file=MAP.csv (or annotate.labels_key=COLUMN)"
+    panels = mk.datasets.marker_panels()
+    for sp_name, ad_ in data.items():
+        cov = panel_coverage(ad_.var_names)
+        for state in (K.MKP, K.MK):
+            have = cov.get(state, [])
+            if len(have) >= MIN_PANEL_GENES:
+                continue
+            wanted = panels.loc[panels["state"] == state, "human" if sp_name == "human" else "mouse"].tolist()
+            if state == K.MKP:
+                msg = (
+                    f"no MkP markers in the {sp_name} input: {len(have)} of the MkP panel genes {wanted} present "
+                    f"(need {MIN_PANEL_GENES}), so MkP cannot be called; give your own labels: {fix}"
+                )
+                raise MkcellError(msg)
+            logger.warning(
+                "no mature-Mk markers in the %s input (%d of %s present, need %d): MkP and the other states will "
+                "still be called, the pool will use MkP among HSPC (pool.denominator=auto), and the trajectory "
+                "is skipped if no Mk cell is called; to change that, give your own labels: %s",
+                sp_name, len(have), wanted, MIN_PANEL_GENES, fix,
+            )  # fmt: skip
 
 
 def _registry_sample_column(cfg: DictConfig) -> str | None:
@@ -243,8 +332,18 @@ def _registry_sample_column(cfg: DictConfig) -> str | None:
 
 def map_species(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnData:
     """Map mouse genes to human orthologs and concatenate the species."""
+    id_reports = {s: a.uns[K.GENE_IDS] for s, a in data.items() if isinstance(a.uns.get(K.GENE_IDS), dict)}
     concat = mk.pp.concat_species
     adata = concat(dict(data), keep_species_specific=cfg.map.keep_species_specific)
+    if id_reports:  # gene IDs mapped to symbols on reading: one report for the run
+        genes = pd.concat([r["genes"].assign(species=s) for s, r in id_reports.items()], ignore_index=True)
+        first = next(iter(id_reports.values()))
+        adata.uns[K.GENE_IDS] = {
+            "genes": genes,
+            "params": {"source": "; ".join(f"{s}: {r['params']['source']}" for s, r in id_reports.items())},
+            **{k: int(sum(r[k] for r in id_reports.values())) for k in ("n_mapped", "n_summed", "n_unmapped") if k in first},
+        }
+        write_table(genes, run_dir, "gene_id_report")
     report = adata.uns.get(K.ORTHOLOGS, {})
     genes = report.get("genes") if isinstance(report, dict) else None
     if not isinstance(genes, pd.DataFrame):
@@ -283,9 +382,13 @@ def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa
     """Cell states (``obs['mk_state']``)."""
     f = mk.tl.annotate
     c = cfg.annotate
+    labels = user_labels(cfg)
+    if labels is not None or c.labels_key is not None:
+        logger.info("annotate: cell states from your labels; the marker-based annotation is skipped")
     kwargs = {
+        "labels": labels,
         "labels_key": c.labels_key,
-        "label_map": _plain(c.label_map) or None,
+        "label_map": user_label_map(cfg),
         "n_neighbors": c.n_neighbors,
         "resolution": c.resolution,
     }
@@ -301,7 +404,19 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
         "root": t.root, "lineage": tuple(t.lineage), "root_state": t.root_state, "terminal_state": t.terminal_state,
         "n_neighbors": t.n_neighbors, "connectivity_weight": t.connectivity_weight, "regress_cycle": t.regress_cycle,
     }  # fmt: skip
-    return _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
+    states = adata.obs[K.STATE].astype(str) if K.STATE in adata.obs.columns else pd.Series(dtype=str)
+    try:
+        return _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
+    except MkcellError as err:
+        lacking = [s for s in (t.root_state, t.terminal_state) if (states == s).sum() < 2]
+        if not lacking:
+            raise
+        reason = f"fewer than 2 {' and '.join(lacking)} cells ({err})"
+        logger.warning("trajectory skipped: %s; score, pool and report continue without a pseudotime", reason)
+        adata.obs[K.PSEUDOTIME] = np.nan
+        adata.obs[K.FATE] = np.nan
+        adata.uns[K.TRAJECTORY] = {"skipped": True, "reason": reason}
+        return adata
 
 
 def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
