@@ -81,6 +81,7 @@ class _Design:
     base: dict[str, np.ndarray]  # species -> baseline log mean per gene
     theta: dict[str, np.ndarray]  # species -> NB shape per gene
     loadings: dict[str, np.ndarray]  # species -> programs x genes log-fold changes
+    cycle_genes: pd.DataFrame  # unlisted cycle genes: column index, phase, log-fold change
 
 
 @lru_cache(maxsize=1)
@@ -143,6 +144,7 @@ def _design(
     s_genes = [col[g] for g in sets["TIROSH2016_S_PHASE"] + sets["HALLMARK_E2F_TARGETS"] if g in col]
     g2m_genes = [col[g] for name in ("TIROSH2016_G2M_PHASE", "HALLMARK_G2M_CHECKPOINT", "MK_CYTOKINESIS", "MK_AURORA") for g in sets[name] if g in col]
     tirosh = {col[g] for g in sets["TIROSH2016_S_PHASE"] + sets["TIROSH2016_G2M_PHASE"] if g in col}
+    unlisted = []
     for prog, idx in (("S", s_genes), ("G2M", g2m_genes)):
         idx = np.unique(idx)
         lo = np.where(np.isin(idx, list(tirosh)), 1.2, 0.5)  # the canonical markers respond most
@@ -151,6 +153,7 @@ def _design(
             extra = rng.choice(fill_idx, size=min(n_cycle_genes, fill_idx.size), replace=False)
             sign = np.where(rng.uniform(size=extra.size) < 0.65, 1.0, -1.0)
             W[_P[prog], extra] += cycle_strength * sign * rng.uniform(0.5, 2.0, extra.size)
+            unlisted.append(pd.DataFrame({"column": extra, "phase": prog, "log_fold_change": W[_P[prog], extra]}))
     mds_idx = [col[g] for g in sets["HALLMARK_E2F_TARGETS"] + sets["MK_AURORA"] if g in col]
     W[_P["mds_e2f"], mds_idx] = rng.uniform(0.5, 0.9, len(mds_idx))
     # species-only genes follow random programs of their own
@@ -165,7 +168,8 @@ def _design(
         theta[sp_name] = np.exp(rng.normal(np.log(6.0), 0.5, n_all))
         # the same programs in both species, with species-specific strengths (gene x species interaction)
         loadings[sp_name] = W * np.exp(rng.normal(0, 0.25 * species_effect, W.shape))
-    return _Design(genes=genes, n_shared=n_genes, base=base, theta=theta, loadings=loadings)
+    cycle = pd.concat(unlisted, ignore_index=True) if unlisted else pd.DataFrame(columns=["column", "phase", "log_fold_change"])
+    return _Design(genes=genes, n_shared=n_genes, base=base, theta=theta, loadings=loadings, cycle_genes=cycle)
 
 
 def _activities(branch: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -184,9 +188,10 @@ def _activities(branch: np.ndarray, t: np.ndarray) -> np.ndarray:
     A[m, _P["mkp"]] = 0.3 * t[m]
     m = on("mk")
     A[m, _P["mep"]] = np.clip(1 - t[m] / 0.25, 0, 1) * 0.6
-    A[m, _P["mkp"]] = np.where(t[m] < MKP_END, 0.6 + 0.4 * t[m] / MKP_END, 1 - 0.8 * (t[m] - MKP_END) / (1 - MKP_END))
-    # immature Mk (MKP_END..IMMATURE_END) gain the Mk program continuously
-    A[m, _P["mk"]] = np.clip((t[m] - MKP_END) / (1 - MKP_END), 0, 1) ** 0.8
+    imm = np.clip((t[m] - MKP_END) / (IMMATURE_END - MKP_END), 0, 1)  # progress through the immature stage
+    A[m, _P["mkp"]] = np.where(t[m] < MKP_END, 0.6 + 0.4 * t[m] / MKP_END, 1 - 0.8 * imm)
+    # immature Mk (MKP_END..IMMATURE_END) gain the Mk program continuously; mature Mk hold it
+    A[m, _P["mk"]] = imm**0.8
     for k in range(6):
         A[m, _P[f"mk_g{k}"]] = np.exp(-((t[m] - k / 5) ** 2) / (2 * 0.15**2))
     for b, prog in (("ery", "ery"), ("my", "my")):
@@ -340,7 +345,8 @@ def simulate_marrow(
     ``obs`` (``true_state``, ``true_branch``, ``true_time``, ``true_phase``,
     ``true_stage``: MkP / immature_Mk / mature_Mk on the Mk lineage), the
     per-sample truth in ``uns['mk_truth']['samples']`` (``mkp_fraction`` is the
-    share of MkP among Mk-lineage cells actually simulated).
+    share of MkP among Mk-lineage cells actually simulated), and the unlisted cycle
+    genes in ``uns['mk_truth']['cycle_genes']`` (gene, phase, log-fold change).
     """
     if not 500 <= n_cells <= 1_000_000:
         msg = f"n_cells={n_cells} is out of range; choose 500 to 1,000,000"
@@ -395,8 +401,13 @@ def simulate_marrow(
         adata.obs["true_state"] = adata.obs["true_state"].cat.set_categories([s for s in K.STATES if s != "other"])
         adata.obs["true_phase"] = adata.obs["true_phase"].cat.set_categories(["G1", "S", "G2M"])
         adata.obs["true_stage"] = pd.Categorical(adata.obs["true_stage"].replace("", np.nan), categories=[K.MKP, "immature_Mk", "mature_Mk"])
+        cyc = design.cycle_genes
         adata.uns[K.TRUTH] = {
             "samples": pd.DataFrame(rows),
+            "cycle_genes": pd.DataFrame({
+                "gene": [design.genes[sp_name][int(j)] for j in cyc["column"]],
+                "phase": cyc["phase"].astype(str).to_numpy(), "log_fold_change": cyc["log_fold_change"].to_numpy(float),
+            }),  # fmt: skip
             "params": {
                 "n_cells": n_cells, "mds_effect": mds_effect, "treatment_rescue": treatment_rescue,
                 "cycle_strength": cycle_strength, "n_cycle_genes": n_cycle_genes, "species_effect": species_effect,

@@ -98,7 +98,7 @@ def scvi(
     devices: int | str = "auto",
     strategy: str = "auto",
     equalize: bool = True,
-    cycle_covariates: bool = True,
+    cycle_covariates: bool = False,
     seed: int = 0,
     save_dir: str | Path | None = None,
     layer: str | None = None,

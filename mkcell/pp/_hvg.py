@@ -31,7 +31,7 @@ def highly_variable_genes(
     n_top_genes: int = 2000,
     batch_key: str | None = K.SAMPLE,
     exclude_cycle_genes: bool = True,
-    exclude_cycle_linked: bool = True,
+    exclude_cycle_linked: bool = False,
     cycle_r: float = 0.2,
     include_markers: bool = True,
     layer: str | None = None,

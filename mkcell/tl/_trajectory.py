@@ -13,7 +13,7 @@ from .. import _keys as K
 from .._graph import knn_graph
 from .._settings import MkcellError, logger
 from .._utils import check_adata, log_write
-from ._annotate import lognorm
+from ._annotate import lognorm, panel_scores
 from ._fate import fate_probabilities
 
 #: Other terminal states competing with mature Mk for the fate probabilities.
@@ -62,6 +62,7 @@ def trajectory(
     n_drivers: int = 50,
     condition_key: str | None = K.CONDITION,
     regress_cycle: bool = True,
+    refine_states: bool = True,
     seed: int = 0,
     copy: bool = False,
 ) -> AnnData | None:
@@ -188,6 +189,11 @@ def trajectory(
     dpt[main] = (dpt[main] - lo) / (hi - lo if hi > lo else 1.0)
     pt[lin_idx[reach]] = dpt[reach]
     adata.obs[K.PSEUDOTIME] = pt
+    stages = None
+    by_markers = adata.uns.get(K.ANNOTATE, {}).get("params", {}).get("source") == "markers"
+    if refine_states and (root_state, terminal_state) == (K.MKP, K.MK) and by_markers and state_key == K.STATE:
+        stages = _refine_stages(adata, pt, lin_idx[reach], state_key)
+        states = adata.obs[state_key].astype(str).to_numpy()
 
     # 2. fate probabilities over all cells with CellRank
     ga = knn_graph(X, n_neighbors, seed)
@@ -240,6 +246,7 @@ def trajectory(
         "n_components": int(n_comp),
         "n_lineage_without_pseudotime": n_unreached,
         "n_terminal": {k: int(v.size) for k, v in terminal.items()},
+        "stages": stages or {"refined": False},
         "drivers": drivers,
         "trends": trends,
         "seconds": time.perf_counter() - t0,
@@ -248,26 +255,114 @@ def trajectory(
         "trajectory: %d of %d lineage cells with pseudotime; fate by %s in %.1f s",
         np.isfinite(pt).sum(), on_lin.sum(), method, time.perf_counter() - t0,
     )  # fmt: skip
-    for key in (K.PSEUDOTIME, K.FATE):
+    for key in (K.PSEUDOTIME, K.FATE) + ((K.STAGE, state_key) if stages else ()):
         log_write("obs", key)
     log_write("uns", K.TRAJECTORY)
     return adata if copy else None
 
 
+#: Share of the Mk program's rise (from its MkP level to its mature level) that marks
+#: the MkP -> immature Mk boundary, and the share that marks mature Mk. Fixed a priori
+#: (a fifth of the rise: clearly above progenitor noise), not tuned on the simulator.
+ONSET_SHARE, PLATEAU_SHARE = 0.2, 0.9
+
+
+def _rise_points(t: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Where a rising score leaves its low level and where it reaches its high level, along ``t``.
+
+    ``y`` is smoothed by a running median over cells ordered by ``t``; its low (high)
+    level is the median over the first (last) tenth of cells. Returns the pseudotime
+    after the last point below ``ONSET_SHARE`` of the rise, the first point above
+    ``PLATEAU_SHARE`` of it, and the rise itself (high - low).
+    """
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    win = int(max(25, t.size // 30))
+    smooth = pd.Series(y[order]).rolling(win, center=True, min_periods=win // 2).median().to_numpy()
+    tenth = max(t.size // 10, 5)
+    lo, hi = np.nanmedian(smooth[:tenth]), np.nanmedian(smooth[-tenth:])
+    rise = float(hi - lo)
+    if not rise > 0:
+        return float("nan"), float("nan"), rise
+    below = np.flatnonzero(smooth < lo + ONSET_SHARE * rise)
+    onset = ts[min(below[-1] + 1, ts.size - 1)] if below.size else ts[0]
+    above = np.flatnonzero((smooth >= lo + PLATEAU_SHARE * rise) & (ts >= onset))
+    plateau = ts[above[0]] if above.size else ts[-1]
+    return float(onset), float(plateau), rise
+
+
+def _refine_stages(adata: AnnData, pt: np.ndarray, cells: np.ndarray, state_key: str) -> dict | None:
+    """MkP / immature Mk / mature Mk from the rise of the Mk panel score along pseudotime."""
+    if cells.size < 30:
+        return None
+    sub = adata[cells]
+    panels, _ = panel_scores(sub, lognorm(sub))
+    if K.MK not in panels.columns:
+        logger.info("no Mk marker panel: the MkP / Mk boundary stays as annotated")
+        return None
+    y = panels[K.MK].to_numpy(float)
+    species = sub.obs[K.SPECIES].astype(str).to_numpy() if K.SPECIES in sub.obs else np.zeros(cells.size)
+    for s in np.unique(species):  # marker levels differ between species
+        m = species == s
+        y[m] = (y[m] - y[m].mean()) / (y[m].std() + 1e-12)
+    t = pt[cells]
+    t0, t1, rise = _rise_points(t, y)
+    if not np.isfinite(t0):
+        logger.info("the Mk panel score does not rise along pseudotime: the MkP / Mk boundary stays as annotated")
+        return None
+    stage = np.where(t < t0, K.MKP, np.where(t < t1, "immature_Mk", "mature_Mk"))
+    col = adata.obs[state_key]
+    before = col.astype(str).to_numpy()[cells]
+    after = np.where(stage == K.MKP, K.MKP, K.MK)
+    new = col.astype(str).to_numpy()
+    new[cells] = after
+    adata.obs[state_key] = pd.Categorical(new, categories=col.cat.categories if hasattr(col, "cat") else list(K.STATES))
+    full = np.full(adata.n_obs, None, dtype=object)
+    full[cells] = stage
+    adata.obs[K.STAGE] = pd.Categorical(full, categories=[K.MKP, "immature_Mk", "mature_Mk"])
+    out = {
+        "refined": True, "onset_pseudotime": t0, "plateau_pseudotime": t1, "rise_z": rise,
+        "onset_share": ONSET_SHARE, "plateau_share": PLATEAU_SHARE,
+        "n_mkp_to_mk": int(((before == K.MKP) & (after == K.MK)).sum()),
+        "n_mk_to_mkp": int(((before == K.MK) & (after == K.MKP)).sum()),
+    }  # fmt: skip
+    logger.info(
+        "MkP / Mk boundary at pseudotime %.2f (Mk program onset), plateau at %.2f; %d MkP -> Mk, %d Mk -> MkP",
+        t0, t1, out["n_mkp_to_mk"], out["n_mk_to_mkp"],
+    )  # fmt: skip
+    return out
+
+
 def _regress_cycle(adata: AnnData, X: np.ndarray, cells: np.ndarray, states: np.ndarray, seed: int) -> np.ndarray:
-    """``X`` minus its linear fit on the cycle scores, fitted on within-(state, species) deviations."""
+    """``X`` minus the part explained by the cycle, fitted within (state, species).
+
+    Regressors: the S and G2M scores and the called phase (S, G2M indicators), plus the
+    MkP and Mk marker-panel scores as lineage position. The position terms are fitted
+    but not removed, so that where cycling changes along maturation the cycle terms
+    do not take maturation with them.
+    """
+    from ..tl._score import call_phase
+
+    sub = adata[cells]
     if K.CYCLE_COVARIATES in adata.obsm:
         C = np.asarray(adata.obsm[K.CYCLE_COVARIATES], dtype=np.float64)[cells]
     else:
         from ..pp._cycle import cycle_scores
 
-        C = cycle_scores(adata[cells], seed=seed).to_numpy(np.float64)
-    species = adata.obs[K.SPECIES].astype(str).to_numpy()[cells] if K.SPECIES in adata.obs else np.zeros(cells.size)
-    groups = pd.Series(states.astype(str)) + "|" + pd.Series(species.astype(str))
-    Xc = X - pd.DataFrame(X).groupby(groups.to_numpy()).transform("mean").to_numpy()
-    Cc = C - pd.DataFrame(C).groupby(groups.to_numpy()).transform("mean").to_numpy()
-    beta, *_ = np.linalg.lstsq(Cc, Xc, rcond=None)
-    return (X - Cc @ beta).astype(X.dtype)
+        C = cycle_scores(sub, seed=seed).to_numpy(np.float64)
+    phase, _ = call_phase(C[:, 0], C[:, 1])
+    C = np.column_stack([C, phase == "S", phase == "G2M"]).astype(np.float64)
+    panels, _ = panel_scores(sub, lognorm(sub))
+    P = panels[[c for c in (K.MKP, K.MK) if c in panels.columns]].to_numpy(np.float64)
+    species = sub.obs[K.SPECIES].astype(str).to_numpy() if K.SPECIES in sub.obs else np.zeros(cells.size)
+    groups = (pd.Series(states.astype(str)) + "|" + pd.Series(species.astype(str))).to_numpy()
+
+    def centred(M: np.ndarray) -> np.ndarray:
+        return M - pd.DataFrame(M).groupby(groups).transform("mean").to_numpy()
+
+    Cc, Pc = centred(C), centred(P)
+    beta, *_ = np.linalg.lstsq(np.column_stack([Cc, Pc]), centred(X.astype(np.float64)), rcond=None)
+    return (X - Cc @ beta[: C.shape[1]]).astype(X.dtype)
 
 
 def _drivers(adata: AnnData, pt: np.ndarray, cells: np.ndarray, n_drivers: int, condition_key: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:

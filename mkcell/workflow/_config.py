@@ -55,7 +55,7 @@ class DataConf:
     """``data``: the input cells.
 
     ``source`` picks the reader: ``demo`` simulates marrow (``n_cells``, ``n_genes``,
-    ``n_samples``, ``null_effect``, ``cycle_strength``), ``files`` reads ``inputs.mouse`` /
+    ``n_samples``, ``null_effect``, ``cycle_strength``, ``n_cycle_genes``), ``files`` reads ``inputs.mouse`` /
     ``inputs.human``, ``registry`` loads the registry entry ``id``. ``sample_key`` and
     ``condition_key`` name the user's ``obs`` columns copied to ``sample`` and
     ``condition`` (null: the data has none; every cell gets one sample / condition).
@@ -71,6 +71,7 @@ class DataConf:
     n_samples: int = 4
     null_effect: bool = False
     cycle_strength: float = 1.0
+    n_cycle_genes: int = 120
     inputs: InputsConf = field(default_factory=InputsConf)
     id: str | None = None
     sample_key: str | None = "sample"
@@ -99,8 +100,8 @@ class IntegrateConf:
     batch_size: int | None = None
     early_stopping: bool = True
     label_key: str | None = None
-    exclude_cycle_linked: bool = True  # leave out features that track the cycle within states
-    cycle_covariates: bool = True  # S / G2M scores as scVI continuous covariates
+    exclude_cycle_linked: bool = False  # leave out features that track the cycle within states
+    cycle_covariates: bool = False  # S / G2M scores as scVI continuous covariates
 
 
 @dataclass
@@ -136,6 +137,7 @@ class TrajectoryConf:
     n_neighbors: int = 30
     connectivity_weight: float = 0.2
     regress_cycle: bool = True  # remove the cycle scores' linear trace from the lineage embedding
+    refine_states: bool = True  # MkP / Mk boundary at the Mk program's onset along pseudotime
 
 
 @dataclass

@@ -172,7 +172,7 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
         sim = mk.datasets.simulate_marrow
         out = sim(
             d.n_cells, n_genes=d.n_genes, n_samples=d.n_samples, null=d.null_effect,
-            cycle_strength=d.cycle_strength, species=tuple(species), seed=cfg.seed,
+            cycle_strength=d.cycle_strength, n_cycle_genes=d.n_cycle_genes, species=tuple(species), seed=cfg.seed,
         )  # fmt: skip
     elif source is DataSource.files:
         read = mk.io.read
@@ -403,6 +403,7 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
     kwargs = {
         "root": t.root, "lineage": tuple(t.lineage), "root_state": t.root_state, "terminal_state": t.terminal_state,
         "n_neighbors": t.n_neighbors, "connectivity_weight": t.connectivity_weight, "regress_cycle": t.regress_cycle,
+        "refine_states": t.refine_states,
     }  # fmt: skip
     states = adata.obs[K.STATE].astype(str) if K.STATE in adata.obs.columns else pd.Series(dtype=str)
     try:
