@@ -86,7 +86,8 @@ def test_pseudobulk_gsea_and_heatmap_on_cells(sim, tmp_path):
     a = sim["human"]
     a.obs["mk_state"] = a.obs["true_state"]
     tab, meta = pseudobulk(a, "sample", state="MkP", min_cells=5)
-    assert tab.shape == (8, a.n_vars)
+    n_mkp = a.obs.loc[a.obs["true_state"] == "MkP", "sample"].value_counts()
+    assert tab.shape == (int((n_mkp >= 5).sum()), a.n_vars) and tab.shape[0] >= 6
     assert set(meta["condition"]) == {"MDS", "healthy"} and (meta["n_cells"] >= 5).all()
     np.testing.assert_allclose((2 ** tab.to_numpy() - 1).sum(1), 1e6, rtol=1e-6)
     sets = {k: hallmark_sets()[k] for k in ("HALLMARK_E2F_TARGETS", "HALLMARK_HYPOXIA")}

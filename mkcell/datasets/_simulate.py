@@ -254,7 +254,6 @@ def _simulate_sample(
     A[:, _P["G2M"]] = phase == "G2M"
     A[:, _P["mds_e2f"]] = strength * (is_mkp + 0.3 * (state == "MEP"))
     W = design.loadings[species]
-    n_genes = W.shape[1]
     # cells in S and G2M hold more RNA; each sample has its own depth
     lib = rng.lognormal(depth, 0.3, n) * np.where(phase == "G2M", 1.5, np.where(phase == "S", 1.25, 1.0))
     log_mu = design.base[species][None, :] + batch[None, :] + A @ W

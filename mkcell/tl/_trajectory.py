@@ -145,9 +145,17 @@ def trajectory(
     lin_idx = np.flatnonzero(on_lin)
 
     # 1. pseudotime on the lineage
+    cycle_note = "off"
     if regress_cycle:
-        X = X.copy()
-        X[lin_idx] = _regress_cycle(adata, X[lin_idx], lin_idx, states[lin_idx], seed)
+        try:
+            corrected = _regress_cycle(adata, X[lin_idx], lin_idx, states[lin_idx], seed)
+        except MkcellError as err:  # too few cycle genes to score (e.g. a targeted panel)
+            cycle_note = f"skipped: {err}"
+            logger.warning("cycle regression skipped: %s", err)
+        else:
+            X = X.copy()
+            X[lin_idx] = corrected
+            cycle_note = "applied"
     g = knn_graph(X[lin_idx], n_neighbors, seed)
     n_comp, comp = sp.csgraph.connected_components(g.obsp["connectivities"], directed=False)
     if root is not None:
@@ -247,6 +255,7 @@ def trajectory(
         "n_lineage_without_pseudotime": n_unreached,
         "n_terminal": {k: int(v.size) for k, v in terminal.items()},
         "stages": stages or {"refined": False},
+        "cycle_regression": cycle_note,
         "drivers": drivers,
         "trends": trends,
         "seconds": time.perf_counter() - t0,

@@ -203,6 +203,16 @@ def _trajectory(adata: AnnData) -> str:
         info["mean Mk fate probability"] = (
             f"{pd.to_numeric(obs[K.FATE], errors='coerce').mean():.3f}"
         )
+    if isinstance(traj, Mapping):
+        info["cell-cycle correction of the lineage embedding"] = traj.get("cycle_regression", "off")
+        stages = traj.get("stages", {})
+        if isinstance(stages, Mapping) and stages.get("refined"):
+            info["MkP / immature Mk / mature Mk boundaries (pseudotime)"] = (
+                f"{stages['onset_pseudotime']:.2f} / {stages['plateau_pseudotime']:.2f} "
+                f"(MkP -> Mk {stages['n_mkp_to_mk']}, Mk -> MkP {stages['n_mk_to_mkp']} cells re-called)"
+            )
+        else:
+            info["MkP / Mk boundary"] = "as annotated (not refined on pseudotime)"
     return _kv(info)
 
 
