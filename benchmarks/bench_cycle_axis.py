@@ -105,13 +105,36 @@ def run_setting(setting: tuple, variants: list[str], n_cells: int) -> dict:
     return out
 
 
+def paul15() -> dict:
+    """Real data: pseudotime vs the published Slingshot order, and E2F / G2M trends along it."""
+    from bench_trajectory import paul15 as order
+    from bench_trajectory import paul15_adata
+
+    a = paul15_adata()
+    out = order(a)
+    out["cycle_regression"] = a.uns["mk_trajectory"]["cycle_regression"]
+    mk.tl.score(a, on_missing="score")
+    o = a.obs
+    lin = o["paul15_state"].isin(["MEP", "Mk"]) & o["mk_pseudotime"].notna()
+    for key in ("mk_score_e2f_targets", "mk_score_g2m_checkpoint", "G2M_score", "S_score"):
+        out[f"spearman_{key}_vs_pseudotime"] = float(spearmanr(o.loc[lin, key], o.loc[lin, "mk_pseudotime"])[0])
+        bins = np.minimum((o.loc[lin, "mk_pseudotime"] * 5).astype(int), 4)
+        out[f"{key}_by_pseudotime_fifth"] = [float(x) for x in o.loc[lin, key].groupby(bins).mean()]
+    print("paul15", out, flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cells", type=int, default=6000)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--settings", default="all", help="tune, held_out, all, or seeds (e.g. 11,12)")
     ap.add_argument("--out", default="cycle_axis")
+    ap.add_argument("--paul15", action="store_true", help="only the Paul 2015 check")
     args = ap.parse_args()
+    if args.paul15:
+        save("cycle_axis_paul15", paul15())
+        return
     variants = args.variants.split(",")
     groups = {"tune": TUNING, "held_out": HELD_OUT}
     if args.settings in ("tune", "held_out", "all"):

@@ -44,12 +44,18 @@ def simulated(n_cells: int) -> dict:
     return out
 
 
-def paul15() -> dict:
+def paul15_adata():
+    """The shipped Paul 2015 subset through scVI, its published labels and the MEP -> Mk trajectory."""
     a = mk.datasets.paul15_subset()
     mk.pp.highly_variable_genes(a, n_top_genes=240, batch_key=None)
     mk.integrate.scvi(a, batch_key="Amp_batch_ID", max_epochs=60, seed=0)
     mk.tl.annotate(a, labels_key="paul15_state")
     mk.tl.trajectory(a, lineage=("MEP", "Mk"), root_state="MEP", terminal_state="Mk")
+    return a
+
+
+def paul15(a=None) -> dict:
+    a = paul15_adata() if a is None else a
     o = a.obs
     lin = o["paul15_state"].isin(["MEP", "Mk"]) & o["mk_pseudotime"].notna()
     med = o[lin].groupby("paul15_state", observed=True)["mk_pseudotime"].median()
