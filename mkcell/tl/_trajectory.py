@@ -113,9 +113,9 @@ def trajectory(
     regress_cycle
         Before the lineage kNN graph, remove from the lineage cells' embedding its
         linear dependence on the S / G2M scores (``obsm['mk_cycle_covariates']``, else
-        :func:`mkcell.pp.cycle_scores`) and called phase, fitted within bins of
-        maturation (marker-panel position, per species) so that cycling that changes
-        along maturation is not removed with it. Applied when the cycle explains at
+        :func:`mkcell.pp.cycle_scores`) and called phase, fitted within each state
+        and species with the MkP / Mk panel scores as lineage position, so that
+        cycling that changes along maturation is not removed with it. Applied when the cycle explains at
         least ``MIN_CYCLE_SHARE`` (5%) of that variance; what was done is in
         ``uns['mk_trajectory']['cycle_regression']``.
     seed
@@ -151,7 +151,7 @@ def trajectory(
     cycle_note, cycle_share = "off", float("nan")
     if regress_cycle:
         try:
-            corrected, cycle_share = _regress_cycle(adata, X[lin_idx], lin_idx, seed)
+            corrected, cycle_share = _regress_cycle(adata, X[lin_idx], lin_idx, states[lin_idx], seed)
         except MkcellError as err:  # too few cycle or panel genes to score (e.g. a targeted panel)
             cycle_note = f"skipped: {err}"
             logger.warning("cycle regression skipped: %s", err)
@@ -355,20 +355,18 @@ def _refine_stages(adata: AnnData, pt: np.ndarray, cells: np.ndarray, state_key:
 #: more order than it gains (measured: 1.4% on a simulation with no unlisted cycle genes,
 #: 57% with 150 per phase). Fixed a priori, not tuned.
 MIN_CYCLE_SHARE = 0.05
-#: Position bins per species (quantiles of the Mk minus MkP panel score) within which the
-#: cycle terms are fitted.
-N_POSITION_BINS = 5
 
 
-def _regress_cycle(adata: AnnData, X: np.ndarray, cells: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+def _regress_cycle(adata: AnnData, X: np.ndarray, cells: np.ndarray, states: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
     """``X`` minus the part explained by the cycle, and that part's share of the variance.
 
     Regressors: the S and G2M scores and the called phase (S, G2M indicators), plus the
     MkP and Mk marker-panel scores as lineage position. Everything is centred within
-    position bins (quantiles of the Mk minus MkP panel score, per species), so the
-    cycle terms are fitted from cells at the same stage of maturation; the position
-    terms are fitted but not removed. Where cycling changes along maturation the cycle
-    terms then do not take maturation with them.
+    (state, species), so the cycle terms are fitted from within-state variation; the
+    position terms are fitted but not removed. Where cycling changes along maturation
+    the cycle terms then do not take maturation with them. (Bins of the panel position
+    instead of states were tried and were worse: normalised panel scores drop in
+    cells with a strong cycle program, so such bins partly sort cells by cycle.)
     """
     from ..tl._score import call_phase
 
@@ -387,12 +385,7 @@ def _regress_cycle(adata: AnnData, X: np.ndarray, cells: np.ndarray, seed: int) 
         raise MkcellError(msg)
     P = panels[[K.MKP, K.MK]].to_numpy(np.float64)
     species = sub.obs[K.SPECIES].astype(str).to_numpy() if K.SPECIES in sub.obs else np.zeros(cells.size).astype(str)
-    pos = P[:, 1] - P[:, 0]
-    groups = np.empty(cells.size, dtype=object)
-    for s in np.unique(species):
-        m = species == s
-        cuts = np.quantile(pos[m], np.linspace(0, 1, N_POSITION_BINS + 1)[1:-1])
-        groups[m] = [f"{s}|{b}" for b in np.searchsorted(cuts, pos[m])]
+    groups = (pd.Series(states.astype(str)) + "|" + pd.Series(species)).to_numpy()
 
     def centred(M: np.ndarray) -> np.ndarray:
         return M - pd.DataFrame(M).groupby(groups).transform("mean").to_numpy()
