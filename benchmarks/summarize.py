@@ -136,11 +136,69 @@ def gpu_table() -> list[str]:
     return out
 
 
+#: Variant names of bench_cycle_axis.py, as the README calls them.
+CYCLE_VARIANTS = {
+    "none": "no correction (mkcell before issue 13)",
+    "covariates": "S/G2M scores as scVI continuous covariates",
+    "exclude": "cycle-linked features left out (data-driven)",
+    "both": "covariates + cycle-linked features left out",
+    "regress": "cycle regressed out of the lineage embedding",
+    "exclude+regress": "features left out + regression + stage boundaries",
+    "default": "regression + stage boundaries on pseudotime (default)",
+}
+
+
+def _cycle_grid() -> dict[str, dict]:
+    """Setting -> variant -> result, newest run first (grid, then exclude, then the first comparison)."""
+    merged: dict[str, dict] = {}
+    for name in ("cycle_axis_compare", "cycle_axis_exclude", "cycle_axis_grid"):
+        data = _load(name)
+        superseded = set(data.get("superseded_variants", []))
+        for setting, variants in data.get("grid", {}).items():
+            for v, res in variants.items():
+                if v not in superseded:
+                    merged.setdefault(setting, {})[v] = res
+    return merged
+
+
+def cycle_tables() -> list[str]:
+    """Worst case of each cycle correction over the grid settings that ran it."""
+    grid = _cycle_grid()
+    if not grid:
+        return []
+    out = []
+    for group, title in (("tune", "tuning settings"), ("held_out", "held-out settings (never used to choose)")):
+        settings = sorted(k for k in grid if k.startswith(group))
+        if not settings:
+            continue
+        out += [
+            "",
+            f"Cell-cycle confounding ({title}: {'; '.join(k.split(':', 1)[1] for k in settings)}; 6,000 cells, "
+            "`benchmarks/bench_cycle_axis.py`). Worst case over the settings and both species: Spearman of "
+            "`mk_pseudotime` with true time on true MkP/Mk cells, overall, within each true phase and each condition.",
+            "",
+            "| method | settings | overall | within phase | within condition | coverage | MkP F1 | mixing | purity |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for v, label in CYCLE_VARIANTS.items():
+            runs = [grid[k][v] for k in settings if v in grid[k]]
+            if not runs:
+                continue
+            w = [r["worst"] for r in runs]
+            sp_min = lambda key, w=w: min(min(x[f"mouse_{key}"], x[f"human_{key}"]) for x in w)  # noqa: E731
+            out.append(
+                f"| {label} | {len(runs)} | {sp_min('overall'):.2f} | {sp_min('phase_min'):.2f} | {sp_min('condition_min'):.2f} | "
+                f"{sp_min('coverage'):.3f} | {min(x['mkp_f1'] for x in w):.2f} | {min(r['cross_species_mixing'] for r in runs):.2f} | "
+                f"{min(r['knn_state_purity'] for r in runs):.3f} |"
+            )
+    return out
+
+
 def block() -> str:
     """Everything between the README markers."""
     lines = ["| stage | measure | result |", "|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows()]
-    for extra in (reference_table(), gpu_table()):
+    for extra in (cycle_tables(), reference_table(), gpu_table()):
         if extra:
             lines += ["", *extra]
     return "\n".join(lines)

@@ -56,7 +56,6 @@ def test_cycle_linked_genes_are_found_and_left_out(hard):
     tested = set(table["gene"])
     recall = len(found & truth) / len(tested & truth)
     precision = len(found & truth) / max(len(found), 1)
-    print(f"cycle-linked genes: recall {recall:.2f}, precision {precision:.2f}, {len(found)} found")
     assert recall >= 0.6 and precision >= 0.8, (recall, precision)
     assert not a.var.loc[list(found), "mk_highly_variable"].any()
     assert a.uns["mk_highly_variable"]["n_cycle_linked_excluded"] == len(found)

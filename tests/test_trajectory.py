@@ -118,3 +118,35 @@ def test_metrics_table_against_baseline(traj):
     assert {"cross_species_mixing", "knn_label_purity", "ilisi_species", "clisi_label", "graph_connectivity"} <= set(table["metric"])
     t = table.set_index("metric")
     assert t.loc["cross_species_mixing", "value"] > t.loc["cross_species_mixing", "baseline_value"]
+
+
+def test_commitment_axis_without_mature_mk(traj):
+    """CD34+-like data (no Mk): the workflow's fallback follows HSC/MPP -> MEP -> MkP."""
+    from mkcell.workflow._stages import COMMITMENT_AXIS
+
+    a = traj[traj.obs["mk_state"] != "Mk"].copy()
+    mk.tl.trajectory(a, lineage=COMMITMENT_AXIS, root_state="HSC/MPP", terminal_state="MkP")
+    o = a.obs
+    med = o.groupby("true_state", observed=True)["mk_pseudotime"].median()
+    assert med["HSC/MPP"] < med["MEP"] < med["MkP"], med
+    assert o.loc[o["mk_state"] == "MkP", "mk_fate"].mean() > o.loc[o["mk_state"] == "erythroid", "mk_fate"].mean()
+    assert not a.uns["mk_trajectory"]["stages"]["refined"]  # stages are only placed on MkP -> Mk
+
+
+def test_workflow_stage_falls_back_to_commitment_axis(traj, tmp_path):
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from mkcell.workflow._config import TrajectoryConf
+    from mkcell.workflow._stages import trajectory as stage
+
+    cfg = OmegaConf.create({"seed": 0, "trajectory": dataclasses.asdict(TrajectoryConf())})
+    a = traj[traj.obs["mk_state"] != "Mk"].copy()
+    out = stage(cfg, a, tmp_path)
+    t = out.uns["mk_trajectory"]
+    assert t["axis"].startswith("commitment") and "Mk" in t["why"]
+    assert out.obs.loc[out.obs["mk_state"] == "MEP", "mk_pseudotime"].notna().all()
+    b = a[a.obs["mk_state"] != "MEP"].copy()  # neither axis possible: skipped, and said so
+    out = stage(cfg, b, tmp_path)
+    assert out.uns["mk_trajectory"]["skipped"] and out.obs["mk_pseudotime"].isna().all()

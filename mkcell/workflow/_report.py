@@ -203,6 +203,8 @@ def _trajectory(adata: AnnData) -> str:
         info["mean Mk fate probability"] = (
             f"{pd.to_numeric(obs[K.FATE], errors='coerce').mean():.3f}"
         )
+    if isinstance(traj, Mapping) and traj.get("axis"):
+        info["trajectory axis"] = f"{traj['axis']}: {traj.get('why', '')}"
     if isinstance(traj, Mapping):
         info["cell-cycle correction of the lineage embedding"] = traj.get("cycle_regression", "off")
         stages = traj.get("stages", {})

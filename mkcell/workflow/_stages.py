@@ -27,6 +27,8 @@ from ._runner import Stage, file_signature
 POOL_SAMPLE_COLUMNS = ["sample", "species", "condition", "n_cells", "n_mkp", "mkp_fraction"]
 POOL_CONTRAST_COLUMNS = ["species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value"]
 METRIC_COLUMNS = ["metric", "value", "baseline_value"]
+#: The Mk-commitment axis the trajectory follows when mature Mk are absent.
+COMMITMENT_AXIS = ("HSC/MPP", "MEP", K.MKP)
 FIGURES = ("embedding", "pseudotime_density", "score_trends", "pool")
 
 
@@ -413,6 +415,18 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
         if not lacking:
             raise
         reason = f"fewer than 2 {' and '.join(lacking)} cells ({err})"
+        commitment = {"lineage": COMMITMENT_AXIS, "root_state": COMMITMENT_AXIS[0], "terminal_state": K.MKP, "root": None}
+        default_axis = (t.root_state, t.terminal_state) == (K.MKP, K.MK)
+        if default_axis and all((states == s).sum() >= 2 for s in COMMITMENT_AXIS):
+            logger.warning(
+                "no mature Mk to follow (%s): the trajectory follows the Mk-commitment axis %s instead, "
+                "so mk_pseudotime runs HSC/MPP (0) -> MkP (1) and mk_fate is the probability of reaching MkP",
+                reason, " -> ".join(COMMITMENT_AXIS),
+            )  # fmt: skip
+            adata = _inplace(f(adata, **_seeded(f, {**kwargs, **commitment}, cfg.seed)), adata)
+            adata.uns[K.TRAJECTORY]["axis"] = "commitment (HSC/MPP -> MEP -> MkP)"
+            adata.uns[K.TRAJECTORY]["why"] = reason
+            return adata
         logger.warning("trajectory skipped: %s; score, pool and report continue without a pseudotime", reason)
         adata.obs[K.PSEUDOTIME] = np.nan
         adata.obs[K.FATE] = np.nan
