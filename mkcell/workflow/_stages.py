@@ -445,10 +445,13 @@ def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
         "on_missing": c.on_missing,
     }
     adata = _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
-    trends = mk.tl.score_trends
-    table = trends(adata, **_seeded(trends, {}, cfg.seed))
-    if isinstance(table, pd.DataFrame):
-        write_table(table, run_dir, "score_trends")
+    if K.PSEUDOTIME in adata.obs.columns and adata.obs[K.PSEUDOTIME].notna().any():
+        trends = mk.tl.score_trends
+        table = trends(adata, **_seeded(trends, {}, cfg.seed))
+        if isinstance(table, pd.DataFrame):
+            write_table(table, run_dir, "score_trends")
+    else:
+        logger.info("no pseudotime (the trajectory was skipped): no score trends along it")
     compare = mk.tl.compare_scores(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg))
     write_table(compare, run_dir, "score_contrasts")
     return adata
@@ -477,6 +480,18 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     return adata
 
 
+def _note_figure(text: str) -> object:
+    """A small figure that says why a plot could not be drawn (the stage's outputs stay complete)."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    ax.axis("off")
+    ax.text(0.0, 0.5, textwrap.fill(text, 90), va="center", fontsize=8)
+    return fig
+
+
 def report(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     """Figures, ``report.html`` and the final ``mkcell.h5ad``."""
     from .._utils import write_h5ad_atomic
@@ -488,8 +503,13 @@ def report(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     figures["embedding"] = save_figure(
         mk.pl.embedding(adata, color=colors), run_dir, "embedding", dpi
     )
+    has_pt = K.PSEUDOTIME in adata.obs.columns and adata.obs[K.PSEUDOTIME].notna().any()
     for name in FIGURES[1:]:
-        figures[name] = save_figure(getattr(mk.pl, name)(adata), run_dir, name, dpi)
+        if name in ("pseudotime_density", "score_trends") and not has_pt:
+            fig = _note_figure(f"{name}: no pseudotime ({adata.uns.get(K.TRAJECTORY, {}).get('reason', 'trajectory skipped')})")
+        else:
+            fig = getattr(mk.pl, name)(adata)
+        figures[name] = save_figure(fig, run_dir, name, dpi)
     write_h5ad_atomic(adata, run_dir / "mkcell.h5ad")
     logger.info("wrote %s", run_dir / "mkcell.h5ad")
     write_report(cfg, adata, run_dir, figures, STAGES)
