@@ -69,3 +69,13 @@ def test_no_cycle_linked_genes_without_unlisted_cycle_genes():
     b = a.copy()
     mk.pp.highly_variable_genes(b, n_top_genes=1000)  # the default: off
     assert "cycle_linked" not in b.uns["mk_highly_variable"]
+
+
+def test_scvi_takes_cycle_scores_as_continuous_covariates(hard):
+    a = hard[:600].copy()
+    mk.pp.highly_variable_genes(a, n_top_genes=300, batch_key=None)
+    mk.integrate.scvi(a, max_epochs=2, cycle_covariates=True, seed=0)
+    cc = a.obsm["mk_cycle_covariates"]
+    assert cc.shape == (a.n_obs, 2) and abs(float(cc[:, 0].mean())) < 1e-3  # z-scored within species
+    assert a.uns["mk_integrate"]["params"]["cycle_covariates"] is True
+    assert a.obsm["X_mk_scvi"].shape == (a.n_obs, 10)
