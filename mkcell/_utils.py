@@ -124,3 +124,21 @@ def rng(seed: int | None) -> np.random.Generator:
 def data_path(*parts: str) -> Path:
     """Path of a file shipped in ``mkcell/data``."""
     return Path(__file__).parent.joinpath("data", *parts)
+
+
+def species_of(adata: AnnData) -> np.ndarray:
+    """``obs['species']`` as strings, or one group (``"all"``) when the column is absent."""
+    from . import _keys as K
+
+    if K.SPECIES in adata.obs:
+        return adata.obs[K.SPECIES].astype(str).to_numpy()
+    return np.full(adata.n_obs, "all")
+
+
+def zscore_within(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``x`` (cells, or cells x columns) centred and scaled within each group of ``groups`` (a new array)."""
+    out = np.array(x, dtype=np.float64, copy=True)
+    for g in np.unique(groups):
+        m = groups == g
+        out[m] = (out[m] - out[m].mean(0)) / (out[m].std(0) + 1e-12)
+    return out

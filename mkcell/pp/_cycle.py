@@ -4,10 +4,12 @@ Published cycle lists (Tirosh 2016, Hallmark E2F / G2M) miss many genes that mov
 with the cycle in marrow. :func:`cycle_linked_genes` finds them: within each coarse
 state (marker-panel calls, which do not depend on the cycle), a gene is cycle-linked
 when its expression correlates with the S or G2M score after the state's lineage
-position (its marker-panel scores) is regressed out of both. The maturation axis is
-then built without those genes (:func:`mkcell.pp.highly_variable_genes`) and with
-the scores as scVI covariates (:func:`mkcell.integrate.scvi`); scoring still reads
-every gene.
+position (its marker-panel scores) is regressed out of both. On request the
+integration features leave those genes out
+(``mkcell.pp.highly_variable_genes(exclude_cycle_linked=True)``) and scVI takes the
+scores as covariates (``mkcell.integrate.scvi(cycle_covariates=True)``); by default
+the trajectory regresses the scores out of the lineage embedding instead
+(:func:`mkcell.tl.trajectory`). Scoring still reads every gene.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from .. import _keys as K
 from .._genesets import builtin_sets
 from .._settings import MkcellError
 
@@ -47,7 +48,15 @@ def cycle_scores(adata: AnnData, *, layer: str | None = None, seed: int = 0) -> 
     A table (cells x ``["S", "G2M"]``) indexed like ``adata.obs``.
     """
     from .._utils import get_counts
-    from ..tl._score import log_normalize, score_genes_matrix
+    from ..tl._score import log_normalize
+
+    return scores_from_lognorm(adata, log_normalize(get_counts(adata, layer)), seed=seed)
+
+
+def scores_from_lognorm(adata: AnnData, X: sp.csr_matrix | np.ndarray, *, seed: int = 0) -> pd.DataFrame:
+    """:func:`cycle_scores` from log-normalised expression ``X`` of all of ``adata``'s genes."""
+    from .._utils import species_of, zscore_within
+    from ..tl._score import score_genes_matrix
     from ._hvg import species_gene_set
 
     sets = builtin_sets()
@@ -63,13 +72,8 @@ def cycle_scores(adata: AnnData, *, layer: str | None = None, seed: int = 0) -> 
             )
             raise MkcellError(msg)
         idx.append(cols)
-    X = log_normalize(get_counts(adata, layer))
     S, _ = score_genes_matrix(X, idx, ctrl_sizes=min(c.size for c in idx), seed=seed)
-    species = adata.obs[K.SPECIES].astype(str).to_numpy() if K.SPECIES in adata.obs else np.zeros(adata.n_obs)
-    for s in np.unique(species):
-        m = species == s
-        S[m] = (S[m] - S[m].mean(0)) / (S[m].std(0) + 1e-12)
-    return pd.DataFrame(S, index=adata.obs_names, columns=["S", "G2M"])
+    return pd.DataFrame(zscore_within(S, species_of(adata)), index=adata.obs_names, columns=["S", "G2M"])
 
 
 def _residual(Y: np.ndarray, Z: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ def highly_variable_genes(
     when ``exclude_cycle_genes`` (default): cycling is strongest in progenitors and,
     in the features, dominates the neighbourhood graph and scrambles maturation
     order. Listed genes are not enough: in marrow each phase also moves many genes in
-    no published list. With ``exclude_cycle_linked`` (default) those are found from the
+    no published list. With ``exclude_cycle_linked`` (off by default) those are found from the
     data (``mkcell.pp._cycle.cycle_linked_genes``: partial correlation with the S / G2M
     score within marker-panel states, lineage position regressed out) and left out
     too; the table of every candidate gene with its statistic is in
@@ -137,10 +137,10 @@ def highly_variable_genes(
 def _cycle_linked(
     adata: AnnData, counts: object, hvg: pd.Series, markers: set[str], threshold: float, seed: int
 ) -> pd.DataFrame:
-    """Test the non-marker candidate features for cycle linkage (see :func:`cycle_linked_genes`)."""
+    """Test the non-marker candidate features for cycle linkage (see ``_cycle.cycle_linked_genes``)."""
     from ..tl._annotate import panel_scores
     from ..tl._score import log_normalize
-    from ._cycle import cycle_linked_genes, cycle_scores
+    from ._cycle import cycle_linked_genes, scores_from_lognorm
 
     X = log_normalize(counts)
     panels, _ = panel_scores(adata, X)
@@ -149,7 +149,7 @@ def _cycle_linked(
         states = np.zeros(adata.n_obs, dtype=int)
     else:
         states = panels.columns.to_numpy()[panels.to_numpy().argmax(1)]
-    scores = cycle_scores(adata, seed=seed)
+    scores = scores_from_lognorm(adata, X, seed=seed)
     cand = np.flatnonzero(hvg.to_numpy() & ~adata.var_names.isin(list(markers)))
     table = cycle_linked_genes(X[:, cand], adata.var_names[cand], scores, states, panels, threshold=threshold, seed=seed)
     logger.info("%d of %d candidate features track the cycle within states (|partial r| > %.2f)", table["cycle_linked"].sum(), len(cand), threshold)

@@ -174,7 +174,7 @@ def annotate(
     adata.obs[K.STATE_CLUSTER] = pd.Categorical(clusters)
     counts = adata.obs[key_added].value_counts().to_dict()
     adata.uns[K.ANNOTATE] = {
-        "params": {"use_rep": use_rep, "n_neighbors": n_neighbors, "resolution": resolution, "smooth_steps": smooth_steps, "seed": seed, "labels_key": None, "source": "markers"},
+        "params": {"use_rep": use_rep, "n_neighbors": n_neighbors, "resolution": resolution, "smooth_steps": smooth_steps, "seed": seed, "labels_key": None},
         "method": "markers",
         "panels": pd.DataFrame({"state": list(used), "genes_used": [";".join(v) for v in used.values()]}),
         "counts": _counts_table(adata.obs[key_added]),

@@ -12,7 +12,7 @@ from anndata import AnnData
 from .. import _keys as K
 from .._graph import knn_graph
 from .._settings import MkcellError, logger
-from .._utils import check_adata, log_write
+from .._utils import check_adata, log_write, species_of, zscore_within
 from ._annotate import lognorm, panel_scores
 from ._fate import fate_probabilities
 
@@ -115,9 +115,9 @@ def trajectory(
         linear dependence on the S / G2M scores (``obsm['mk_cycle_covariates']``, else
         :func:`mkcell.pp.cycle_scores`) and called phase, fitted within each state
         and species with the MkP / Mk panel scores as lineage position, so that
-        cycling that changes along maturation is not removed with it. Applied when the cycle explains at
-        least ``MIN_CYCLE_SHARE`` (5%) of that variance; what was done is in
-        ``uns['mk_trajectory']['cycle_regression']``.
+        cycling that changes along maturation is not removed with it. Applied when
+        the cycle explains at least ``MIN_CYCLE_SHARE`` (5%) of that variance; what
+        was done is in ``uns['mk_trajectory']['cycle_regression']``.
     seed
         Seed for the kNN graph.
     copy
@@ -159,9 +159,9 @@ def trajectory(
             if cycle_share >= MIN_CYCLE_SHARE:
                 X = X.copy()
                 X[lin_idx] = corrected
-                cycle_note = f"applied: the cycle explained {cycle_share:.1%} of the lineage embedding's variance within stage"
+                cycle_note = f"applied: the cycle explained {cycle_share:.1%} of the lineage embedding's variance within state"
             else:
-                cycle_note = f"not needed: the cycle explained {cycle_share:.1%} (< {MIN_CYCLE_SHARE:.0%}) of the lineage embedding's variance within stage"
+                cycle_note = f"not needed: the cycle explained {cycle_share:.1%} (< {MIN_CYCLE_SHARE:.0%}) of the lineage embedding's variance within state"
             logger.info("cycle regression %s", cycle_note)
     g = knn_graph(X[lin_idx], n_neighbors, seed)
     n_comp, comp = sp.csgraph.connected_components(g.obsp["connectivities"], directed=False)
@@ -205,7 +205,7 @@ def trajectory(
     pt[lin_idx[reach]] = dpt[reach]
     adata.obs[K.PSEUDOTIME] = pt
     stages = None
-    by_markers = adata.uns.get(K.ANNOTATE, {}).get("params", {}).get("source") == "markers"
+    by_markers = adata.uns.get(K.ANNOTATE, {}).get("method") == "markers"
     if refine_states and (root_state, terminal_state) == (K.MKP, K.MK) and by_markers and state_key == K.STATE:
         stages = _refine_stages(adata, pt, lin_idx[reach], state_key)
         states = adata.obs[state_key].astype(str).to_numpy()
@@ -253,7 +253,7 @@ def trajectory(
             "terminal_state": terminal_state, "state_key": state_key, "use_rep": use_rep,
             "n_neighbors": n_neighbors, "n_dcs": n_dcs, "connectivity_weight": connectivity_weight,
             "terminal_quantile": terminal_quantile, "solver": solver, "tol": tol,
-            "regress_cycle": regress_cycle, "seed": seed,
+            "regress_cycle": regress_cycle, "refine_states": refine_states, "seed": seed,
         },
         "fate_method": method,
         "n_lineage": int(on_lin.sum()),
@@ -317,11 +317,7 @@ def _refine_stages(adata: AnnData, pt: np.ndarray, cells: np.ndarray, state_key:
     if K.MK not in panels.columns:
         logger.info("no Mk marker panel: the MkP / Mk boundary stays as annotated")
         return None
-    y = panels[K.MK].to_numpy(float)
-    species = sub.obs[K.SPECIES].astype(str).to_numpy() if K.SPECIES in sub.obs else np.zeros(cells.size)
-    for s in np.unique(species):  # marker levels differ between species
-        m = species == s
-        y[m] = (y[m] - y[m].mean()) / (y[m].std() + 1e-12)
+    y = zscore_within(panels[K.MK].to_numpy(float), species_of(sub))  # marker levels differ between species
     t = pt[cells]
     t0, t1, rise = _rise_points(t, y)
     if not np.isfinite(t0):
@@ -351,9 +347,9 @@ def _refine_stages(adata: AnnData, pt: np.ndarray, cells: np.ndarray, state_key:
 
 
 #: Cycle correction is applied only when the cycle terms explain at least this share of
-#: the lineage embedding's variance within position bins; below it, removing them costs
-#: more order than it gains (measured: 1.4% on a simulation with no unlisted cycle genes,
-#: 57% with 150 per phase). Fixed a priori, not tuned.
+#: the lineage embedding's variance within (state, species); below it, removing them
+#: costs more order than it gains (measured: 1.4% on a simulation with no unlisted cycle
+#: genes, 31% with 50 and 57% with 150 per phase). Fixed a priori, not tuned.
 MIN_CYCLE_SHARE = 0.05
 
 
@@ -384,8 +380,7 @@ def _regress_cycle(adata: AnnData, X: np.ndarray, cells: np.ndarray, states: np.
         msg = "the MkP and Mk marker panels cannot both be scored, so cycling cannot be told from maturation"
         raise MkcellError(msg)
     P = panels[[K.MKP, K.MK]].to_numpy(np.float64)
-    species = sub.obs[K.SPECIES].astype(str).to_numpy() if K.SPECIES in sub.obs else np.zeros(cells.size).astype(str)
-    groups = (pd.Series(states.astype(str)) + "|" + pd.Series(species)).to_numpy()
+    groups = (pd.Series(states.astype(str)) + "|" + pd.Series(species_of(sub))).to_numpy()
 
     def centred(M: np.ndarray) -> np.ndarray:
         return M - pd.DataFrame(M).groupby(groups).transform("mean").to_numpy()
