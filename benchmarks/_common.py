@@ -35,7 +35,13 @@ def save(name: str, result: dict, path: Path | None = None) -> Path:
     path = path or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), **result}, indent=2, default=float))
+    tmp.write_text(
+        json.dumps(
+            {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), **result},
+            indent=2,
+            default=float,
+        )
+    )
     tmp.replace(path)
     print(f"wrote {path}")
     return path
@@ -59,7 +65,9 @@ def total_memory_gb() -> float:
     return psutil.virtual_memory().total / 1024**3
 
 
-def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path, cap_gb: float) -> dict:
+def run_watched(
+    cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path, cap_gb: float
+) -> dict:
     """Run ``cmd``, sampling the resident memory of it and its children every 0.2 s.
 
     Past ``cap_gb`` the process group is killed and the run is marked
@@ -78,13 +86,26 @@ def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path, ca
     lines: list[str] = []
     t0 = time.perf_counter()
     with log.open("w") as err:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
-        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
+        reader = threading.Thread(
+            target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True
+        )
         reader.start()
         peak, killed, root = 0.0, False, psutil.Process(proc.pid)
         while proc.poll() is None:
             try:
-                rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 1024**3
+                rss = (
+                    sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+                    / 1024**3
+                )
             except psutil.Error:
                 rss = 0.0
             peak = max(peak, rss)
@@ -109,7 +130,10 @@ def run_watched(cmd: list[str], *, cwd: Path, env: dict[str, str], log: Path, ca
         out["error"] = log.read_text().strip().splitlines()[-3:]
     if killed:
         out["killed_at_rss_gb"] = round(peak, 3)
-    print(f"  {status}: {out['seconds']} s, peak {out['peak_rss_gb']} GB  ({' '.join(cmd[1:3])})", flush=True)
+    print(
+        f"  {status}: {out['seconds']} s, peak {out['peak_rss_gb']} GB  ({' '.join(cmd[1:3])})",
+        flush=True,
+    )
     return out
 
 

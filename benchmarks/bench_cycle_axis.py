@@ -47,17 +47,24 @@ def evaluate(a) -> dict:
     X = np.asarray(a.obsm["X_mk_scvi"])
     idx = knn(X)
     state = o["true_state"].astype(str).to_numpy()
-    out["cross_species_mixing"] = cross_species_mixing(idx, o["species"].astype(str).to_numpy(), state)
+    out["cross_species_mixing"] = cross_species_mixing(
+        idx, o["species"].astype(str).to_numpy(), state
+    )
     out["knn_state_purity"] = knn_purity(idx, state)
     for species in ("mouse", "human"):
         lin = (o["species"] == species) & o["true_state"].isin(["MkP", "Mk"])
         has = lin & o["mk_pseudotime"].notna()
-        r = {"overall": spearmanr(o.loc[has, "mk_pseudotime"], o.loc[has, "true_time"])[0], "coverage": has.sum() / lin.sum()}
+        r = {
+            "overall": spearmanr(o.loc[has, "mk_pseudotime"], o.loc[has, "true_time"])[0],
+            "coverage": has.sum() / lin.sum(),
+        }
         for col in ("true_phase", "condition"):
             for val in o.loc[has, col].astype(str).unique():
                 m = has & (o[col].astype(str) == val)
                 if m.sum() >= 20:
-                    r[f"{col.replace('true_', '')}={val}"] = spearmanr(o.loc[m, "mk_pseudotime"], o.loc[m, "true_time"])[0]
+                    r[f"{col.replace('true_', '')}={val}"] = spearmanr(
+                        o.loc[m, "mk_pseudotime"], o.loc[m, "true_time"]
+                    )[0]
         out[species] = {k: float(v) for k, v in r.items()}
     return out
 
@@ -77,7 +84,9 @@ def worst(res: dict) -> dict:
 
 def run_setting(setting: tuple, variants: list[str], n_cells: int) -> dict:
     seed, n_cyc, strength = setting
-    sim = mk.datasets.simulate_marrow(n_cells, n_genes=2000, n_cycle_genes=n_cyc, cycle_strength=strength, seed=seed)
+    sim = mk.datasets.simulate_marrow(
+        n_cells, n_genes=2000, n_cycle_genes=n_cyc, cycle_strength=strength, seed=seed
+    )
     base = mk.pp.concat_species(sim)
     out = {}
     trained = {}
@@ -98,7 +107,9 @@ def run_setting(setting: tuple, variants: list[str], n_cells: int) -> dict:
         res = evaluate(a)
         res["seconds_features_and_scvi"] = t_train
         res["seconds_annotate_and_trajectory"] = time.perf_counter() - t1
-        res["n_cycle_linked_excluded"] = int(a.uns["mk_highly_variable"].get("n_cycle_linked_excluded", 0))
+        res["n_cycle_linked_excluded"] = int(
+            a.uns["mk_highly_variable"].get("n_cycle_linked_excluded", 0)
+        )
         res["worst"] = worst(res)
         out[name] = res
         print(setting, name, {k: round(v, 3) for k, v in res["worst"].items()}, flush=True)
@@ -117,7 +128,9 @@ def paul15() -> dict:
     o = a.obs
     lin = o["paul15_state"].isin(["MEP", "Mk"]) & o["mk_pseudotime"].notna()
     for key in ("mk_score_e2f_targets", "mk_score_g2m_checkpoint", "G2M_score", "S_score"):
-        out[f"spearman_{key}_vs_pseudotime"] = float(spearmanr(o.loc[lin, key], o.loc[lin, "mk_pseudotime"])[0])
+        out[f"spearman_{key}_vs_pseudotime"] = float(
+            spearmanr(o.loc[lin, key], o.loc[lin, "mk_pseudotime"])[0]
+        )
         bins = np.minimum((o.loc[lin, "mk_pseudotime"] * 5).astype(int), 4)
         out[f"{key}_by_pseudotime_fifth"] = [float(x) for x in o.loc[lin, key].groupby(bins).mean()]
     print("paul15", out, flush=True)
@@ -143,15 +156,25 @@ def main() -> None:
         seeds = {int(x) for x in args.settings.split(",")}
         chosen = {k: [s for s in v if s[0] in seeds] for k, v in groups.items()}
         chosen = {k: v for k, v in chosen.items() if v}
-    results: dict = {"n_cells": args.cells, "variants": {k: VARIANTS[k] for k in variants}, "grid": {}}
+    results: dict = {
+        "n_cells": args.cells,
+        "variants": {k: VARIANTS[k] for k in variants},
+        "grid": {},
+    }
     for group, settings in chosen.items():
         for setting in settings:
-            results["grid"][f"{group}:seed={setting[0]},n_cycle_genes={setting[1]},strength={setting[2]}"] = run_setting(setting, variants, args.cells)
+            results["grid"][
+                f"{group}:seed={setting[0]},n_cycle_genes={setting[1]},strength={setting[2]}"
+            ] = run_setting(setting, variants, args.cells)
             save(args.out, results)  # keep what was measured if cut off
     summary = {}
     for group in chosen:
         for name in variants:
-            rows = [v[name]["worst"] for k, v in results["grid"].items() if k.startswith(group) and name in v]
+            rows = [
+                v[name]["worst"]
+                for k, v in results["grid"].items()
+                if k.startswith(group) and name in v
+            ]
             if not rows:
                 continue
             summary[f"{group}:{name}"] = {m: float(min(r[m] for r in rows)) for m in rows[0]}

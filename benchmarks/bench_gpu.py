@@ -35,7 +35,9 @@ def _data(n_cells: int, seed: int):  # noqa: ANN202
     t0 = time.perf_counter()
     a = mk.pp.concat_species(mk.datasets.simulate_marrow(n_cells, seed=seed))
     mk.pp.highly_variable_genes(a)
-    print(f"{a.n_obs} cells x {a.n_vars} genes ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    print(
+        f"{a.n_obs} cells x {a.n_vars} genes ready in {time.perf_counter() - t0:.0f} s", flush=True
+    )
     return a, time.perf_counter() - t0
 
 
@@ -61,7 +63,9 @@ def mkcell_run(a, batch_size: int, epochs: int, accelerator: str) -> dict:  # no
     import mkcell as mk
 
     _reset_gpu_peak() if accelerator == "gpu" else None
-    mk.integrate.scvi(a, max_epochs=epochs, batch_size=batch_size, early_stopping=False, accelerator=accelerator)
+    mk.integrate.scvi(
+        a, max_epochs=epochs, batch_size=batch_size, early_stopping=False, accelerator=accelerator
+    )
     info = a.uns["mk_integrate"]
     return {
         "batch_size": batch_size,
@@ -95,21 +99,33 @@ def plain_scvi_run(a, epochs: int, accelerator: str) -> dict:  # noqa: ANN001
         "epochs": epochs,
         "train_seconds": round(seconds, 2),
         "epoch_seconds": [round(s, 4) for s in timer.seconds],
-        "cells_per_second_steady": round(n_train / float(np.median(timer.seconds[1:]))) if len(timer.seconds) > 1 else None,
+        "cells_per_second_steady": round(n_train / float(np.median(timer.seconds[1:])))
+        if len(timer.seconds) > 1
+        else None,
         "cells_per_second_whole_run": round(n_train * epochs / seconds),
         "gpu_peak_gb": round(_gpu_peak_gb(), 3) if accelerator == "gpu" else None,
     }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--cells", type=int, default=250_000)
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024, 2048, 4096])
-    p.add_argument("--epochs", type=int, default=4, help="epochs per sweep run (the first is not counted)")
-    p.add_argument("--tile", type=int, default=4, help="copies of the data in the large run (0: skip it)")
+    p.add_argument(
+        "--epochs", type=int, default=4, help="epochs per sweep run (the first is not counted)"
+    )
+    p.add_argument(
+        "--tile", type=int, default=4, help="copies of the data in the large run (0: skip it)"
+    )
     p.add_argument("--large-batch-size", type=int, default=1024)
-    p.add_argument("--large-epochs", type=int, default=None, help="default: mkcell's default for the size")
-    p.add_argument("--accelerator", default="gpu", help="'cpu' only to check this script without a GPU")
+    p.add_argument(
+        "--large-epochs", type=int, default=None, help="default: mkcell's default for the size"
+    )
+    p.add_argument(
+        "--accelerator", default="gpu", help="'cpu' only to check this script without a GPU"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=RESULTS / "gpu.json")
     a = p.parse_args()
@@ -120,14 +136,25 @@ def main() -> None:
         save("gpu", result, a.out)
 
     adata, prep = _data(a.cells, a.seed)
-    result["sweep"] = {"n_cells": adata.n_obs, "n_features": int(adata.var["mk_highly_variable"].sum()), "prep_seconds": round(prep, 1), "mkcell": []}
+    result["sweep"] = {
+        "n_cells": adata.n_obs,
+        "n_features": int(adata.var["mk_highly_variable"].sum()),
+        "prep_seconds": round(prep, 1),
+        "mkcell": [],
+    }
     for bs in a.batch_sizes:
         run = mkcell_run(adata, bs, a.epochs, a.accelerator)
-        print(f"mkcell batch {bs}: {run['cells_per_second_steady']:,} cells/s per epoch, GPU peak {run['gpu_peak_gb']} GB", flush=True)
+        print(
+            f"mkcell batch {bs}: {run['cells_per_second_steady']:,} cells/s per epoch, GPU peak {run['gpu_peak_gb']} GB",
+            flush=True,
+        )
         result["sweep"]["mkcell"].append(run)
         checkpoint()
     ref = plain_scvi_run(adata, a.epochs, a.accelerator)
-    print(f"plain scvi-tools (batch 128): {ref['cells_per_second_steady']:,} cells/s per epoch", flush=True)
+    print(
+        f"plain scvi-tools (batch 128): {ref['cells_per_second_steady']:,} cells/s per epoch",
+        flush=True,
+    )
     result["sweep"]["plain_scvi_tools"] = ref
     checkpoint()
 
@@ -137,10 +164,21 @@ def main() -> None:
         import mkcell as mk
         from mkcell.integrate._scvi import default_epochs
 
-        adata = ad.concat({str(i): adata for i in range(a.tile)}, index_unique="-", merge="same", uns_merge="first")
+        adata = ad.concat(
+            {str(i): adata for i in range(a.tile)},
+            index_unique="-",
+            merge="same",
+            uns_merge="first",
+        )
         _reset_gpu_peak() if a.accelerator == "gpu" else None
         t0 = time.perf_counter()
-        mk.integrate.scvi(adata, max_epochs=a.large_epochs, batch_size=a.large_batch_size, early_stopping=False, accelerator=a.accelerator)
+        mk.integrate.scvi(
+            adata,
+            max_epochs=a.large_epochs,
+            batch_size=a.large_batch_size,
+            early_stopping=False,
+            accelerator=a.accelerator,
+        )
         stage = time.perf_counter() - t0
         info = adata.uns["mk_integrate"]
         result["large"] = {

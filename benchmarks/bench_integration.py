@@ -23,7 +23,12 @@ def main(n_cells: int = 20_000) -> None:
     res = {"n_cells": a.n_obs, "n_features": int(a.var["mk_highly_variable"].sum())}
     for model in ("scvi", "scvi_no_equalize", "sysvi"):
         t = time.perf_counter()
-        mk.integrate.scvi(a, model="sysvi" if model == "sysvi" else "scvi", equalize=model != "scvi_no_equalize", seed=0)
+        mk.integrate.scvi(
+            a,
+            model="sysvi" if model == "sysvi" else "scvi",
+            equalize=model != "scvi_no_equalize",
+            seed=0,
+        )
         info = a.uns["mk_integrate"]
         idx = knn(a.obsm["X_mk_scvi"])
         res[model] = {
@@ -42,11 +47,15 @@ def main(n_cells: int = 20_000) -> None:
             keep = a.obsm["X_mk_scvi"].copy()
     a.obsm["X_mk_scvi"] = keep
     idx = knn(a.obsm["X_mk_pca"])
-    res["baseline_pca"] = {"cross_species_mixing": cross_species_mixing(idx, species, state), "knn_state_purity": knn_purity(idx, state)}
+    res["baseline_pca"] = {
+        "cross_species_mixing": cross_species_mixing(idx, species, state),
+        "knn_state_purity": knn_purity(idx, state),
+    }
     print("baseline", res["baseline_pca"])
     res["targets"] = {
         "mixing_ge_0.6": res["scvi"]["cross_species_mixing"] >= 0.6,
-        "purity_ge_baseline": res["scvi"]["knn_state_purity"] >= res["baseline_pca"]["knn_state_purity"],
+        "purity_ge_baseline": res["scvi"]["knn_state_purity"]
+        >= res["baseline_pca"]["knn_state_purity"],
         "train_under_5_min": res["scvi"]["train_seconds"] < 300,
     }
     res["peak_rss_gb"] = peak_rss_gb()

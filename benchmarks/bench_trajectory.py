@@ -28,14 +28,20 @@ def simulated(n_cells: int) -> dict:
     mk.tl.annotate(a)
     t = time.perf_counter()
     mk.tl.trajectory(a)
-    out = {"n_cells": a.n_obs, "trajectory_seconds": time.perf_counter() - t, "fate_method": a.uns["mk_trajectory"]["fate_method"]}
+    out = {
+        "n_cells": a.n_obs,
+        "trajectory_seconds": time.perf_counter() - t,
+        "fate_method": a.uns["mk_trajectory"]["fate_method"],
+    }
     o = a.obs
     out["mkp_f1"] = float(f1_score(o["true_state"] == "MkP", o["mk_state"] == "MkP"))
     for species in ("mouse", "human"):
         lin = (o["species"] == species) & o["true_state"].isin(["MkP", "Mk"])
         has = lin & o["mk_pseudotime"].notna()
         out[species] = {
-            "spearman_vs_true_time": float(spearmanr(o.loc[has, "mk_pseudotime"], o.loc[has, "true_time"])[0]),
+            "spearman_vs_true_time": float(
+                spearmanr(o.loc[has, "mk_pseudotime"], o.loc[has, "true_time"])[0]
+            ),
             "share_with_pseudotime": float(has.sum() / lin.sum()),
         }
     fate = o.groupby("true_state", observed=True)["mk_fate"].mean()
@@ -62,7 +68,11 @@ def paul15(a=None) -> dict:
     out = {
         "median_pseudotime_MEP": float(med["MEP"]),
         "median_pseudotime_Mk": float(med["Mk"]),
-        "spearman_vs_slingshot_lineage1": float(spearmanr(o.loc[lin, "mk_pseudotime"], o.loc[lin, "slingPseudotime_1"], nan_policy="omit")[0]),
+        "spearman_vs_slingshot_lineage1": float(
+            spearmanr(
+                o.loc[lin, "mk_pseudotime"], o.loc[lin, "slingPseudotime_1"], nan_policy="omit"
+            )[0]
+        ),
         "n_cells": int(lin.sum()),
     }
     print("paul15", out, flush=True)
@@ -82,7 +92,12 @@ def scale(n_cells: int) -> dict:
         path = Path(d) / "prep.h5ad"
         a.write_h5ad(path)
         del a
-        out = subprocess.run([sys.executable, __file__, "--stage", str(path)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--stage", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res["n_cells"] = n_cells
     res["prep_seconds"] = prep
@@ -108,13 +123,20 @@ def stage(path: str) -> None:
 
 
 def main(n_cells: int, n_scale: int) -> None:
-    res = {"simulated_strong_cycling": simulated(n_cells), "paul15": paul15(), "scale": scale(n_scale)}
+    res = {
+        "simulated_strong_cycling": simulated(n_cells),
+        "paul15": paul15(),
+        "scale": scale(n_scale),
+    }
     sim = res["simulated_strong_cycling"]
     res["targets"] = {
-        "spearman_ge_0.85_each_species": all(sim[s]["spearman_vs_true_time"] >= 0.85 for s in ("mouse", "human")),
+        "spearman_ge_0.85_each_species": all(
+            sim[s]["spearman_vs_true_time"] >= 0.85 for s in ("mouse", "human")
+        ),
         "coverage_ge_0.8": all(sim[s]["share_with_pseudotime"] >= 0.8 for s in ("mouse", "human")),
         "mkp_f1_ge_0.6": sim["mkp_f1"] >= 0.6,
-        "paul_mk_after_mep": res["paul15"]["median_pseudotime_Mk"] > res["paul15"]["median_pseudotime_MEP"],
+        "paul_mk_after_mep": res["paul15"]["median_pseudotime_Mk"]
+        > res["paul15"]["median_pseudotime_MEP"],
         "scale_under_10_min": res["scale"]["trajectory_seconds"] < 600,
         "scale_under_8_gb": res["scale"]["peak_rss_gb"] < 8,
     }
@@ -126,4 +148,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--stage":
         stage(sys.argv[2])
     else:
-        main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000, int(sys.argv[2]) if len(sys.argv) > 2 else 100_000)
+        main(
+            int(sys.argv[1]) if len(sys.argv) > 1 else 20_000,
+            int(sys.argv[2]) if len(sys.argv) > 2 else 100_000,
+        )

@@ -75,16 +75,39 @@ def exponent(sizes: list[int], seconds: list[float]) -> float | None:
 def main() -> None:
     from mkcell.integrate._scvi import default_epochs
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000, 50_000, 100_000, 200_000])
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--sizes", type=int, nargs="+", default=[10_000, 20_000, 50_000, 100_000, 200_000]
+    )
     p.add_argument("--reference-sizes", type=int, nargs="*", default=[10_000, 50_000])
     p.add_argument("--cores", type=int, default=2)
-    p.add_argument("--mem-cap-gb", type=float, default=None, help="kill a run past this RSS (default: 85%% of RAM, at most 20)")
-    p.add_argument("--workdir", type=Path, default=None, help="keep data and run folders here (default: a temp folder)")
+    p.add_argument(
+        "--mem-cap-gb",
+        type=float,
+        default=None,
+        help="kill a run past this RSS (default: 85%% of RAM, at most 20)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep data and run folders here (default: a temp folder)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None, help="scVI epochs for both (default: mkcell's default for the size)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="scVI epochs for both (default: mkcell's default for the size)",
+    )
     p.add_argument("--name", default="vs_reference", help="results/<name>.json")
-    p.add_argument("--append", action="store_true", help="keep the rows of results/<name>.json for sizes not run now")
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows of results/<name>.json for sizes not run now",
+    )
     a = p.parse_args()
 
     cap = a.mem_cap_gb or min(20.0, 0.85 * total_memory_gb())
@@ -93,14 +116,21 @@ def main() -> None:
     sizes = sorted(set(a.sizes) | set(a.reference_sizes))
     kept = []
     if a.append and (RESULTS / f"{a.name}.json").exists():
-        kept = [r for r in json.loads((RESULTS / f"{a.name}.json").read_text())["runs"] if r["n_cells"] not in sizes]
+        kept = [
+            r
+            for r in json.loads((RESULTS / f"{a.name}.json").read_text())["runs"]
+            if r["n_cells"] not in sizes
+        ]
     rows = list(kept)
     for n in sizes:
         epochs = a.epochs or default_epochs(n)
         folder = work / str(n)
         t0 = time.perf_counter()
         paths = simulate(n, folder / "data", a.seed)
-        print(f"{n} cells (data in {time.perf_counter() - t0:.0f} s), {epochs} scVI epochs", flush=True)
+        print(
+            f"{n} cells (data in {time.perf_counter() - t0:.0f} s), {epochs} scVI epochs",
+            flush=True,
+        )
         row = {"n_cells": n, "scvi_epochs": epochs}
         if n in a.sizes:
             run_dir = folder / "mkcell"
@@ -116,7 +146,16 @@ def main() -> None:
             res.pop("stdout")
             row["mkcell"] = res
         if n in a.reference_sizes:
-            cmd = [sys.executable, str(HERE / "reference_pipeline.py"), str(paths["mouse"]), str(paths["human"]), "--epochs", str(epochs), "--seed", str(a.seed)]
+            cmd = [
+                sys.executable,
+                str(HERE / "reference_pipeline.py"),
+                str(paths["mouse"]),
+                str(paths["human"]),
+                "--epochs",
+                str(epochs),
+                "--seed",
+                str(a.seed),
+            ]
             res = run_watched(cmd, cwd=folder, env=env, log=folder / "reference.log", cap_gb=cap)
             res["stage_seconds"] = reference_stages(res.pop("stdout"))
             if res["status"] != "ok":
@@ -128,7 +167,9 @@ def main() -> None:
             row["time_ratio_mkcell_over_reference"] = round(m["seconds"] / r["seconds"], 3)
         rows.append(row)
         rows.sort(key=lambda r: r["n_cells"])
-        save(a.name, _summary(rows, cap, a.cores))  # after every size: a cut-off run keeps what it measured
+        save(
+            a.name, _summary(rows, cap, a.cores)
+        )  # after every size: a cut-off run keeps what it measured
     if a.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

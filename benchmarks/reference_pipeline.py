@@ -46,10 +46,14 @@ def gene_sets() -> tuple[list[str], list[str], list[str]]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("mouse", type=Path)
     p.add_argument("human", type=Path)
-    p.add_argument("--epochs", type=int, required=True, help="scVI epochs (mkcell's default for this size)")
+    p.add_argument(
+        "--epochs", type=int, required=True, help="scVI epochs (mkcell's default for this size)"
+    )
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
 
@@ -66,12 +70,16 @@ def main() -> None:
     # --- load, one-to-one orthologs, concatenate
     mouse, human = sc.read_h5ad(a.mouse), sc.read_h5ad(a.human)
     orth = pd.read_csv(DATA / "orthologs" / "biomart_mouse_to_human.csv.gz")
-    orth = orth[orth["Human homology type"] == "ortholog_one2one"][["Gene name", "Human gene name"]].dropna()
+    orth = orth[orth["Human homology type"] == "ortholog_one2one"][
+        ["Gene name", "Human gene name"]
+    ].dropna()
     orth = orth.drop_duplicates("Gene name").drop_duplicates("Human gene name")
     m2h = dict(zip(orth["Gene name"], orth["Human gene name"], strict=True))
     mouse = mouse[:, mouse.var_names.isin(list(m2h))].copy()
     mouse.var_names = [m2h[g] for g in mouse.var_names]
-    adata = ad.concat({"mouse": mouse, "human": human}, label="species", join="inner", index_unique="-")
+    adata = ad.concat(
+        {"mouse": mouse, "human": human}, label="species", join="inner", index_unique="-"
+    )
     del mouse, human
     st.done("load_map", n_obs=adata.n_obs, n_vars=adata.n_vars)
 
@@ -80,12 +88,16 @@ def main() -> None:
     sc.pp.filter_genes(adata, min_cells=3)
     sc.pp.normalize_total(adata, target_sum=1e4)
     sc.pp.log1p(adata)
-    sc.pp.highly_variable_genes(adata, n_top_genes=2000, flavor="seurat_v3", layer="counts", batch_key="sample")
+    sc.pp.highly_variable_genes(
+        adata, n_top_genes=2000, flavor="seurat_v3", layer="counts", batch_key="sample"
+    )
     st.done("preprocess")
 
     # --- scVI (library defaults but the epochs)
     hv = adata[:, adata.var["highly_variable"]].copy()
-    scvi.model.SCVI.setup_anndata(hv, layer="counts", batch_key="sample", categorical_covariate_keys=["species"])
+    scvi.model.SCVI.setup_anndata(
+        hv, layer="counts", batch_key="sample", categorical_covariate_keys=["species"]
+    )
     model = scvi.model.SCVI(hv)
     model.train(max_epochs=a.epochs)
     adata.obsm["X_scVI"] = model.get_latent_representation()
@@ -103,14 +115,21 @@ def main() -> None:
     for state, genes in markers.groupby("state")["human"]:
         sc.tl.score_genes(adata, list(genes), score_name=f"score_{state}")
     cols = [f"score_{s}" for s in markers["state"].unique()]
-    best = adata.obs.groupby("leiden", observed=True)[cols].mean().idxmax(axis=1).str.removeprefix("score_")
+    best = (
+        adata.obs.groupby("leiden", observed=True)[cols]
+        .mean()
+        .idxmax(axis=1)
+        .str.removeprefix("score_")
+    )
     adata.obs["state"] = adata.obs["leiden"].map(best).astype(str).astype("category")
     st.done("annotate", states=sorted(adata.obs["state"].unique()))
 
     # --- pseudotime and CellRank 2 GPCCA with library defaults
     sc.tl.diffmap(adata)
     hsc = np.flatnonzero(adata.obs["state"] == "HSC/MPP")
-    adata.uns["iroot"] = int(hsc[np.argmax(adata.obs["score_HSC/MPP"].to_numpy()[hsc])]) if hsc.size else 0
+    adata.uns["iroot"] = (
+        int(hsc[np.argmax(adata.obs["score_HSC/MPP"].to_numpy()[hsc])]) if hsc.size else 0
+    )
     sc.tl.dpt(adata)
     st.done("diffusion_pseudotime")
     pk = cr.kernels.PseudotimeKernel(adata, time_key="dpt_pseudotime").compute_transition_matrix()
@@ -126,7 +145,11 @@ def main() -> None:
     s_genes, g2m_genes, e2f = gene_sets()
     sc.tl.score_genes_cell_cycle(adata, s_genes=s_genes, g2m_genes=g2m_genes)
     sc.tl.score_genes(adata, e2f, score_name="E2F")
-    by_cond = adata.obs[adata.obs["state"] == "MkP"].groupby(["species", "condition"], observed=True)["E2F"].mean()
+    by_cond = (
+        adata.obs[adata.obs["state"] == "MkP"]
+        .groupby(["species", "condition"], observed=True)["E2F"]
+        .mean()
+    )
     pool = pd.crosstab(adata.obs["sample"], adata.obs["state"] == "MkP", normalize="index")
     st.done("score_pool", e2f_mkp=by_cond.round(3).to_dict().__repr__(), n_samples=len(pool))
     print(json.dumps({"done": True}), flush=True)

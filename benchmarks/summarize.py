@@ -1,7 +1,7 @@
 """The README's benchmark tables, made from benchmarks/results/*.json (so the two always agree).
 
-    .venv/bin/python benchmarks/summarize.py            # print the tables
-    .venv/bin/python benchmarks/summarize.py --write    # replace them in README.md
+.venv/bin/python benchmarks/summarize.py            # print the tables
+.venv/bin/python benchmarks/summarize.py --write    # replace them in README.md
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 README = Path(__file__).resolve().parents[1] / "README.md"
-BEGIN, END = "<!-- benchmarks:begin (made by benchmarks/summarize.py) -->", "<!-- benchmarks:end -->"
+BEGIN, END = (
+    "<!-- benchmarks:begin (made by benchmarks/summarize.py) -->",
+    "<!-- benchmarks:end -->",
+)
 
 
 def _load(name: str) -> dict:
@@ -26,42 +29,111 @@ def rows() -> list[tuple[str, str, str]]:
     if integ:
         s, b = integ["scvi"], integ["baseline_pca"]
         out += [
-            ("integration", f"cross-species mixing (scVI / PCA baseline), {integ['n_cells']:,} cells", f"{s['cross_species_mixing']:.2f} / {b['cross_species_mixing']:.2f}"),
-            ("integration", "kNN state purity (scVI / baseline)", f"{s['knn_state_purity']:.3f} / {b['knn_state_purity']:.3f}"),
-            ("integration", "scVI training on CPU (s; cells/s per epoch)", f"{s['train_seconds']:.0f} s; {s['cells_per_second_per_epoch']:,.0f}"),
+            (
+                "integration",
+                f"cross-species mixing (scVI / PCA baseline), {integ['n_cells']:,} cells",
+                f"{s['cross_species_mixing']:.2f} / {b['cross_species_mixing']:.2f}",
+            ),
+            (
+                "integration",
+                "kNN state purity (scVI / baseline)",
+                f"{s['knn_state_purity']:.3f} / {b['knn_state_purity']:.3f}",
+            ),
+            (
+                "integration",
+                "scVI training on CPU (s; cells/s per epoch)",
+                f"{s['train_seconds']:.0f} s; {s['cells_per_second_per_epoch']:,.0f}",
+            ),
         ]
     traj = _load("trajectory")
     if traj:
         sim = traj["simulated_strong_cycling"]
         out += [
-            ("trajectory", "Spearman pseudotime vs true time, strong cycling (mouse / human)", f"{sim['mouse']['spearman_vs_true_time']:.3f} / {sim['human']['spearman_vs_true_time']:.3f}"),
+            (
+                "trajectory",
+                "Spearman pseudotime vs true time, strong cycling (mouse / human)",
+                f"{sim['mouse']['spearman_vs_true_time']:.3f} / {sim['human']['spearman_vs_true_time']:.3f}",
+            ),
             ("trajectory", "MkP F1", f"{sim['mkp_f1']:.2f}"),
-            ("trajectory", "Paul 2015: Spearman vs Slingshot (MEP+Mk)", f"{traj['paul15']['spearman_vs_slingshot_lineage1']:.2f}"),
-            ("trajectory", "20k cells: trajectory stage time", f"{sim['trajectory_seconds']:.0f} s ({sim['fate_method']})"),
-            ("trajectory", f"{traj['scale']['n_cells']:,} cells: trajectory stage time, peak memory",
-             f"{traj['scale']['trajectory_seconds']:.0f} s, {traj['scale']['peak_rss_gb']:.1f} GB" if "trajectory_seconds" in traj["scale"] else "not measured yet (see trajectory.json)"),
+            (
+                "trajectory",
+                "Paul 2015: Spearman vs Slingshot (MEP+Mk)",
+                f"{traj['paul15']['spearman_vs_slingshot_lineage1']:.2f}",
+            ),
+            (
+                "trajectory",
+                "20k cells: trajectory stage time",
+                f"{sim['trajectory_seconds']:.0f} s ({sim['fate_method']})",
+            ),
+            (
+                "trajectory",
+                f"{traj['scale']['n_cells']:,} cells: trajectory stage time, peak memory",
+                f"{traj['scale']['trajectory_seconds']:.0f} s, {traj['scale']['peak_rss_gb']:.1f} GB"
+                if "trajectory_seconds" in traj["scale"]
+                else "not measured yet (see trajectory.json)",
+            ),
         ]
     score = _load("score")
     if score:
         eff, null = score["effect"], score["null"]
-        out.append(("score", "phase agreement with true phase (mouse / human)", f"{eff['mouse']['phase_agreement']:.3f} / {eff['human']['phase_agreement']:.3f}"))
+        out.append(
+            (
+                "score",
+                "phase agreement with true phase (mouse / human)",
+                f"{eff['mouse']['phase_agreement']:.3f} / {eff['human']['phase_agreement']:.3f}",
+            )
+        )
         for sp in ("mouse", "human"):
             e = eff[sp]["mkp_contrast"]["mk_score_e2f_targets"]
             n = null[sp]["mkp_contrast"]["mk_score_e2f_targets"]
-            out.append(("score", f"MkP E2F score, {e['contrast']} ({sp}): diff [CI], p; null p", f"{e['diff']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}], p={e['p_value']:.1e}; null p={n['p_value']:.2f}"))
+            out.append(
+                (
+                    "score",
+                    f"MkP E2F score, {e['contrast']} ({sp}): diff [CI], p; null p",
+                    f"{e['diff']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}], p={e['p_value']:.1e}; null p={n['p_value']:.2f}",
+                )
+            )
     pool = _load("pool")
     if pool:
         null = pool["null"]["4v4"]
-        out.append(("pool", f"false-positive rate at p<0.05, {null['n_tests']} null tests (4 vs 4)", f"{null['false_positive_rate_p05']:.3f}"))
+        out.append(
+            (
+                "pool",
+                f"false-positive rate at p<0.05, {null['n_tests']} null tests (4 vs 4)",
+                f"{null['false_positive_rate_p05']:.3f}",
+            )
+        )
         for e in pool["effects_6000_cells_4v4_seed0"]:
-            out.append(("pool", f"mouse {e['contrast']}: effect_log2 [CI], p", f"{e['effect_log2']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}], p={e['p_value']:.3f}"))
+            out.append(
+                (
+                    "pool",
+                    f"mouse {e['contrast']}: effect_log2 [CI], p",
+                    f"{e['effect_log2']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}], p={e['p_value']:.3f}",
+                )
+            )
     wf = _load("workflow")
     if wf:
-        full, rerun, multi = wf["full_run"], wf["unchanged_rerun"], wf["multirun_submitit_local_two_seeds"]
+        full, rerun, multi = (
+            wf["full_run"],
+            wf["unchanged_rerun"],
+            wf["multirun_submitit_local_two_seeds"],
+        )
         out += [
-            ("workflow", f"full workflow, {wf['n_cells']:,} cells, 2 cores (s; peak RSS)", f"{full['seconds']:.0f} s; {full['peak_rss_gb_max_child']:.1f} GB (rc {full['returncode']})"),
-            ("workflow", "unchanged re-run", f"{rerun['seconds']:.1f} s (rc {rerun['returncode']})"),
-            ("workflow", "submitit_local multirun, 2 seeds, debug=tiny", f"{multi['seconds']:.0f} s (rc {multi['returncode']})"),
+            (
+                "workflow",
+                f"full workflow, {wf['n_cells']:,} cells, 2 cores (s; peak RSS)",
+                f"{full['seconds']:.0f} s; {full['peak_rss_gb_max_child']:.1f} GB (rc {full['returncode']})",
+            ),
+            (
+                "workflow",
+                "unchanged re-run",
+                f"{rerun['seconds']:.1f} s (rc {rerun['returncode']})",
+            ),
+            (
+                "workflow",
+                "submitit_local multirun, 2 seeds, debug=tiny",
+                f"{multi['seconds']:.0f} s (rc {multi['returncode']})",
+            ),
         ]
     return out
 
@@ -93,10 +165,20 @@ def reference_table() -> list[str]:
         m, ref = r.get("mkcell"), r.get("reference")
         ratio = r.get("time_ratio_mkcell_over_reference")
         dense_gb = 8 * r["n_cells"] ** 2 / 1e9
-        ref_secs = _secs(ref) if ref else "not run" + (f" (its dense n x n matrix alone: {dense_gb:.0f} GB)" if dense_gb > res["memory_cap_gb"] else "")
+        ref_secs = (
+            _secs(ref)
+            if ref
+            else "not run"
+            + (
+                f" (its dense n x n matrix alone: {dense_gb:.0f} GB)"
+                if dense_gb > res["memory_cap_gb"]
+                else ""
+            )
+        )
         out.append(
             f"| {r['n_cells']:,} | {r['scvi_epochs']} | {_secs(m)} | {_gb(m)} | {ref_secs} | {_gb(ref)} | "
-            + (f"{ratio:.2f}" if ratio is not None else "-") + " |"
+            + (f"{ratio:.2f}" if ratio is not None else "-")
+            + " |"
         )
     exp = res.get("mkcell_scaling_exponent_20k_up")
     sizes = res.get("scaling_sizes", [])
@@ -122,9 +204,13 @@ def gpu_table() -> list[str]:
         "|---|---|---|---|",
     ]
     for r in sw["mkcell"]:
-        out.append(f"| mkcell (sparse minibatches) | {r['batch_size']} | {r['cells_per_second_steady']:,} | {r['gpu_peak_gb']:.2f} |")
+        out.append(
+            f"| mkcell (sparse minibatches) | {r['batch_size']} | {r['cells_per_second_steady']:,} | {r['gpu_peak_gb']:.2f} |"
+        )
     ref = sw["plain_scvi_tools"]
-    out.append(f"| plain scvi-tools (defaults) | {ref['batch_size']} | {ref['cells_per_second_steady']:,} | {ref['gpu_peak_gb']:.2f} |")
+    out.append(
+        f"| plain scvi-tools (defaults) | {ref['batch_size']} | {ref['cells_per_second_steady']:,} | {ref['gpu_peak_gb']:.2f} |"
+    )
     big = res.get("large")
     if big:
         out += [
@@ -226,7 +312,9 @@ def write_readme(path: Path = README) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--write", action="store_true", help="replace the tables in README.md")
     if p.parse_args().write:
         write_readme()

@@ -57,7 +57,9 @@ def get_counts(adata: AnnData, layer: str | None = None) -> sp.csr_matrix | np.n
     return X
 
 
-def check_counts(X: sp.spmatrix | np.ndarray, *, where: str = "adata.X", n_check: int = 200_000) -> None:
+def check_counts(
+    X: sp.spmatrix | np.ndarray, *, where: str = "adata.X", n_check: int = 200_000
+) -> None:
     """Raise if ``X`` is not a non-negative integer count matrix (checks up to ``n_check`` values)."""
     data = X.data if sp.issparse(X) else np.asarray(X).ravel()
     sample = np.asarray(data[:n_check], dtype=np.float64)

@@ -25,7 +25,9 @@ def _sim_cache():
 
     return {
         "effect": mk.datasets.simulate_marrow(3000, n_genes=800, n_species_only=30, seed=1),
-        "null": mk.datasets.simulate_marrow(3000, n_genes=800, n_species_only=30, seed=2, null=True),
+        "null": mk.datasets.simulate_marrow(
+            3000, n_genes=800, n_species_only=30, seed=2, null=True
+        ),
     }
 
 

@@ -155,7 +155,13 @@ def nan_sample(a: ad.AnnData) -> ad.AnnData:
     return a
 
 
-def labels_csv(tmp: Path, a: ad.AnnData, *, name: str = "labels.csv", mkp_label: str = "Megakaryocyte progenitors") -> Path:
+def labels_csv(
+    tmp: Path,
+    a: ad.AnnData,
+    *,
+    name: str = "labels.csv",
+    mkp_label: str = "Megakaryocyte progenitors",
+) -> Path:
     """A labels file (cell, cell type) with published-style labels (spaces, '&', '/')."""
     names = {"MkP": mkp_label, "HSC/MPP": "HSCs & MPPs", "MEP": "MEP / early ery"}
     lab = a.obs["true_state"].astype(str).map(lambda s: names.get(s, s))
@@ -340,14 +346,22 @@ def test_cli_bad_input(args, phrase, where, cli_files, tmp_path):
     args = [a.format(d=cli_files) for a in args]
     if not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={run_dir}")
-    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in cli_files.iterdir() if p.is_file()}
+    before = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in cli_files.iterdir()
+        if p.is_file()
+    }
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "workflows.main", *args],
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     elapsed = time.perf_counter() - t0
-    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in cli_files.iterdir() if p.is_file()}
+    after = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in cli_files.iterdir()
+        if p.is_file()
+    }
     assert after == before  # no input file is changed (or added next to the inputs)
     err = proc.stderr
     lines = [line for line in err.splitlines() if line.strip()]

@@ -17,7 +17,9 @@ def _summarize():
 def test_readme_tables_match_results():
     s = _summarize()
     text = (ROOT / "README.md").read_text()
-    assert f"{s.BEGIN}\n{s.block()}\n{s.END}" in text, "run `.venv/bin/python benchmarks/summarize.py --write`"
+    assert f"{s.BEGIN}\n{s.block()}\n{s.END}" in text, (
+        "run `.venv/bin/python benchmarks/summarize.py --write`"
+    )
 
 
 def test_results_name_their_machine():
@@ -50,10 +52,28 @@ def test_run_watched_kills_a_run_past_the_memory_cap(tmp_path):
 
     c = _common()
     grow = "import time\nx = []\nfor _ in range(40):\n    x.append(bytearray(50 * 2**20)); time.sleep(0.05)\nprint('survived')"
-    res = c.run_watched([sys.executable, "-c", grow], cwd=tmp_path, env=c.thread_env(1), log=tmp_path / "log", cap_gb=0.4)
+    res = c.run_watched(
+        [sys.executable, "-c", grow],
+        cwd=tmp_path,
+        env=c.thread_env(1),
+        log=tmp_path / "log",
+        cap_gb=0.4,
+    )
     assert res["status"] == "out_of_memory" and res["killed_at_rss_gb"] > 0.4
     assert "survived" not in res["stdout"]
-    ok = c.run_watched([sys.executable, "-c", "print('hi')"], cwd=tmp_path, env=c.thread_env(1), log=tmp_path / "log", cap_gb=0.4)
+    ok = c.run_watched(
+        [sys.executable, "-c", "print('hi')"],
+        cwd=tmp_path,
+        env=c.thread_env(1),
+        log=tmp_path / "log",
+        cap_gb=0.4,
+    )
     assert ok["status"] == "ok" and ok["stdout"] == ["hi"] and ok["peak_rss_gb"] < 0.4
-    bad = c.run_watched([sys.executable, "-c", "raise SystemExit(3)"], cwd=tmp_path, env=c.thread_env(1), log=tmp_path / "log", cap_gb=0.4)
+    bad = c.run_watched(
+        [sys.executable, "-c", "raise SystemExit(3)"],
+        cwd=tmp_path,
+        env=c.thread_env(1),
+        log=tmp_path / "log",
+        cap_gb=0.4,
+    )
     assert bad["status"] == "failed" and bad["returncode"] == 3

@@ -9,7 +9,15 @@ from mkcell._settings import MkcellError
 @pytest.fixture(scope="module")
 def hard():
     """Human marrow where each phase moves 150 unlisted genes, strongly."""
-    return mk.datasets.simulate_marrow(3000, n_genes=1200, n_species_only=20, n_cycle_genes=150, cycle_strength=2.0, species=("human",), seed=21)["human"]
+    return mk.datasets.simulate_marrow(
+        3000,
+        n_genes=1200,
+        n_species_only=20,
+        n_cycle_genes=150,
+        cycle_strength=2.0,
+        species=("human",),
+        seed=21,
+    )["human"]
 
 
 def test_simulator_moves_unlisted_genes_up_and_down(hard):
@@ -17,7 +25,9 @@ def test_simulator_moves_unlisted_genes_up_and_down(hard):
     assert len(truth) == 300 and set(truth["phase"]) == {"S", "G2M"}
     assert (truth["log_fold_change"] > 0).any() and (truth["log_fold_change"] < 0).any()
     assert not set(truth["gene"]) & mk._genesets.cycle_genes()  # in no published list
-    none = mk.datasets.simulate_marrow(600, n_genes=800, n_species_only=10, n_cycle_genes=0, species=("human",), seed=1)["human"]
+    none = mk.datasets.simulate_marrow(
+        600, n_genes=800, n_species_only=10, n_cycle_genes=0, species=("human",), seed=1
+    )["human"]
     assert len(none.uns["mk_truth"]["cycle_genes"]) == 0
     with pytest.raises(MkcellError, match="n_cycle_genes"):
         mk.datasets.simulate_marrow(600, n_cycle_genes=-1)
@@ -27,15 +37,26 @@ def test_simulator_stages_cycling_and_stall(hard):
     o = hard.obs
     assert set(o["true_stage"].dropna()) == {"MkP", "immature_Mk", "mature_Mk"}
     assert o.loc[o["true_stage"] == "immature_Mk", "true_time"].between(0.35, 0.7).all()
-    cyc = o[o["true_state"] == "MkP"].groupby("condition", observed=True)["true_phase"].apply(lambda p: (p != "G1").mean())
+    cyc = (
+        o[o["true_state"] == "MkP"]
+        .groupby("condition", observed=True)["true_phase"]
+        .apply(lambda p: (p != "G1").mean())
+    )
     assert cyc["MDS"] > 0.65 and cyc["MDS"] > cyc["healthy"] + 0.15
     # MDS piles maturing Mk up just past MkP
     mk_cells = o[o["true_state"] == "Mk"]
-    near = mk_cells["true_time"].between(0.37, 0.53).groupby(mk_cells["condition"], observed=True).mean()
+    near = (
+        mk_cells["true_time"]
+        .between(0.37, 0.53)
+        .groupby(mk_cells["condition"], observed=True)
+        .mean()
+    )
     assert near["MDS"] > near["healthy"] + 0.1
     # endomitosis: cycling fades along maturation
     imm = mk_cells["true_stage"] == "immature_Mk"
-    assert (mk_cells.loc[imm, "true_phase"] != "G1").mean() > (mk_cells.loc[~imm, "true_phase"] != "G1").mean()
+    assert (mk_cells.loc[imm, "true_phase"] != "G1").mean() > (
+        mk_cells.loc[~imm, "true_phase"] != "G1"
+    ).mean()
 
 
 def test_cycle_scores_follow_true_phase(hard):
@@ -62,7 +83,15 @@ def test_cycle_linked_genes_are_found_and_left_out(hard):
 
 
 def test_no_cycle_linked_genes_without_unlisted_cycle_genes():
-    a = mk.datasets.simulate_marrow(3000, n_genes=1200, n_species_only=20, n_cycle_genes=0, cycle_strength=2.0, species=("human",), seed=22)["human"]
+    a = mk.datasets.simulate_marrow(
+        3000,
+        n_genes=1200,
+        n_species_only=20,
+        n_cycle_genes=0,
+        cycle_strength=2.0,
+        species=("human",),
+        seed=22,
+    )["human"]
     mk.pp.highly_variable_genes(a, n_top_genes=1000, exclude_cycle_linked=True)
     table = a.uns["mk_highly_variable"]["cycle_linked"]
     assert table["cycle_linked"].mean() < 0.03, table.loc[table["cycle_linked"]].head()
@@ -76,6 +105,8 @@ def test_scvi_takes_cycle_scores_as_continuous_covariates(hard):
     mk.pp.highly_variable_genes(a, n_top_genes=300, batch_key=None)
     mk.integrate.scvi(a, max_epochs=2, cycle_covariates=True, seed=0)
     cc = a.obsm["mk_cycle_covariates"]
-    assert cc.shape == (a.n_obs, 2) and abs(float(cc[:, 0].mean())) < 1e-3  # z-scored within species
+    assert (
+        cc.shape == (a.n_obs, 2) and abs(float(cc[:, 0].mean())) < 1e-3
+    )  # z-scored within species
     assert a.uns["mk_integrate"]["params"]["cycle_covariates"] is True
     assert a.obsm["X_mk_scvi"].shape == (a.n_obs, 10)

@@ -73,7 +73,9 @@ def test_solver_failure_falls_back_to_sparse_lu(monkeypatch):
     monkeypatch.setattr(cr.estimators.GPCCA, "compute_fate_probabilities", fail)
     T = _random_walk(500, seed=3)
     probs, method = fate_probabilities(
-        cr.kernels.PrecomputedKernel(T), {"a": np.arange(10), "b": np.arange(10, 20)}, solver="gmres"
+        cr.kernels.PrecomputedKernel(T),
+        {"a": np.arange(10), "b": np.arange(10, 20)},
+        solver="gmres",
     )
     assert method == "sparse_lu"
     assert np.allclose(probs.sum(1), 1)
@@ -84,9 +86,13 @@ def test_gmres_matches_direct_and_is_used_above_threshold():
 
     T = _random_walk(4000, seed=5)
     terminal = {"a": np.arange(25), "b": np.arange(25, 50)}
-    probs, method = fate_probabilities(cr.kernels.PrecomputedKernel(T), terminal, direct_max_cells=1000)
+    probs, method = fate_probabilities(
+        cr.kernels.PrecomputedKernel(T), terminal, direct_max_cells=1000
+    )
     assert method == "gmres_gauss_seidel"
-    np.testing.assert_allclose(probs.to_numpy(), absorption_direct(T, terminal).to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        probs.to_numpy(), absorption_direct(T, terminal).to_numpy(), atol=1e-6
+    )
 
 
 def test_gmres_failure_above_fallback_size_is_a_clear_error(monkeypatch):
@@ -104,5 +110,7 @@ def test_gmres_failure_above_fallback_size_is_a_clear_error(monkeypatch):
     kernel, terminal = cr.kernels.PrecomputedKernel(T), {"a": np.arange(10), "b": np.arange(10, 20)}
     with pytest.raises(MkcellError, match="did not converge.*on 600 cells.*connectivity_weight"):
         fate_probabilities(kernel, terminal, direct_max_cells=100, fallback_max_cells=500)
-    probs, method = fate_probabilities(kernel, terminal, direct_max_cells=100, fallback_max_cells=1000)
+    probs, method = fate_probabilities(
+        kernel, terminal, direct_max_cells=100, fallback_max_cells=1000
+    )
     assert method == "sparse_lu" and np.allclose(probs.sum(1), 1)

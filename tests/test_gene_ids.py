@@ -15,14 +15,23 @@ from mkcell.io._gene_ids import ensembl_symbols
 
 def _toy(var_names, var=None) -> ad.AnnData:
     X = sp.csr_matrix(np.arange(1, 3 * len(var_names) + 1, dtype=np.int32).reshape(3, -1))
-    return ad.AnnData(X=X, var=pd.DataFrame(var or {}, index=pd.Index(var_names)), obs=pd.DataFrame(index=["c1", "c2", "c3"]))
+    return ad.AnnData(
+        X=X,
+        var=pd.DataFrame(var or {}, index=pd.Index(var_names)),
+        obs=pd.DataFrame(index=["c1", "c2", "c3"]),
+    )
 
 
 def test_ensembl_ids_map_to_symbols_and_duplicates_are_summed(tmp_path):
     table = ensembl_symbols("human")
     itga2b = table.index[table == "ITGA2B"][0]
     gata1 = table.index[table == "GATA1"][0]
-    ids = [f"{itga2b}.7", gata1, f"{gata1}_PAR_Y", "ENSG00000000000"]  # versioned, a PAR copy, unknown
+    ids = [
+        f"{itga2b}.7",
+        gata1,
+        f"{gata1}_PAR_Y",
+        "ENSG00000000000",
+    ]  # versioned, a PAR copy, unknown
     path = tmp_path / "ids.h5ad"
     _toy(ids).write_h5ad(path)
     before = path.read_bytes()

@@ -24,7 +24,11 @@ def test_cpu_smoke_two_epochs_and_saved_model(small, model, tmp_path):
     z = a.obsm["X_mk_scvi"]
     assert z.shape == (a.n_obs, 10) and np.isfinite(z).all()
     info = a.uns["mk_integrate"]
-    assert info["epochs_run"] == 2 and info["params"]["model"] == model and info["params"]["accelerator"] == "cpu"
+    assert (
+        info["epochs_run"] == 2
+        and info["params"]["model"] == model
+        and info["params"]["accelerator"] == "cpu"
+    )
     assert (tmp_path / "model" / "model.pt").exists()
     assert not (tmp_path / ".model.tmp").exists()
 
@@ -38,7 +42,9 @@ def test_copy_leaves_input_alone(small):
 def test_equalize_species_keeps_integer_counts_and_matches_means():
     rng = np.random.default_rng(0)
     species = np.array(["mouse"] * 400 + ["human"] * 400)
-    lam = np.where(species[:, None] == "mouse", np.array([1.0, 4.0, 2.0]), np.array([4.0, 1.0, 2.0]))
+    lam = np.where(
+        species[:, None] == "mouse", np.array([1.0, 4.0, 2.0]), np.array([4.0, 1.0, 2.0])
+    )
     X = sp.csr_matrix(rng.poisson(lam).astype(np.float32))
     out, ratio = equalize_species(X, species)
     assert np.allclose(out.data, np.round(out.data)) and (out.data >= 0).all()

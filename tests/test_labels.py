@@ -15,13 +15,17 @@ NAMES = {"HSC/MPP": "HSCs & MPPs", "MEP": "MEP / early ery", "MkP": "Megakaryocy
 
 @pytest.fixture(scope="module")
 def human():
-    return mk.datasets.simulate_marrow(500, n_genes=700, species=("human",), n_samples=2, seed=0)["human"]
+    return mk.datasets.simulate_marrow(500, n_genes=700, species=("human",), n_samples=2, seed=0)[
+        "human"
+    ]
 
 
 def test_labels_file_with_csv_and_yaml_maps(human, tmp_path):
     truth = human.obs["true_state"].astype(str)
     cells = tmp_path / "cells.tsv"
-    pd.DataFrame({"barcode": human.obs_names, "cell type": truth.map(NAMES)}).iloc[:-5].to_csv(cells, sep="\t", index=False)
+    pd.DataFrame({"barcode": human.obs_names, "cell type": truth.map(NAMES)}).iloc[:-5].to_csv(
+        cells, sep="\t", index=False
+    )
     csv_map, yaml_map = tmp_path / "map.csv", tmp_path / "map.yaml"
     kept = {v: k for k, v in NAMES.items() if k != "myeloid"}
     csv_map.write_text("".join(f'"{k}",{v}\n' for k, v in kept.items()))  # no header row
@@ -51,6 +55,8 @@ def test_labels_series_and_errors(human, tmp_path):
         mk.tl.annotate(human.copy(), labels=s, labels_key="true_state")
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,c\n1,2,3\n")
-    with pytest.raises(MkcellError, match=r"which column holds the cell\? \(columns: \['a', 'b', 'c'\]\)"):
+    with pytest.raises(
+        MkcellError, match=r"which column holds the cell\? \(columns: \['a', 'b', 'c'\]\)"
+    ):
         mk.tl.read_labels(bad)
     assert np.isfinite(a.obs["mk_state_confidence"]).all()

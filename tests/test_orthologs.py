@@ -10,7 +10,11 @@ from mkcell._settings import MkcellError, MkcellWarning
 
 def _adata(genes, counts=None, names=None):
     n = 4
-    X = counts if counts is not None else np.arange(1, n * len(genes) + 1, dtype=np.float32).reshape(n, len(genes))
+    X = (
+        counts
+        if counts is not None
+        else np.arange(1, n * len(genes) + 1, dtype=np.float32).reshape(n, len(genes))
+    )
     obs = pd.DataFrame({"sample": ["s1"] * n}, index=names or [f"c{i}" for i in range(n)])
     return AnnData(X=sp.csr_matrix(X), obs=obs, var=pd.DataFrame(index=genes))
 
@@ -59,7 +63,9 @@ def test_swapped_species_detected():
     with pytest.raises(MkcellError, match="swapped"):
         mk.pp.map_orthologs(_adata(human_genes), "mouse", "human")
     with pytest.raises(MkcellError, match="swapped"):
-        mk.pp.concat_species({"mouse": _adata(human_genes), "human": _adata(["Pf4", "Gata1", "Itga2b", "Gp9"])})
+        mk.pp.concat_species(
+            {"mouse": _adata(human_genes), "human": _adata(["Pf4", "Gata1", "Itga2b", "Gp9"])}
+        )
 
 
 @pytest.mark.parametrize("bad", ["rat", "Mouse"])

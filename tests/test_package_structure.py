@@ -35,5 +35,7 @@ def test_import_is_light():
     import sys
 
     code = "import sys, mkcell; heavy = [m for m in ('scvi', 'cellrank', 'torch', 'pertpy') if m in sys.modules]; print(heavy)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]", out

@@ -59,7 +59,9 @@ def test_per_sample_equals_truth_and_columns(sim, obs_adata):
     assert set(zip(con["species"], con["contrast"], strict=True)) == {
         ("mouse", "MDS vs control"), ("mouse", "MDS_drug vs MDS"), ("human", "MDS vs healthy"),
     }  # fmt: skip
-    assert res["params"]["denominator"] == "auto"  # whole marrow with mature Mk: auto keeps MkP / (MkP + Mk)
+    assert (
+        res["params"]["denominator"] == "auto"
+    )  # whole marrow with mature Mk: auto keeps MkP / (MkP + Mk)
     assert (res["denominator_choice"]["denominator"] == "mk_lineage").all()
     assert res["params"]["contrasts"] == CONTRASTS + [["MDS", "healthy"]]
 
@@ -311,5 +313,7 @@ def test_auto_denominator_without_mature_mk(sim, obs_adata, caplog):
     assert (per.loc[per["species"] == "human", "mkp_fraction"] < 0.95).all()
     # forcing MkP / (MkP + Mk) on the CD34+-like human cohort saturates at 1, with a warning
     with caplog.at_level("WARNING", logger="mkcell"):
-        mk.tl.progenitor_pool(a, contrasts=[["MDS", "healthy"]], denominator="mk_lineage", key_added="forced")
+        mk.tl.progenitor_pool(
+            a, contrasts=[["MDS", "healthy"]], denominator="mk_lineage", key_added="forced"
+        )
     assert "saturates" in caplog.text

@@ -22,6 +22,8 @@ def test_mk_after_mep_and_slingshot_order(paul):
     lin = o["paul15_state"].isin(["MEP", "Mk"]) & o["mk_pseudotime"].notna()
     med = o[lin].groupby("paul15_state", observed=True)["mk_pseudotime"].median()
     assert med["Mk"] > med["MEP"]
-    rho = spearmanr(o.loc[lin, "mk_pseudotime"], o.loc[lin, "slingPseudotime_1"], nan_policy="omit")[0]
+    rho = spearmanr(
+        o.loc[lin, "mk_pseudotime"], o.loc[lin, "slingPseudotime_1"], nan_policy="omit"
+    )[0]
     assert rho > 0.3, rho
     assert np.isfinite(o.loc[lin, "mk_fate"]).all()

@@ -59,8 +59,12 @@ def test_zhu2021_end_to_end_cli(tmp_path, record_property):
     digest = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
     run_dir = tmp_path / "run"
     common = (
-        "data=files", f"data.inputs.human={SHIPPED}", "data.sample_key=donor", "data.condition_key=condition",
-        "pool.contrasts=[[nonSAA,control]]", f"hydra.run.dir={run_dir}",
+        "data=files",
+        f"data.inputs.human={SHIPPED}",
+        "data.sample_key=donor",
+        "data.condition_key=condition",
+        "pool.contrasts=[[nonSAA,control]]",
+        f"hydra.run.dir={run_dir}",
     )  # fmt: skip  (full settings: about 40 s on 2 cores)
     proc, elapsed = _mkcell(*common, cwd=tmp_path)
     record_property("seconds", round(elapsed, 1))
@@ -78,9 +82,14 @@ def test_zhu2021_end_to_end_cli(tmp_path, record_property):
     assert adata.n_obs == 177 and "X_mk_scvi" in adata.obsm
     report = (run_dir / "report.html").read_text()
     assert "pool" in report
-    assert all((run_dir / "figures" / f"{f}.png").stat().st_size > 0 for f in ("embedding", "pseudotime_density", "score_trends", "pool"))
+    assert all(
+        (run_dir / "figures" / f"{f}.png").stat().st_size > 0
+        for f in ("embedding", "pseudotime_density", "score_trends", "pool")
+    )
     traj = adata.uns["mk_trajectory"]
-    if traj.get("skipped"):  # too few MkP / Mk / MEP: score, pool and report still finish, and say so
+    if traj.get(
+        "skipped"
+    ):  # too few MkP / Mk / MEP: score, pool and report still finish, and say so
         assert "Trajectory skipped" in report and adata.obs["mk_pseudotime"].isna().all()
         assert not (run_dir / "tables" / "score_trends.csv").exists()
     else:
@@ -92,7 +101,12 @@ def test_zhu2021_end_to_end_cli(tmp_path, record_property):
     labels = adata.obs["mk_state"].astype(str).map(names)
     labels_csv, map_csv = tmp_path / "my labels.csv", tmp_path / "map.csv"
     pd.DataFrame({"barcode": adata.obs_names, "cell type": labels}).to_csv(labels_csv, index=False)
-    pd.DataFrame({"label": [v for k, v in names.items() if k != "myeloid"], "state": [k for k in names if k != "myeloid"]}).to_csv(map_csv, index=False)
+    pd.DataFrame(
+        {
+            "label": [v for k, v in names.items() if k != "myeloid"],
+            "state": [k for k in names if k != "myeloid"],
+        }
+    ).to_csv(map_csv, index=False)
     before = labels_csv.read_bytes(), map_csv.read_bytes()
     proc, _ = _mkcell(
         *common, f"annotate.labels_file={labels_csv}", "annotate.labels_cell_column=barcode",

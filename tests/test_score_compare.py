@@ -45,7 +45,9 @@ def test_mkp_e2f_higher_in_mds_and_not_in_null(sim, sim_null, species, contrast)
 
 def test_compare_records_pseudobulk_and_params(sim):
     a = _prep(sim["mouse"])
-    tab = mk.tl.compare_scores(a, contrasts=["MDS vs control", ("MDS_drug", "MDS")], method="ols", min_cells=2)
+    tab = mk.tl.compare_scores(
+        a, contrasts=["MDS vs control", ("MDS_drug", "MDS")], method="ols", min_cells=2
+    )
     assert set(tab["contrast"]) == {"MDS vs control", "MDS_drug vs MDS"}
     assert {"cycling_fraction", "S_score", E2F} <= set(tab["score"])
     uns = a.uns["mk_score_compare"]

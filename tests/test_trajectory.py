@@ -11,7 +11,9 @@ from mkcell._settings import MkcellError
 @pytest.fixture(scope="module")
 def traj():
     # each phase moves 80 unlisted genes (a tenth of the filler genes, as in the hardest benchmark setting)
-    sim = mk.datasets.simulate_marrow(3000, n_genes=1400, n_species_only=20, cycle_strength=2.0, n_cycle_genes=80, seed=11)
+    sim = mk.datasets.simulate_marrow(
+        3000, n_genes=1400, n_species_only=20, cycle_strength=2.0, n_cycle_genes=80, seed=11
+    )
     a = mk.pp.concat_species(sim)
     mk.pp.highly_variable_genes(a, n_top_genes=800)
     mk.integrate.scvi(a, max_epochs=40, seed=0)
@@ -23,7 +25,11 @@ def traj():
 def test_integration_writes_latent_and_params(traj):
     assert traj.obsm["X_mk_scvi"].shape == (traj.n_obs, 10)
     p = traj.uns["mk_integrate"]
-    assert p["params"]["accelerator"] == "cpu" and p["epochs_run"] >= 1 and p["cells_per_second_per_epoch"] > 0
+    assert (
+        p["params"]["accelerator"] == "cpu"
+        and p["epochs_run"] >= 1
+        and p["cells_per_second_per_epoch"] > 0
+    )
     assert len(p["epoch_seconds"]) == p["epochs_run"] and all(s > 0 for s in p["epoch_seconds"])
 
 
@@ -54,7 +60,11 @@ def test_cycle_regression_keeps_order_in_cycling_cells(traj):
     mk.tl.trajectory(plain, regress_cycle=False, refine_states=False)
     for a, floor in ((traj, 0.8), (plain, None)):
         o = a.obs
-        cyc = o["true_phase"].isin(["S", "G2M"]) & o["true_state"].isin(["MkP", "Mk"]) & o["mk_pseudotime"].notna()
+        cyc = (
+            o["true_phase"].isin(["S", "G2M"])
+            & o["true_state"].isin(["MkP", "Mk"])
+            & o["mk_pseudotime"].notna()
+        )
         rho = spearmanr(o.loc[cyc, "mk_pseudotime"], o.loc[cyc, "true_time"])[0]
         if floor is not None:
             assert rho >= floor, rho
@@ -85,7 +95,9 @@ def test_fate_is_probability_and_higher_on_mk_lineage(traj):
     assert o["mk_fate"].between(-1e-6, 1 + 1e-6).all()
     by_state = o.groupby("true_state", observed=True)["mk_fate"].mean()
     assert by_state["Mk"] > by_state["erythroid"] and by_state["MkP"] > by_state["myeloid"]
-    assert by_state["MkP"] > 0.5 and by_state["MkP"] > by_state["erythroid"]  # MkP mostly go on to mature Mk
+    assert (
+        by_state["MkP"] > 0.5 and by_state["MkP"] > by_state["erythroid"]
+    )  # MkP mostly go on to mature Mk
     drivers = traj.uns["mk_trajectory"]["drivers"]
     assert len(drivers) > 0 and {"gene", "corr"} <= set(drivers.columns)
 
@@ -115,7 +127,13 @@ def test_user_labels(traj):
 def test_metrics_table_against_baseline(traj):
     table = mk.integrate.metrics(traj, label_key="true_state")
     assert list(table.columns) == ["metric", "value", "baseline_value"]
-    assert {"cross_species_mixing", "knn_label_purity", "ilisi_species", "clisi_label", "graph_connectivity"} <= set(table["metric"])
+    assert {
+        "cross_species_mixing",
+        "knn_label_purity",
+        "ilisi_species",
+        "clisi_label",
+        "graph_connectivity",
+    } <= set(table["metric"])
     t = table.set_index("metric")
     assert t.loc["cross_species_mixing", "value"] > t.loc["cross_species_mixing", "baseline_value"]
 
@@ -129,7 +147,10 @@ def test_commitment_axis_without_mature_mk(traj):
     o = a.obs
     med = o.groupby("true_state", observed=True)["mk_pseudotime"].median()
     assert med["HSC/MPP"] < med["MEP"] < med["MkP"], med
-    assert o.loc[o["mk_state"] == "MkP", "mk_fate"].mean() > o.loc[o["mk_state"] == "erythroid", "mk_fate"].mean()
+    assert (
+        o.loc[o["mk_state"] == "MkP", "mk_fate"].mean()
+        > o.loc[o["mk_state"] == "erythroid", "mk_fate"].mean()
+    )
     assert not a.uns["mk_trajectory"]["stages"]["refined"]  # stages are only placed on MkP -> Mk
 
 

@@ -27,7 +27,9 @@ def paul15_subset() -> AnnData:
     with :data:`PAUL15_STATES`) and ``obs['species'] = "mouse"``.
     """
     adata = ad.read_h5ad(data_path("real", "paul15_tradeseq.h5ad"))
-    adata.obs["paul15_state"] = adata.obs["paul15_clusters"].astype(str).map(PAUL15_STATES).astype("category")
+    adata.obs["paul15_state"] = (
+        adata.obs["paul15_clusters"].astype(str).map(PAUL15_STATES).astype("category")
+    )
     adata.obs["species"] = "mouse"
     return adata
 

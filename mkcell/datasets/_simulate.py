@@ -90,7 +90,9 @@ def _gene_pools() -> tuple[pd.DataFrame, tuple[str, ...], tuple[str, ...]]:
     best_m, best_h = best_partners("mouse"), best_partners("human")
     pairs = best_m[~best_m["tie"]].reset_index()[["mouse", "human"]]
     recip = best_h[~best_h["tie"]].reset_index()[["human", "mouse"]]
-    pairs = pairs.merge(recip, on=["mouse", "human"]).drop_duplicates("human").drop_duplicates("mouse")
+    pairs = (
+        pairs.merge(recip, on=["mouse", "human"]).drop_duplicates("human").drop_duplicates("mouse")
+    )
     pairs = pairs[~pairs["human"].str.match(r"^(MT-|RPL|RPS|LOC|LINC|MIR|SNOR)")]
     bm_m = pd.read_csv(data_path("orthologs", "biomart_mouse_to_human.csv.gz"))
     bm_h = pd.read_csv(data_path("orthologs", "biomart_human_to_mouse.csv.gz"))
@@ -103,7 +105,12 @@ def _gene_pools() -> tuple[pd.DataFrame, tuple[str, ...], tuple[str, ...]]:
 
 
 def _design(
-    rng: np.random.Generator, n_genes: int, n_species_only: int, species_effect: float, cycle_strength: float, n_cycle_genes: int
+    rng: np.random.Generator,
+    n_genes: int,
+    n_species_only: int,
+    species_effect: float,
+    cycle_strength: float,
+    n_cycle_genes: int,
 ) -> _Design:
     pairs, m_pool, h_pool = _gene_pools()
     panels = marker_panels()
@@ -116,8 +123,16 @@ def _design(
     rest = np.asarray(pairs.index.difference(key))
     fill = sorted(rng.choice(rest, size=n_genes - len(key), replace=False))
     shared = pairs.loc[key + fill]
-    m_only = sorted(rng.choice(np.asarray(m_pool), size=n_species_only, replace=False)) if n_species_only else []
-    h_only = sorted(rng.choice(np.asarray(h_pool), size=n_species_only, replace=False)) if n_species_only else []
+    m_only = (
+        sorted(rng.choice(np.asarray(m_pool), size=n_species_only, replace=False))
+        if n_species_only
+        else []
+    )
+    h_only = (
+        sorted(rng.choice(np.asarray(h_pool), size=n_species_only, replace=False))
+        if n_species_only
+        else []
+    )
     genes = {"mouse": list(shared["mouse"]) + m_only, "human": list(shared["human"]) + h_only}
 
     n_all = n_genes + n_species_only
@@ -131,7 +146,14 @@ def _design(
         n = int(min(fill_idx.size, max(4, round(n * scale))))
         return rng.choice(fill_idx, size=n, replace=False)
 
-    state_prog = {"HSC/MPP": "hsc", "MEP": "mep", "MkP": "mkp", "Mk": "mk", "erythroid": "ery", "myeloid": "my"}
+    state_prog = {
+        "HSC/MPP": "hsc",
+        "MEP": "mep",
+        "MkP": "mkp",
+        "Mk": "mk",
+        "erythroid": "ery",
+        "myeloid": "my",
+    }
     for state, prog in state_prog.items():
         idx = [col[g] for g in panels.loc[panels["state"] == state, "human"] if g in col]
         W[_P[prog], idx] = rng.uniform(2.0, 3.0, len(idx))
@@ -141,8 +163,20 @@ def _design(
         if "_g" in prog:  # broad, modest gradients along each branch
             idx = take(GRADIENT_GENES)
             W[_P[prog], idx] = rng.uniform(0.5, 1.5, idx.size)
-    s_genes = [col[g] for g in sets["TIROSH2016_S_PHASE"] + sets["HALLMARK_E2F_TARGETS"] if g in col]
-    g2m_genes = [col[g] for name in ("TIROSH2016_G2M_PHASE", "HALLMARK_G2M_CHECKPOINT", "MK_CYTOKINESIS", "MK_AURORA") for g in sets[name] if g in col]
+    s_genes = [
+        col[g] for g in sets["TIROSH2016_S_PHASE"] + sets["HALLMARK_E2F_TARGETS"] if g in col
+    ]
+    g2m_genes = [
+        col[g]
+        for name in (
+            "TIROSH2016_G2M_PHASE",
+            "HALLMARK_G2M_CHECKPOINT",
+            "MK_CYTOKINESIS",
+            "MK_AURORA",
+        )
+        for g in sets[name]
+        if g in col
+    ]
     tirosh = {col[g] for g in sets["TIROSH2016_S_PHASE"] + sets["TIROSH2016_G2M_PHASE"] if g in col}
     unlisted = []
     for prog, idx in (("S", s_genes), ("G2M", g2m_genes)):
@@ -153,7 +187,11 @@ def _design(
             extra = rng.choice(fill_idx, size=min(n_cycle_genes, fill_idx.size), replace=False)
             sign = np.where(rng.uniform(size=extra.size) < 0.65, 1.0, -1.0)
             W[_P[prog], extra] += cycle_strength * sign * rng.uniform(0.5, 2.0, extra.size)
-            unlisted.append(pd.DataFrame({"column": extra, "phase": prog, "log_fold_change": W[_P[prog], extra]}))
+            unlisted.append(
+                pd.DataFrame(
+                    {"column": extra, "phase": prog, "log_fold_change": W[_P[prog], extra]}
+                )
+            )
     mds_idx = [col[g] for g in sets["HALLMARK_E2F_TARGETS"] + sets["MK_AURORA"] if g in col]
     W[_P["mds_e2f"], mds_idx] = rng.uniform(0.5, 0.9, len(mds_idx))
     # species-only genes follow random programs of their own
@@ -163,13 +201,24 @@ def _design(
     base_shared = rng.normal(-1.8, 1.0, n_genes)
     base, theta, loadings = {}, {}, {}
     for sp_name in ("mouse", "human"):
-        b = np.concatenate([base_shared + rng.normal(0, species_effect, n_genes), rng.normal(-1.8, 1.0, n_species_only)])
+        b = np.concatenate(
+            [
+                base_shared + rng.normal(0, species_effect, n_genes),
+                rng.normal(-1.8, 1.0, n_species_only),
+            ]
+        )
         base[sp_name] = b
         theta[sp_name] = np.exp(rng.normal(np.log(6.0), 0.5, n_all))
         # the same programs in both species, with species-specific strengths (gene x species interaction)
         loadings[sp_name] = W * np.exp(rng.normal(0, 0.25 * species_effect, W.shape))
-    cycle = pd.concat(unlisted, ignore_index=True) if unlisted else pd.DataFrame(columns=["column", "phase", "log_fold_change"])
-    return _Design(genes=genes, n_shared=n_genes, base=base, theta=theta, loadings=loadings, cycle_genes=cycle)
+    cycle = (
+        pd.concat(unlisted, ignore_index=True)
+        if unlisted
+        else pd.DataFrame(columns=["column", "phase", "log_fold_change"])
+    )
+    return _Design(
+        genes=genes, n_shared=n_genes, base=base, theta=theta, loadings=loadings, cycle_genes=cycle
+    )
 
 
 def _activities(branch: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -188,7 +237,9 @@ def _activities(branch: np.ndarray, t: np.ndarray) -> np.ndarray:
     A[m, _P["mkp"]] = 0.3 * t[m]
     m = on("mk")
     A[m, _P["mep"]] = np.clip(1 - t[m] / 0.25, 0, 1) * 0.6
-    imm = np.clip((t[m] - MKP_END) / (IMMATURE_END - MKP_END), 0, 1)  # progress through the immature stage
+    imm = np.clip(
+        (t[m] - MKP_END) / (IMMATURE_END - MKP_END), 0, 1
+    )  # progress through the immature stage
     A[m, _P["mkp"]] = np.where(t[m] < MKP_END, 0.6 + 0.4 * t[m] / MKP_END, 1 - 0.8 * imm)
     # immature Mk (MKP_END..IMMATURE_END) gain the Mk program continuously; mature Mk hold it
     A[m, _P["mk"]] = imm**0.8
@@ -203,16 +254,23 @@ def _activities(branch: np.ndarray, t: np.ndarray) -> np.ndarray:
     return A
 
 
-def _sample_truth(rng: np.random.Generator, condition: str, mds_effect: float, rescue: float, sample_sd: float) -> float:
+def _sample_truth(
+    rng: np.random.Generator, condition: str, mds_effect: float, rescue: float, sample_sd: float
+) -> float:
     """True MkP share of the Mk lineage for one sample."""
     shift = (logit(MDS_MKP_FRACTION) - logit(BASE_MKP_FRACTION)) * mds_effect
     role = _role(condition)
-    mean = logit(BASE_MKP_FRACTION) + {"control": 0.0, "mds": shift, "treated": shift * (1 - rescue)}[role]
+    mean = (
+        logit(BASE_MKP_FRACTION)
+        + {"control": 0.0, "mds": shift, "treated": shift * (1 - rescue)}[role]
+    )
     return float(expit(mean + rng.normal(0, sample_sd)))
 
 
 def _role(condition: str) -> str:
-    return {"control": "control", "healthy": "control", "MDS": "mds", "MDS_drug": "treated"}[condition]
+    return {"control": "control", "healthy": "control", "MDS": "mds", "MDS_drug": "treated"}[
+        condition
+    ]
 
 
 def _simulate_sample(
@@ -255,7 +313,9 @@ def _simulate_sample(
     A[:, _P["mds_e2f"]] = strength * (is_mkp + 0.3 * (state == "MEP"))
     W = design.loadings[species]
     # cells in S and G2M hold more RNA; each sample has its own depth
-    lib = rng.lognormal(depth, 0.3, n) * np.where(phase == "G2M", 1.5, np.where(phase == "S", 1.25, 1.0))
+    lib = rng.lognormal(depth, 0.3, n) * np.where(
+        phase == "G2M", 1.5, np.where(phase == "S", 1.25, 1.0)
+    )
     log_mu = design.base[species][None, :] + batch[None, :] + A @ W
     mu = np.exp(log_mu) * lib[:, None]
     theta = design.theta[species][None, :]
@@ -264,7 +324,11 @@ def _simulate_sample(
 
     names = [f"{sample}-{i:05d}" for i in range(n)]
     true_time = np.where(mk, t, np.nan)
-    stage = np.where(is_mkp, K.MKP, np.where(mat & (t < IMMATURE_END), "immature_Mk", np.where(mat, "mature_Mk", "")))
+    stage = np.where(
+        is_mkp,
+        K.MKP,
+        np.where(mat & (t < IMMATURE_END), "immature_Mk", np.where(mat, "mature_Mk", "")),
+    )
     obs = pd.DataFrame(
         {
             K.SPECIES: species,
@@ -278,7 +342,9 @@ def _simulate_sample(
         },
         index=pd.Index(names, name="cell"),
     )
-    return AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(design.genes[species], name="gene")))
+    return AnnData(
+        X=X, obs=obs, var=pd.DataFrame(index=pd.Index(design.genes[species], name="gene"))
+    )
 
 
 def simulate_marrow(
@@ -364,7 +430,9 @@ def simulate_marrow(
         mds_effect = 0.0
     rng = np.random.default_rng(seed)
     design = _design(rng, n_genes, n_species_only, species_effect, cycle_strength, n_cycle_genes)
-    share = {"mouse": 1 - human_share, "human": human_share} if len(species) == 2 else {species[0]: 1.0}
+    share = (
+        {"mouse": 1 - human_share, "human": human_share} if len(species) == 2 else {species[0]: 1.0}
+    )
     out = {}
     for sp_name in species:
         conds = CONDITIONS[sp_name]
@@ -375,12 +443,26 @@ def simulate_marrow(
         for i, (cond, j) in enumerate((c, j) for c in conds for j in range(1, n_samples + 1)):
             sample = f"{sp_name}_{cond}_{j}"
             frac = _sample_truth(rng, cond, mds_effect, treatment_rescue, sample_sd)
-            batch = rng.normal(0, batch_sd, design.base[sp_name].size)  # per-sample, per-gene batch effect
+            batch = rng.normal(
+                0, batch_sd, design.base[sp_name].size
+            )  # per-sample, per-gene batch effect
             depth = rng.normal(0, batch_sd)  # per-sample sequencing depth
             # generate in chunks to stay memory-lean at 1M cells
             chunks = []
             for k, m in enumerate(np.array_split(np.arange(n_per[i]), max(1, n_per[i] // 4000))):
-                a = _simulate_sample(rng, design, sp_name, sample, cond, m.size, frac, mds_effect, treatment_rescue, batch, depth)
+                a = _simulate_sample(
+                    rng,
+                    design,
+                    sp_name,
+                    sample,
+                    cond,
+                    m.size,
+                    frac,
+                    mds_effect,
+                    treatment_rescue,
+                    batch,
+                    depth,
+                )
                 a.obs_names = [f"{sample}-{k}-{x:05d}" for x in range(m.size)]
                 chunks.append(a)
             a = chunks[0] if len(chunks) == 1 else _concat(chunks)
@@ -397,9 +479,14 @@ def simulate_marrow(
         adata = _concat(parts)
         for col in (K.SPECIES, K.SAMPLE, K.CONDITION, "true_state", "true_branch", "true_phase"):
             adata.obs[col] = pd.Categorical(adata.obs[col])
-        adata.obs["true_state"] = adata.obs["true_state"].cat.set_categories([s for s in K.STATES if s != "other"])
+        adata.obs["true_state"] = adata.obs["true_state"].cat.set_categories(
+            [s for s in K.STATES if s != "other"]
+        )
         adata.obs["true_phase"] = adata.obs["true_phase"].cat.set_categories(["G1", "S", "G2M"])
-        adata.obs["true_stage"] = pd.Categorical(adata.obs["true_stage"].replace("", np.nan), categories=[K.MKP, "immature_Mk", "mature_Mk"])
+        adata.obs["true_stage"] = pd.Categorical(
+            adata.obs["true_stage"].replace("", np.nan),
+            categories=[K.MKP, "immature_Mk", "mature_Mk"],
+        )
         cyc = design.cycle_genes
         adata.uns[K.TRUTH] = {
             "samples": pd.DataFrame(rows),

@@ -15,11 +15,21 @@ from .._utils import check_obs_key, get_counts, log_write
 N_NEIGHBORS = 30
 
 
-def pca_baseline(adata: AnnData, *, n_comps: int = 30, features_key: str | None = K.HVG, key_added: str = K.PCA_BASELINE) -> None:
+def pca_baseline(
+    adata: AnnData,
+    *,
+    n_comps: int = 30,
+    features_key: str | None = K.HVG,
+    key_added: str = K.PCA_BASELINE,
+) -> None:
     """Unintegrated baseline: PCA of log-normalised counts of the integration features."""
     import scanpy as sc
 
-    feats = adata.var[features_key].to_numpy(bool) if features_key and features_key in adata.var else np.ones(adata.n_vars, bool)
+    feats = (
+        adata.var[features_key].to_numpy(bool)
+        if features_key and features_key in adata.var
+        else np.ones(adata.n_vars, bool)
+    )
     tmp = AnnData(X=sp.csr_matrix(get_counts(adata), dtype=np.float32)[:, feats])
     sc.pp.normalize_total(tmp, target_sum=1e4)
     sc.pp.log1p(tmp)
@@ -38,7 +48,9 @@ def knn(X: np.ndarray, k: int = N_NEIGHBORS) -> np.ndarray:
     return idx[:, 1:]
 
 
-def cross_species_mixing(idx: np.ndarray, species: np.ndarray, labels: np.ndarray | None = None) -> float:
+def cross_species_mixing(
+    idx: np.ndarray, species: np.ndarray, labels: np.ndarray | None = None
+) -> float:
     """Share of kNN neighbours from the other species, over what perfect mixing would give.
 
     With ``labels``, only neighbours of the same label count and the expectation is
@@ -65,7 +77,9 @@ def knn_purity(idx: np.ndarray, labels: np.ndarray) -> float:
     return float((labels[idx] == labels[:, None]).mean())
 
 
-def _scib(X: np.ndarray, species: np.ndarray, samples: np.ndarray, labels: np.ndarray | None) -> dict[str, float]:
+def _scib(
+    X: np.ndarray, species: np.ndarray, samples: np.ndarray, labels: np.ndarray | None
+) -> dict[str, float]:
     import scib_metrics
     from scib_metrics.nearest_neighbors import NeighborsResults
     from sklearn.neighbors import NearestNeighbors
@@ -138,7 +152,13 @@ def metrics(
     table = pd.DataFrame(rows).rename_axis("metric").reset_index()
     adata.uns[K.METRICS] = {
         "table": table,
-        "params": {"batch_key": batch_key, "species_key": species_key, "label_key": label_key, "n_cells": int(len(cells)), "n_neighbors": N_NEIGHBORS},
+        "params": {
+            "batch_key": batch_key,
+            "species_key": species_key,
+            "label_key": label_key,
+            "n_cells": int(len(cells)),
+            "n_neighbors": N_NEIGHBORS,
+        },
     }
     logger.info("integration metrics:\n%s", table.to_string(index=False))
     log_write("uns", K.METRICS)

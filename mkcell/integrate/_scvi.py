@@ -40,7 +40,9 @@ def resolve_accelerator(accelerator: str = "auto") -> str:
     return "gpu" if accelerator == "cuda" else accelerator
 
 
-def equalize_species(counts: sp.csr_matrix, species: np.ndarray, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
+def equalize_species(
+    counts: sp.csr_matrix, species: np.ndarray, seed: int = 0
+) -> tuple[sp.csr_matrix, np.ndarray]:
     """Equalise each gene's mean expression between species by binomial thinning.
 
     For each gene, the species with the higher mean (of counts per 10,000) is thinned
@@ -203,7 +205,10 @@ def scvi(
         log_write("obsm", K.CYCLE_COVARIATES)
     if model == "scvi":
         scvi_mod.model.SCVI.setup_anndata(
-            sub, batch_key=batch_key, categorical_covariate_keys=[species_key], continuous_covariate_keys=continuous
+            sub,
+            batch_key=batch_key,
+            categorical_covariate_keys=[species_key],
+            continuous_covariate_keys=continuous,
         )
         net = scvi_mod.model.SCVI(sub, n_latent=n_latent, n_layers=n_layers, n_hidden=n_hidden)
     else:
@@ -212,7 +217,10 @@ def scvi(
         sc.pp.normalize_total(sub, target_sum=1e4)
         sc.pp.log1p(sub)
         scvi_mod.external.SysVI.setup_anndata(
-            sub, batch_key=species_key, categorical_covariate_keys=[batch_key], continuous_covariate_keys=continuous
+            sub,
+            batch_key=species_key,
+            categorical_covariate_keys=[batch_key],
+            continuous_covariate_keys=continuous,
         )
         net = scvi_mod.external.SysVI(sub, n_latent=n_latent, n_layers=n_layers, n_hidden=n_hidden)
     train_kwargs = {
@@ -226,7 +234,14 @@ def scvi(
         train_kwargs["strategy"] = strategy
     if model == "scvi":
         train_kwargs["load_sparse_tensor"] = acc == "gpu"
-    logger.info("training %s on %d cells x %d genes (%s, up to %d epochs)", model.upper(), sub.n_obs, sub.n_vars, acc, epochs)
+    logger.info(
+        "training %s on %d cells x %d genes (%s, up to %d epochs)",
+        model.upper(),
+        sub.n_obs,
+        sub.n_vars,
+        acc,
+        epochs,
+    )
     timer = _epoch_timer()
     t0 = time.perf_counter()
     net.train(**train_kwargs, callbacks=[timer])
@@ -253,7 +268,13 @@ def scvi(
     if save_dir is not None:
         _save_atomic(net, Path(save_dir))
         adata.uns[K.INTEGRATE]["model_dir"] = str(save_dir)
-    logger.info("%s trained %d epochs in %.1f s (%.0f cells/s per epoch)", model.upper(), n_epochs, seconds, adata.uns[K.INTEGRATE]["cells_per_second_per_epoch"])
+    logger.info(
+        "%s trained %d epochs in %.1f s (%.0f cells/s per epoch)",
+        model.upper(),
+        n_epochs,
+        seconds,
+        adata.uns[K.INTEGRATE]["cells_per_second_per_epoch"],
+    )
     log_write("obsm", key_added)
     return adata if copy else None
 

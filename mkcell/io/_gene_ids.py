@@ -111,7 +111,11 @@ def to_symbols(
     final = np.where(has, symbols.to_numpy(), ids.to_numpy()).astype(object)
     out = _sum_by_name(adata, final)
     counts = pd.Series(final).value_counts()
-    status = np.where(~has, STATUS_UNMAPPED, np.where(pd.Series(final).map(counts).to_numpy() > 1, STATUS_SUMMED, STATUS_MAPPED))
+    status = np.where(
+        ~has,
+        STATUS_UNMAPPED,
+        np.where(pd.Series(final).map(counts).to_numpy() > 1, STATUS_SUMMED, STATUS_MAPPED),
+    )
     report = pd.DataFrame({"id": ids.to_numpy(), "symbol": final.astype(str), "status": status})
     n = report["status"].value_counts().to_dict()
     out.uns[K.GENE_IDS] = {
@@ -136,13 +140,20 @@ def _sum_by_name(adata: AnnData, names: np.ndarray) -> AnnData:
         out.var_names = pd.Index(names.astype(str))
         out.var["gene_ids"] = adata.var_names.astype(str).to_numpy()
         return out
-    G = sp.csr_matrix((np.ones(len(names), dtype=np.int8), (np.arange(len(names)), codes)), shape=(len(names), len(uniq)))
+    G = sp.csr_matrix(
+        (np.ones(len(names), dtype=np.int8), (np.arange(len(names)), codes)),
+        shape=(len(names), len(uniq)),
+    )
 
     def agg(X):  # noqa: ANN001, ANN202
         if X is None:
             return None
         dtype = X.dtype
-        Y = (sp.csr_matrix(X) @ G.astype(dtype)) if sp.issparse(X) else np.asarray(X) @ G.toarray().astype(dtype)
+        Y = (
+            (sp.csr_matrix(X) @ G.astype(dtype))
+            if sp.issparse(X)
+            else np.asarray(X) @ G.toarray().astype(dtype)
+        )
         return sp.csr_matrix(Y) if sp.issparse(X) else Y
 
     ids = pd.Series(adata.var_names.astype(str)).groupby(codes).agg(";".join).to_numpy()
@@ -152,5 +163,7 @@ def _sum_by_name(adata: AnnData, names: np.ndarray) -> AnnData:
         out.layers[key] = agg(layer)
     for key, value in adata.obsm.items():
         out.obsm[key] = value
-    logger.info("summed the counts of genes sharing a symbol: %d columns -> %d genes", len(names), len(uniq))
+    logger.info(
+        "summed the counts of genes sharing a symbol: %d columns -> %d genes", len(names), len(uniq)
+    )
     return out

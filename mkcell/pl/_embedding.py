@@ -41,14 +41,23 @@ def embedding(
     for ax, col in zip(axes[0], cols, strict=True):
         values = adata.obs[col]
         if values.dtype.kind in "fiu":
-            sc_ = ax.scatter(xy[order, 0], xy[order, 1], c=values.to_numpy()[order], s=3, cmap="viridis", rasterized=True)
+            sc_ = ax.scatter(
+                xy[order, 0],
+                xy[order, 1],
+                c=values.to_numpy()[order],
+                s=3,
+                cmap="viridis",
+                rasterized=True,
+            )
             fig.colorbar(sc_, ax=ax, shrink=0.7)
         else:
             cats = values.astype("category")
             cmap = plt.get_cmap("tab20" if len(cats.cat.categories) > 10 else "tab10")
             for i, cat in enumerate(cats.cat.categories):
                 m = (cats == cat).to_numpy()
-                ax.scatter(xy[m, 0], xy[m, 1], s=3, color=cmap(i % cmap.N), label=str(cat), rasterized=True)
+                ax.scatter(
+                    xy[m, 0], xy[m, 1], s=3, color=cmap(i % cmap.N), label=str(cat), rasterized=True
+                )
             if len(cats.cat.categories) <= 20:
                 ax.legend(markerscale=3, fontsize=7, frameon=False, loc="best")
         ax.set_title(col)

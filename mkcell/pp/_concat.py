@@ -103,15 +103,24 @@ def concat_species(
                 names[names.isin(clash)] = species + ":" + names[names.isin(clash)]
                 m.obs_names = names.to_numpy()
         if len(clash):
-            logger.info("%d cell names occur in both species; prefixed them with 'mouse:' / 'human:'", len(clash))
+            logger.info(
+                "%d cell names occur in both species; prefixed them with 'mouse:' / 'human:'",
+                len(clash),
+            )
     join = "outer" if keep_species_specific else "inner"
     out = ad.concat(list(parts.values()), join=join, merge="same", fill_value=0)
-    out.obs = pd.concat([m.obs for m in parts.values()], join="outer").loc[out.obs_names]  # every input column
+    out.obs = pd.concat([m.obs for m in parts.values()], join="outer").loc[
+        out.obs_names
+    ]  # every input column
     out.X = sp.csr_matrix(out.X, dtype=np.float32)
     out.layers[K.COUNTS] = out.X.copy()
-    out.obs[K.SPECIES] = pd.Categorical(out.obs[K.SPECIES], categories=[s for s in K.SPECIES_NAMES if s in parts])
+    out.obs[K.SPECIES] = pd.Categorical(
+        out.obs[K.SPECIES], categories=[s for s in K.SPECIES_NAMES if s in parts]
+    )
     in_species = {s: out.var_names.isin(m.var_names) for s, m in parts.items()}
-    out.var["species_only"] = ~np.logical_and.reduce(list(in_species.values())) if len(parts) == 2 else False
+    out.var["species_only"] = (
+        ~np.logical_and.reduce(list(in_species.values())) if len(parts) == 2 else False
+    )
     out.uns[K.ORTHOLOGS] = {
         **(reports.get("mouse", {})),
         "n_genes": {s: int(m.n_vars) for s, m in parts.items()},

@@ -53,7 +53,9 @@ def cycle_scores(adata: AnnData, *, layer: str | None = None, seed: int = 0) -> 
     return scores_from_lognorm(adata, log_normalize(get_counts(adata, layer)), seed=seed)
 
 
-def scores_from_lognorm(adata: AnnData, X: sp.csr_matrix | np.ndarray, *, seed: int = 0) -> pd.DataFrame:
+def scores_from_lognorm(
+    adata: AnnData, X: sp.csr_matrix | np.ndarray, *, seed: int = 0
+) -> pd.DataFrame:
     """:func:`cycle_scores` from log-normalised expression ``X`` of all of ``adata``'s genes."""
     from .._utils import species_of, zscore_within
     from ..tl._score import score_genes_matrix
@@ -73,7 +75,9 @@ def scores_from_lognorm(adata: AnnData, X: sp.csr_matrix | np.ndarray, *, seed: 
             raise MkcellError(msg)
         idx.append(cols)
     S, _ = score_genes_matrix(X, idx, ctrl_sizes=min(c.size for c in idx), seed=seed)
-    return pd.DataFrame(zscore_within(S, species_of(adata)), index=adata.obs_names, columns=["S", "G2M"])
+    return pd.DataFrame(
+        zscore_within(S, species_of(adata)), index=adata.obs_names, columns=["S", "G2M"]
+    )
 
 
 def _residual(Y: np.ndarray, Z: np.ndarray) -> np.ndarray:

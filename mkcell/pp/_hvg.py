@@ -84,8 +84,16 @@ def highly_variable_genes(
     if batch_key is not None and batch_key not in adata.obs:
         msg = f"no batch column `adata.obs[{batch_key!r}]`; pass batch_key= an obs column or None"
         raise MkcellError(msg)
-    tmp = AnnData(X=counts, obs=adata.obs[[batch_key]].copy() if batch_key else None, var=pd.DataFrame(index=adata.var_names))
-    eligible = ~adata.var["species_only"].to_numpy() if "species_only" in adata.var else np.ones(adata.n_vars, bool)
+    tmp = AnnData(
+        X=counts,
+        obs=adata.obs[[batch_key]].copy() if batch_key else None,
+        var=pd.DataFrame(index=adata.var_names),
+    )
+    eligible = (
+        ~adata.var["species_only"].to_numpy()
+        if "species_only" in adata.var
+        else np.ones(adata.n_vars, bool)
+    )
     tmp = tmp[:, eligible].copy()
     n_top = min(n_top_genes, tmp.n_vars)
     batch = batch_key
@@ -95,7 +103,9 @@ def highly_variable_genes(
             logger.info("batches with < 10 cells; choosing highly variable genes over all cells")
             batch = None
     try:
-        sc.pp.highly_variable_genes(tmp, flavor="seurat_v3", n_top_genes=n_top, batch_key=batch, subset=False)
+        sc.pp.highly_variable_genes(
+            tmp, flavor="seurat_v3", n_top_genes=n_top, batch_key=batch, subset=False
+        )
     except ValueError as err:  # loess can fail on tiny or degenerate batches
         logger.info("per-batch seurat_v3 failed (%s); retrying over all cells", err)
         sc.pp.highly_variable_genes(tmp, flavor="seurat_v3", n_top_genes=n_top, subset=False)
@@ -105,7 +115,9 @@ def highly_variable_genes(
     markers = set()
     if include_markers:
         panel = marker_panels()
-        markers = species_gene_set(set(panel["human"]), adata.var_names) & set(adata.var_names[eligible])
+        markers = species_gene_set(set(panel["human"]), adata.var_names) & set(
+            adata.var_names[eligible]
+        )
         hvg[list(markers)] = True
     cyc = species_gene_set(cycle_genes(), adata.var_names) & set(adata.var_names)
     if exclude_cycle_genes:
@@ -145,12 +157,21 @@ def _cycle_linked(
     X = log_normalize(counts)
     panels, _ = panel_scores(adata, X)
     if panels.shape[1] == 0:
-        logger.info("no marker panel can be scored: cycle-linked genes are searched over all cells at once")
+        logger.info(
+            "no marker panel can be scored: cycle-linked genes are searched over all cells at once"
+        )
         states = np.zeros(adata.n_obs, dtype=int)
     else:
         states = panels.columns.to_numpy()[panels.to_numpy().argmax(1)]
     scores = scores_from_lognorm(adata, X, seed=seed)
     cand = np.flatnonzero(hvg.to_numpy() & ~adata.var_names.isin(list(markers)))
-    table = cycle_linked_genes(X[:, cand], adata.var_names[cand], scores, states, panels, threshold=threshold, seed=seed)
-    logger.info("%d of %d candidate features track the cycle within states (|partial r| > %.2f)", table["cycle_linked"].sum(), len(cand), threshold)
+    table = cycle_linked_genes(
+        X[:, cand], adata.var_names[cand], scores, states, panels, threshold=threshold, seed=seed
+    )
+    logger.info(
+        "%d of %d candidate features track the cycle within states (|partial r| > %.2f)",
+        table["cycle_linked"].sum(),
+        len(cand),
+        threshold,
+    )
     return table

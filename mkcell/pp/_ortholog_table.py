@@ -31,13 +31,23 @@ def ortholog_table() -> pd.DataFrame:
     hcop = hcop.groupby(["mouse", "human"], as_index=False)["hcop_support"].max()
 
     bm = pd.read_csv(data_path("orthologs", "biomart_mouse_to_human.csv.gz"))
-    bm = bm.rename(columns={"Gene name": "mouse", "Human gene name": "human", "Human homology type": "biomart_type"})
-    bm = bm.dropna(subset=["mouse", "human"])[["mouse", "human", "biomart_type"]].drop_duplicates(["mouse", "human"])
+    bm = bm.rename(
+        columns={
+            "Gene name": "mouse",
+            "Human gene name": "human",
+            "Human homology type": "biomart_type",
+        }
+    )
+    bm = bm.dropna(subset=["mouse", "human"])[["mouse", "human", "biomart_type"]].drop_duplicates(
+        ["mouse", "human"]
+    )
 
     tab = hcop.merge(bm, on=["mouse", "human"], how="outer")
     tab["hcop_support"] = tab["hcop_support"].fillna(0).astype(int)
     tab["biomart_type"] = tab["biomart_type"].fillna("")
-    tab["score"] = tab["hcop_support"] + BIOMART_ONE2ONE_BONUS * (tab["biomart_type"] == "ortholog_one2one")
+    tab["score"] = tab["hcop_support"] + BIOMART_ONE2ONE_BONUS * (
+        tab["biomart_type"] == "ortholog_one2one"
+    )
     return tab.sort_values(["mouse", "human"]).reset_index(drop=True)
 
 

@@ -113,12 +113,20 @@ def map_orthologs(
         }
     )
     n_src = report.groupby("target_gene")["source_gene"].transform("size").where(mapped, 0)
-    report["status"] = np.where(~mapped, "species_only" if keep_unmapped else "dropped", np.where(n_src > 1, "merged", "kept"))
+    report["status"] = np.where(
+        ~mapped,
+        "species_only" if keep_unmapped else "dropped",
+        np.where(n_src > 1, "merged", "kept"),
+    )
     reason = np.full(len(report), "", dtype=object)
     only_hcop = mapped & (report["biomart_type"] == "").to_numpy()
-    reason[mapped] = "best-supported of " + report.loc[mapped, "n_candidates"].astype(str) + " candidate(s)"
+    reason[mapped] = (
+        "best-supported of " + report.loc[mapped, "n_candidates"].astype(str) + " candidate(s)"
+    )
     reason[only_hcop] = reason[only_hcop] + "; HCOP only (no Ensembl BioMart pair)"
-    reason[report["tie"].to_numpy() & mapped] = reason[report["tie"].to_numpy() & mapped] + "; tie broken alphabetically"
+    reason[report["tie"].to_numpy() & mapped] = (
+        reason[report["tie"].to_numpy() & mapped] + "; tie broken alphabetically"
+    )
     merged = (report["status"] == "merged").to_numpy()
     reason[merged] = reason[merged] + "; counts summed with other " + source + " genes"
     reason[~mapped] = f"no {target} ortholog in HCOP or Ensembl" + (
@@ -127,25 +135,39 @@ def map_orthologs(
     report["reason"] = reason
 
     # build the gene aggregation matrix (source genes x output genes)
-    out_name = report["target_gene"].where(mapped, report["source_gene"] if keep_unmapped else None).replace("", None)
+    out_name = (
+        report["target_gene"]
+        .where(mapped, report["source_gene"] if keep_unmapped else None)
+        .replace("", None)
+    )
     keep = out_name.notna().to_numpy()
     out_genes = pd.Index(pd.unique(out_name[keep]))
     if keep_unmapped and out_genes.has_duplicates:
         out_genes = out_genes.unique()
     col = out_genes.get_indexer(out_name[keep])
     rows = np.flatnonzero(keep)
-    agg = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, col)), shape=(len(genes), len(out_genes)))
+    agg = sp.csr_matrix(
+        (np.ones(rows.size, dtype=np.float32), (rows, col)), shape=(len(genes), len(out_genes))
+    )
     X = sp.csr_matrix(counts) @ agg
     X = sp.csr_matrix(X, dtype=np.float32)
-    out = AnnData(X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(out_genes, name="gene")))
+    out = AnnData(
+        X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(out_genes, name="gene"))
+    )
     out.layers[K.COUNTS] = out.X.copy()
     out.var["species_only"] = ~out_genes.isin(report.loc[mapped, "target_gene"])
     out.var[f"{source}_genes"] = (
-        report[keep].groupby(out_name[keep].to_numpy())["source_gene"].agg(";".join).reindex(out_genes).to_numpy()
+        report[keep]
+        .groupby(out_name[keep].to_numpy())["source_gene"]
+        .agg(";".join)
+        .reindex(out_genes)
+        .to_numpy()
     )
     summary = report["status"].value_counts().to_dict()
     out.uns[K.ORTHOLOGS] = {
-        "genes": report[["source_gene", "target_gene", "status", "reason", "hcop_support", "biomart_type"]],
+        "genes": report[
+            ["source_gene", "target_gene", "status", "reason", "hcop_support", "biomart_type"]
+        ],
         "summary": {k: int(v) for k, v in summary.items()},
         "params": {
             "source": source,

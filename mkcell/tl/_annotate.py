@@ -130,7 +130,9 @@ def annotate(
         _from_labels(adata, labels, labels_key, label_map, key_added)
         return adata if copy else None
     if use_rep not in adata.obsm:
-        msg = f"no `adata.obsm[{use_rep!r}]`; run mk.integrate.scvi(adata) first, or pass labels_key="
+        msg = (
+            f"no `adata.obsm[{use_rep!r}]`; run mk.integrate.scvi(adata) first, or pass labels_key="
+        )
         raise MkcellError(msg)
     import scanpy as sc
 
@@ -149,10 +151,14 @@ def annotate(
             "no cell is called Mk; pass labels= to call Mk yourself", MIN_PANEL_GENES,
         )  # fmt: skip
     if missing:
-        logger.warning("not scoring %s: fewer than %d panel genes present", missing, MIN_PANEL_GENES)
+        logger.warning(
+            "not scoring %s: fewer than %d panel genes present", missing, MIN_PANEL_GENES
+        )
 
     g = knn_graph(np.asarray(adata.obsm[use_rep]), n_neighbors, seed)
-    sc.tl.leiden(g, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False)
+    sc.tl.leiden(
+        g, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False
+    )
     conn = g.obsp["connectivities"]
     conn = sp.csr_matrix(conn + sp.identity(conn.shape[0]))
     P = sp.diags(1 / np.asarray(conn.sum(1)).ravel()) @ conn
@@ -174,9 +180,18 @@ def annotate(
     adata.obs[K.STATE_CLUSTER] = pd.Categorical(clusters)
     counts = adata.obs[key_added].value_counts().to_dict()
     adata.uns[K.ANNOTATE] = {
-        "params": {"use_rep": use_rep, "n_neighbors": n_neighbors, "resolution": resolution, "smooth_steps": smooth_steps, "seed": seed, "labels_key": None},
+        "params": {
+            "use_rep": use_rep,
+            "n_neighbors": n_neighbors,
+            "resolution": resolution,
+            "smooth_steps": smooth_steps,
+            "seed": seed,
+            "labels_key": None,
+        },
         "method": "markers",
-        "panels": pd.DataFrame({"state": list(used), "genes_used": [";".join(v) for v in used.values()]}),
+        "panels": pd.DataFrame(
+            {"state": list(used), "genes_used": [";".join(v) for v in used.values()]}
+        ),
         "counts": _counts_table(adata.obs[key_added]),
     }
     for state in (K.MKP, K.MK):
@@ -227,7 +242,9 @@ def _from_labels(
     adata.uns[K.ANNOTATE] = {
         "params": {"labels_key": labels_key, "labels": source},
         # a table, not a dict: labels such as "MEP / early" cannot be HDF5 keys
-        "label_map": pd.DataFrame({"label": list(mapping or {}), "state": list((mapping or {}).values())}),
+        "label_map": pd.DataFrame(
+            {"label": list(mapping or {}), "state": list((mapping or {}).values())}
+        ),
         "method": "labels",
         "counts": _counts_table(adata.obs[key_added]),
         "unmapped": unmapped,
@@ -239,5 +256,9 @@ def _from_labels(
             "%s: %d cells with labels the map does not cover (%s) and %d cells without a label are 'other'",
             where, n_unmapped, ", ".join(unmapped.loc[unmapped["label"] != "", "label"].head(5)), n_unlabelled,
         )  # fmt: skip
-    logger.info("states from %s: %s", where, ", ".join(f"{k} {v}" for k, v in adata.obs[key_added].value_counts().items() if v))
+    logger.info(
+        "states from %s: %s",
+        where,
+        ", ".join(f"{k} {v}" for k, v in adata.obs[key_added].value_counts().items() if v),
+    )
     log_write("obs", key_added)

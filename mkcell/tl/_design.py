@@ -138,7 +138,9 @@ def resolve_contrasts(table: pd.DataFrame, contrasts: object) -> list[tuple[str,
     """
     present = conditions_by_species(table)
     where = "; ".join(f"{s}: {c}" for s, c in present.items())
-    if contrasts is not None and len(contrasts) == 0:  # an explicit empty list: per-sample numbers only
+    if (
+        contrasts is not None and len(contrasts) == 0
+    ):  # an explicit empty list: per-sample numbers only
         logger.info("no contrasts requested (contrasts=[]); per-sample numbers only")
         return []
     if contrasts is None:

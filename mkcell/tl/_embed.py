@@ -11,7 +11,14 @@ from .._settings import MkcellError
 from .._utils import log_write
 
 
-def umap(adata: AnnData, *, use_rep: str = K.LATENT, n_neighbors: int = 15, seed: int = 0, key_added: str = K.UMAP) -> None:
+def umap(
+    adata: AnnData,
+    *,
+    use_rep: str = K.LATENT,
+    n_neighbors: int = 15,
+    seed: int = 0,
+    key_added: str = K.UMAP,
+) -> None:
     """UMAP of ``obsm[use_rep]`` into ``obsm[key_added]`` (for :func:`mkcell.pl.embedding`)."""
     import scanpy as sc
 

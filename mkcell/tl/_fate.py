@@ -26,7 +26,11 @@ def absorption_direct(T: sp.spmatrix, terminal: dict[str, np.ndarray]) -> pd.Dat
 
 
 def absorption_iterative(
-    T: sp.spmatrix, terminal: dict[str, np.ndarray], *, order: np.ndarray | None = None, tol: float = 1e-8
+    T: sp.spmatrix,
+    terminal: dict[str, np.ndarray],
+    *,
+    order: np.ndarray | None = None,
+    tol: float = 1e-8,
 ) -> pd.DataFrame:
     """Absorption probabilities by GMRES on (I - Q) X = R, Gauss-Seidel preconditioned.
 
@@ -71,7 +75,13 @@ def _system(
     return A, R, trans, list(terminal), is_term
 
 
-def _assemble(X: np.ndarray, trans: np.ndarray, names: list[str], is_term: np.ndarray, terminal: dict[str, np.ndarray]) -> pd.DataFrame:
+def _assemble(
+    X: np.ndarray,
+    trans: np.ndarray,
+    names: list[str],
+    is_term: np.ndarray,
+    terminal: dict[str, np.ndarray],
+) -> pd.DataFrame:
     """Cells x states: ``X`` on ``trans``, 1 on each state's own cells, 0 on the other terminal cells, NaN elsewhere."""
     out = np.full((is_term.size, len(names)), np.nan)
     out[trans] = X
@@ -153,7 +163,9 @@ def _sums_ok(probs: pd.DataFrame) -> bool:
     return bool(ok.any() and np.all(np.abs(sums[ok] - 1) < SUM_TOL))
 
 
-def _cellrank_fates(kernel, terminal: dict[str, np.ndarray], solver: str, tol: float) -> pd.DataFrame | None:  # noqa: ANN001
+def _cellrank_fates(
+    kernel, terminal: dict[str, np.ndarray], solver: str, tol: float
+) -> pd.DataFrame | None:  # noqa: ANN001
     """CellRank's fate solver; None when it fails or its rows do not sum to 1."""
     import cellrank as cr
 
@@ -165,12 +177,21 @@ def _cellrank_fates(kernel, terminal: dict[str, np.ndarray], solver: str, tol: f
         g = cr.estimators.GPCCA(kernel)
         labels.index = kernel.adata.obs_names
         g.set_terminal_states(labels.astype("category"))
-        g.compute_fate_probabilities(solver=solver, tol=tol, use_petsc=False, n_jobs=1, show_progress_bar=False)
+        g.compute_fate_probabilities(
+            solver=solver, tol=tol, use_petsc=False, n_jobs=1, show_progress_bar=False
+        )
         fp = g.fates if hasattr(g, "fates") else g.fate_probabilities
         probs = pd.DataFrame(np.asarray(fp.X if hasattr(fp, "X") else fp), columns=list(fp.names))
         if np.isfinite(probs.to_numpy()).all() and _sums_ok(probs):
             return probs
-        logger.warning("CellRank %s fate probabilities do not sum to 1; solving with mkcell's sparse solvers", solver)
+        logger.warning(
+            "CellRank %s fate probabilities do not sum to 1; solving with mkcell's sparse solvers",
+            solver,
+        )
     except (RuntimeError, ValueError, AssertionError, ArithmeticError) as err:
-        logger.warning("CellRank fate solver %s failed (%s); solving with mkcell's sparse solvers", solver, str(err).splitlines()[0][:200])
+        logger.warning(
+            "CellRank fate solver %s failed (%s); solving with mkcell's sparse solvers",
+            solver,
+            str(err).splitlines()[0][:200],
+        )
     return None

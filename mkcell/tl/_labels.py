@@ -26,7 +26,12 @@ def _path(path: str | os.PathLike, what: str, hint: str) -> Path:
 
 
 def _read_table(path: Path, what: str, *, header: int | None = 0) -> pd.DataFrame:
-    sep = "\t" if path.suffix.lower() in (".tsv", ".txt", ".tab") or path.name.lower().endswith((".tsv.gz", ".txt.gz")) else ","
+    sep = (
+        "\t"
+        if path.suffix.lower() in (".tsv", ".txt", ".tab")
+        or path.name.lower().endswith((".tsv.gz", ".txt.gz"))
+        else ","
+    )
     try:
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=header)
     except Exception as err:  # noqa: BLE001 - any parser error becomes one clean line
@@ -72,12 +77,20 @@ def read_labels(
         msg = f"labels file {p.name}: which column holds the {role}? (columns: {cols}); set {key} to one of them"
         raise MkcellError(msg)
 
-    cell = pick(cell_column, CELL_COLUMNS, 0, "cell", "cell_column= (CLI: annotate.labels_cell_column)")
-    label = pick(label_column, LABEL_COLUMNS, 1, "label", "label_column= (CLI: annotate.labels_column)")
+    cell = pick(
+        cell_column, CELL_COLUMNS, 0, "cell", "cell_column= (CLI: annotate.labels_cell_column)"
+    )
+    label = pick(
+        label_column, LABEL_COLUMNS, 1, "label", "label_column= (CLI: annotate.labels_column)"
+    )
     if cell == label:
         msg = f"labels file {p.name}: the cell and label columns are both {cell!r} (columns: {cols}); name two different columns"
         raise MkcellError(msg)
-    out = pd.Series(df[label].str.strip().to_numpy(), index=pd.Index(df[cell].str.strip(), name=None), name="label")
+    out = pd.Series(
+        df[label].str.strip().to_numpy(),
+        index=pd.Index(df[cell].str.strip(), name=None),
+        name="label",
+    )
     if out.index.duplicated().any():
         dups = out.index[out.index.duplicated()].unique()[:3].tolist()
         msg = f"labels file {p.name}: cells listed more than once in column {cell!r} (e.g. {dups}); give each cell one row"

@@ -167,7 +167,9 @@ def progenitor_pool(
             "species_key": species_key,
             "state_key": state_key,
             "denominator": denominator,
-            "denominator_used": ";".join(f"{a}: {b}" for a, b in zip(choice["species"], choice["denominator"], strict=True)),
+            "denominator_used": ";".join(
+                f"{a}: {b}" for a, b in zip(choice["species"], choice["denominator"], strict=True)
+            ),
             "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)],
             "method": METHOD,
             "pseudo_count": PSEUDO_COUNT,
@@ -187,7 +189,9 @@ def choose_denominator(obs: pd.DataFrame, states: np.ndarray, denominator: str) 
     for sp_name in pd.unique(obs["species"]):
         in_sp = (obs["species"] == sp_name).to_numpy()
         if denominator != "auto":
-            rows.append({"species": sp_name, "denominator": denominator, "reason": "set by the user"})
+            rows.append(
+                {"species": sp_name, "denominator": denominator, "reason": "set by the user"}
+            )
             continue
         tab = pd.DataFrame({"sample": obs["sample"].to_numpy()[in_sp], "s": states[in_sp]})
         n_mk = tab.assign(x=tab["s"] == K.MK).groupby("sample", observed=True)["x"].sum()
@@ -196,7 +200,10 @@ def choose_denominator(obs: pd.DataFrame, states: np.ndarray, denominator: str) 
         low = n_mk[n_mk < AUTO_MIN_MK]
         sat = share[share > SATURATED]
         if low.empty and sat.empty:
-            den, reason = "mk_lineage", f"every sample has >= {AUTO_MIN_MK} mature Mk cells (min {int(n_mk.min())}) and MkP/(MkP+Mk) <= {SATURATED}"
+            den, reason = (
+                "mk_lineage",
+                f"every sample has >= {AUTO_MIN_MK} mature Mk cells (min {int(n_mk.min())}) and MkP/(MkP+Mk) <= {SATURATED}",
+            )
         elif not low.empty:
             den = "hspc"
             reason = (

@@ -151,7 +151,9 @@ def trajectory(
     cycle_note, cycle_share = "off", float("nan")
     if regress_cycle:
         try:
-            corrected, cycle_share = _regress_cycle(adata, X[lin_idx], lin_idx, states[lin_idx], seed)
+            corrected, cycle_share = _regress_cycle(
+                adata, X[lin_idx], lin_idx, states[lin_idx], seed
+            )
         except MkcellError as err:  # too few cycle or panel genes to score (e.g. a targeted panel)
             cycle_note = f"skipped: {err}"
             logger.warning("cycle regression skipped: %s", err)
@@ -181,7 +183,9 @@ def trajectory(
     lin_states = states[lin_idx]
     for c in range(n_comp):  # a disconnected graph: each part with both ends gets its own root
         part = comp == c
-        if c == comp[root_i] or not ((lin_states[part] == root_state).any() and (lin_states[part] == terminal_state).any()):
+        if c == comp[root_i] or not (
+            (lin_states[part] == root_state).any() and (lin_states[part] == terminal_state).any()
+        ):
             continue
         if part.sum() < 10:
             continue
@@ -189,7 +193,9 @@ def trajectory(
         r = _auto_root(sub, lin_states[part] == root_state, lin_states[part] == terminal_state)
         d = _dpt(sub, r, n_dcs)
         ok = np.isfinite(d)
-        dpt[np.flatnonzero(part)[ok]] = (d[ok] - d[ok].min()) / max(d[ok].max() - d[ok].min(), 1e-12)
+        dpt[np.flatnonzero(part)[ok]] = (d[ok] - d[ok].min()) / max(
+            d[ok].max() - d[ok].min(), 1e-12
+        )
         reach[np.flatnonzero(part)[ok]] = True
     n_unreached = int((~reach).sum())
     if n_comp > 1:
@@ -206,7 +212,12 @@ def trajectory(
     adata.obs[K.PSEUDOTIME] = pt
     stages = None
     by_markers = adata.uns.get(K.ANNOTATE, {}).get("method") == "markers"
-    if refine_states and (root_state, terminal_state) == (K.MKP, K.MK) and by_markers and state_key == K.STATE:
+    if (
+        refine_states
+        and (root_state, terminal_state) == (K.MKP, K.MK)
+        and by_markers
+        and state_key == K.STATE
+    ):
         stages = _refine_stages(adata, pt, lin_idx[reach], state_key)
         states = adata.obs[state_key].astype(str).to_numpy()
 
@@ -225,17 +236,32 @@ def trajectory(
     if has_pt.any():
         lo_g, hi_g = np.quantile(gpt[has_pt], [0.05, 0.95])
         gpt[has_pt] = lo_g + pt[has_pt] * max(hi_g - lo_g, 1e-6)
-    kad = AnnData(X=sp.csr_matrix((adata.n_obs, 1), dtype=np.float32), obs=pd.DataFrame({"gpt": gpt}, index=adata.obs_names))
+    kad = AnnData(
+        X=sp.csr_matrix((adata.n_obs, 1), dtype=np.float32),
+        obs=pd.DataFrame({"gpt": gpt}, index=adata.obs_names),
+    )
     kad.obsp["connectivities"] = ga.obsp["connectivities"]
     kad.obsp["distances"] = ga.obsp["distances"]
-    kad.uns["neighbors"] = {"connectivities_key": "connectivities", "distances_key": "distances", "params": {"method": "umap"}}
-    pk = cr.kernels.PseudotimeKernel(kad, time_key="gpt").compute_transition_matrix(threshold_scheme="soft", show_progress_bar=False, n_jobs=1)
+    kad.uns["neighbors"] = {
+        "connectivities_key": "connectivities",
+        "distances_key": "distances",
+        "params": {"method": "umap"},
+    }
+    pk = cr.kernels.PseudotimeKernel(kad, time_key="gpt").compute_transition_matrix(
+        threshold_scheme="soft", show_progress_bar=False, n_jobs=1
+    )
     kernel = pk
     if connectivity_weight > 0:
         ck = cr.kernels.ConnectivityKernel(kad).compute_transition_matrix()
         kernel = (1 - connectivity_weight) * pk + connectivity_weight * ck
-        kernel.compute_transition_matrix() if hasattr(kernel, "compute_transition_matrix") and kernel._transition_matrix is None else None
-    mature = on_lin & (states == terminal_state) & (pt >= np.nanquantile(pt[states == terminal_state], terminal_quantile))
+        kernel.compute_transition_matrix() if hasattr(
+            kernel, "compute_transition_matrix"
+        ) and kernel._transition_matrix is None else None
+    mature = (
+        on_lin
+        & (states == terminal_state)
+        & (pt >= np.nanquantile(pt[states == terminal_state], terminal_quantile))
+    )
     terminal = {"Mk": np.flatnonzero(mature)}
     for name in OTHER_TERMINALS:
         cells = np.flatnonzero(states == name)
@@ -308,7 +334,9 @@ def _rise_points(t: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     return float(onset), float(plateau), rise
 
 
-def _refine_stages(adata: AnnData, pt: np.ndarray, cells: np.ndarray, state_key: str) -> dict | None:
+def _refine_stages(
+    adata: AnnData, pt: np.ndarray, cells: np.ndarray, state_key: str
+) -> dict | None:
     """MkP / immature Mk / mature Mk from the rise of the Mk panel score along pseudotime."""
     if cells.size < 30:
         return None
@@ -317,11 +345,15 @@ def _refine_stages(adata: AnnData, pt: np.ndarray, cells: np.ndarray, state_key:
     if K.MK not in panels.columns:
         logger.info("no Mk marker panel: the MkP / Mk boundary stays as annotated")
         return None
-    y = zscore_within(panels[K.MK].to_numpy(float), species_of(sub))  # marker levels differ between species
+    y = zscore_within(
+        panels[K.MK].to_numpy(float), species_of(sub)
+    )  # marker levels differ between species
     t = pt[cells]
     t0, t1, rise = _rise_points(t, y)
     if not np.isfinite(t0):
-        logger.info("the Mk panel score does not rise along pseudotime: the MkP / Mk boundary stays as annotated")
+        logger.info(
+            "the Mk panel score does not rise along pseudotime: the MkP / Mk boundary stays as annotated"
+        )
         return None
     stage = np.where(t < t0, K.MKP, np.where(t < t1, "immature_Mk", "mature_Mk"))
     col = adata.obs[state_key]
@@ -329,7 +361,9 @@ def _refine_stages(adata: AnnData, pt: np.ndarray, cells: np.ndarray, state_key:
     after = np.where(stage == K.MKP, K.MKP, K.MK)
     new = col.astype(str).to_numpy()
     new[cells] = after
-    adata.obs[state_key] = pd.Categorical(new, categories=col.cat.categories if hasattr(col, "cat") else list(K.STATES))
+    adata.obs[state_key] = pd.Categorical(
+        new, categories=col.cat.categories if hasattr(col, "cat") else list(K.STATES)
+    )
     full = np.full(adata.n_obs, None, dtype=object)
     full[cells] = stage
     adata.obs[K.STAGE] = pd.Categorical(full, categories=[K.MKP, "immature_Mk", "mature_Mk"])
@@ -353,7 +387,9 @@ def _refine_stages(adata: AnnData, pt: np.ndarray, cells: np.ndarray, state_key:
 MIN_CYCLE_SHARE = 0.05
 
 
-def _regress_cycle(adata: AnnData, X: np.ndarray, cells: np.ndarray, states: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+def _regress_cycle(
+    adata: AnnData, X: np.ndarray, cells: np.ndarray, states: np.ndarray, seed: int
+) -> tuple[np.ndarray, float]:
     """``X`` minus the part explained by the cycle, and that part's share of the variance.
 
     Regressors: the S and G2M scores and the called phase (S, G2M indicators), plus the
@@ -392,7 +428,9 @@ def _regress_cycle(adata: AnnData, X: np.ndarray, cells: np.ndarray, states: np.
     return (X - fit).astype(X.dtype), share
 
 
-def _drivers(adata: AnnData, pt: np.ndarray, cells: np.ndarray, n_drivers: int, condition_key: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _drivers(
+    adata: AnnData, pt: np.ndarray, cells: np.ndarray, n_drivers: int, condition_key: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Genes correlated with pseudotime on the lineage, and their binned trends per condition."""
     if cells.size < 3:
         return pd.DataFrame(columns=["gene", "corr"]), pd.DataFrame()
@@ -406,13 +444,25 @@ def _drivers(adata: AnnData, pt: np.ndarray, cells: np.ndarray, n_drivers: int, 
     order = np.argsort(-np.abs(corr))[:n_drivers]
     drivers = pd.DataFrame({"gene": sub.var_names[order], "corr": corr[order]})
     bins = np.minimum((t * 10).astype(int), 9)
-    cond = sub.obs[condition_key].astype(str).to_numpy() if condition_key and condition_key in sub.obs else np.full(len(t), "all")
-    species = sub.obs[K.SPECIES].astype(str).to_numpy() if K.SPECIES in sub.obs else np.full(len(t), "all")
+    cond = (
+        sub.obs[condition_key].astype(str).to_numpy()
+        if condition_key and condition_key in sub.obs
+        else np.full(len(t), "all")
+    )
+    species = (
+        sub.obs[K.SPECIES].astype(str).to_numpy()
+        if K.SPECIES in sub.obs
+        else np.full(len(t), "all")
+    )
     top = order[:12]
     dense = Xn[:, top].toarray()
     frame = pd.DataFrame(dense, columns=sub.var_names[top])
     frame["species"], frame["condition"], frame["bin"] = species, cond, bins
     trends = frame.groupby(["species", "condition", "bin"]).mean().reset_index()
     trends["pseudotime"] = (trends["bin"] + 0.5) / 10
-    trends = trends.melt(id_vars=["species", "condition", "bin", "pseudotime"], var_name="gene", value_name="mean_log_expr")
+    trends = trends.melt(
+        id_vars=["species", "condition", "bin", "pseudotime"],
+        var_name="gene",
+        value_name="mean_log_expr",
+    )
     return drivers, trends.drop(columns="bin")

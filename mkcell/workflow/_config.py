@@ -315,7 +315,11 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("labels_file", "label_map_file"):
         path = a[key]
         if path is not None and not Path(str(path)).expanduser().is_file():
-            what = "a CSV with a cell column and a label column" if key == "labels_file" else "a CSV (label,state) or YAML mapping"
+            what = (
+                "a CSV with a cell column and a label column"
+                if key == "labels_file"
+                else "a CSV (label,state) or YAML mapping"
+            )
             msg = f"annotate.{key}={path}: no such file; pass {what}"
             raise MkcellError(msg)
     if a.labels_file is not None and a.labels_key is not None:

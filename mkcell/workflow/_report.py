@@ -185,8 +185,10 @@ def _gene_ids(adata: AnnData) -> str:
     if not isinstance(rep, Mapping):
         return ""
     keys = ("n_mapped", "n_summed", "n_unmapped")
-    return "<h3>Gene identifiers</h3>" + _kv({f"gene IDs: {k[2:]}": rep.get(k) for k in keys}) + _kv(
-        {"symbols from": rep.get("params", {}).get("source", "")}
+    return (
+        "<h3>Gene identifiers</h3>"
+        + _kv({f"gene IDs: {k[2:]}": rep.get(k) for k in keys})
+        + _kv({"symbols from": rep.get("params", {}).get("source", "")})
     )
 
 
@@ -255,7 +257,11 @@ def build_report(
     timings = pd.DataFrame(stage_timings(run_dir, stages))
     integ = adata.uns.get(K.INTEGRATE, {})
     integ_info = (
-        {k: v for k, v in integ.items() if not isinstance(v, Mapping | pd.DataFrame | list | tuple | np.ndarray)}
+        {
+            k: v
+            for k, v in integ.items()
+            if not isinstance(v, Mapping | pd.DataFrame | list | tuple | np.ndarray)
+        }
         if isinstance(integ, Mapping)
         else {}
     )

@@ -249,12 +249,14 @@ def user_labels(cfg: DictConfig) -> pd.Series | None:
         return None
     try:
         return read_labels(
-            Path(str(a.labels_file)).expanduser(), cell_column=a.labels_cell_column, label_column=a.labels_column
+            Path(str(a.labels_file)).expanduser(),
+            cell_column=a.labels_cell_column,
+            label_column=a.labels_column,
         )
     except MkcellError as err:
-        msg = f"annotate.labels_file: {err}".replace("cell_column= (CLI: annotate.labels_cell_column)", "annotate.labels_cell_column").replace(
-            "label_column= (CLI: annotate.labels_column)", "annotate.labels_column"
-        )
+        msg = f"annotate.labels_file: {err}".replace(
+            "cell_column= (CLI: annotate.labels_cell_column)", "annotate.labels_cell_column"
+        ).replace("label_column= (CLI: annotate.labels_column)", "annotate.labels_column")
         raise MkcellError(msg) from None
 
 
@@ -263,7 +265,11 @@ def user_label_map(cfg: DictConfig) -> dict[str, str] | None:
     from ..tl._labels import as_label_map
 
     a = cfg.annotate
-    source = Path(str(a.label_map_file)).expanduser() if a.label_map_file is not None else (_plain(a.label_map) or None)
+    source = (
+        Path(str(a.label_map_file)).expanduser()
+        if a.label_map_file is not None
+        else (_plain(a.label_map) or None)
+    )
     try:
         return as_label_map(source)
     except MkcellError as err:
@@ -312,7 +318,9 @@ def _check_markers(cfg: DictConfig, data: dict[str, AnnData]) -> None:
             have = cov.get(state, [])
             if len(have) >= MIN_PANEL_GENES:
                 continue
-            wanted = panels.loc[panels["state"] == state, "human" if sp_name == "human" else "mouse"].tolist()
+            wanted = panels.loc[
+                panels["state"] == state, "human" if sp_name == "human" else "mouse"
+            ].tolist()
             if state == K.MKP:
                 msg = (
                     f"no MkP markers in the {sp_name} input: {len(have)} of the MkP panel genes {wanted} present "
@@ -334,16 +342,26 @@ def _registry_sample_column(cfg: DictConfig) -> str | None:
 
 def map_species(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnData:
     """Map mouse genes to human orthologs and concatenate the species."""
-    id_reports = {s: a.uns[K.GENE_IDS] for s, a in data.items() if isinstance(a.uns.get(K.GENE_IDS), dict)}
+    id_reports = {
+        s: a.uns[K.GENE_IDS] for s, a in data.items() if isinstance(a.uns.get(K.GENE_IDS), dict)
+    }
     concat = mk.pp.concat_species
     adata = concat(dict(data), keep_species_specific=cfg.map.keep_species_specific)
     if id_reports:  # gene IDs mapped to symbols on reading: one report for the run
-        genes = pd.concat([r["genes"].assign(species=s) for s, r in id_reports.items()], ignore_index=True)
+        genes = pd.concat(
+            [r["genes"].assign(species=s) for s, r in id_reports.items()], ignore_index=True
+        )
         first = next(iter(id_reports.values()))
         adata.uns[K.GENE_IDS] = {
             "genes": genes,
-            "params": {"source": "; ".join(f"{s}: {r['params']['source']}" for s, r in id_reports.items())},
-            **{k: int(sum(r[k] for r in id_reports.values())) for k in ("n_mapped", "n_summed", "n_unmapped") if k in first},
+            "params": {
+                "source": "; ".join(f"{s}: {r['params']['source']}" for s, r in id_reports.items())
+            },
+            **{
+                k: int(sum(r[k] for r in id_reports.values()))
+                for k in ("n_mapped", "n_summed", "n_unmapped")
+                if k in first
+            },
         }
         write_table(genes, run_dir, "gene_id_report")
     report = adata.uns.get(K.ORTHOLOGS, {})
@@ -359,7 +377,13 @@ def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     c, comp = cfg.integrate, cfg.compute
     hvg = mk.pp.highly_variable_genes
     adata = _inplace(
-        hvg(adata, n_top_genes=c.n_top_genes, batch_key=K.SAMPLE, exclude_cycle_linked=c.exclude_cycle_linked, seed=cfg.seed),
+        hvg(
+            adata,
+            n_top_genes=c.n_top_genes,
+            batch_key=K.SAMPLE,
+            exclude_cycle_linked=c.exclude_cycle_linked,
+            seed=cfg.seed,
+        ),
         adata,
     )
     scvi = mk.integrate.scvi
@@ -386,7 +410,9 @@ def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa
     c = cfg.annotate
     labels = user_labels(cfg)
     if labels is not None or c.labels_key is not None:
-        logger.info("annotate: cell states from your labels; the marker-based annotation is skipped")
+        logger.info(
+            "annotate: cell states from your labels; the marker-based annotation is skipped"
+        )
     kwargs = {
         "labels": labels,
         "labels_key": c.labels_key,
@@ -407,7 +433,9 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
         "n_neighbors": t.n_neighbors, "connectivity_weight": t.connectivity_weight, "regress_cycle": t.regress_cycle,
         "refine_states": t.refine_states,
     }  # fmt: skip
-    states = adata.obs[K.STATE].astype(str) if K.STATE in adata.obs.columns else pd.Series(dtype=str)
+    states = (
+        adata.obs[K.STATE].astype(str) if K.STATE in adata.obs.columns else pd.Series(dtype=str)
+    )
     try:
         return _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
     except MkcellError as err:
@@ -415,7 +443,12 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
         if not lacking:
             raise
         reason = f"fewer than 2 {' and '.join(lacking)} cells ({err})"
-        commitment = {"lineage": COMMITMENT_AXIS, "root_state": COMMITMENT_AXIS[0], "terminal_state": K.MKP, "root": None}
+        commitment = {
+            "lineage": COMMITMENT_AXIS,
+            "root_state": COMMITMENT_AXIS[0],
+            "terminal_state": K.MKP,
+            "root": None,
+        }
         default_axis = (t.root_state, t.terminal_state) == (K.MKP, K.MK)
         if default_axis and all((states == s).sum() >= 2 for s in COMMITMENT_AXIS):
             logger.warning(
@@ -427,7 +460,9 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
             adata.uns[K.TRAJECTORY]["axis"] = "commitment (HSC/MPP -> MEP -> MkP)"
             adata.uns[K.TRAJECTORY]["why"] = reason
             return adata
-        logger.warning("trajectory skipped: %s; score, pool and report continue without a pseudotime", reason)
+        logger.warning(
+            "trajectory skipped: %s; score, pool and report continue without a pseudotime", reason
+        )
         adata.obs[K.PSEUDOTIME] = np.nan
         adata.obs[K.FATE] = np.nan
         adata.uns[K.TRAJECTORY] = {"skipped": True, "reason": reason}
@@ -467,7 +502,9 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     res = adata.uns[K.POOL]
     write_table(res["per_sample"], run_dir, "pool_per_sample", POOL_SAMPLE_COLUMNS)
     write_table(res["contrasts"], run_dir, "pool_contrasts", POOL_CONTRAST_COLUMNS)
-    has_mk = (adata.obs[K.STATE].astype(str) == K.MK).any() and adata.obs[K.PSEUDOTIME].notna().any()
+    has_mk = (adata.obs[K.STATE].astype(str) == K.MK).any() and adata.obs[
+        K.PSEUDOTIME
+    ].notna().any()
     if not has_mk:
         logger.info("no Mk cells with a pseudotime: the maturation shift is skipped")
         return adata
@@ -506,7 +543,9 @@ def report(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     has_pt = K.PSEUDOTIME in adata.obs.columns and adata.obs[K.PSEUDOTIME].notna().any()
     for name in FIGURES[1:]:
         if name in ("pseudotime_density", "score_trends") and not has_pt:
-            fig = _note_figure(f"{name}: no pseudotime ({adata.uns.get(K.TRAJECTORY, {}).get('reason', 'trajectory skipped')})")
+            fig = _note_figure(
+                f"{name}: no pseudotime ({adata.uns.get(K.TRAJECTORY, {}).get('reason', 'trajectory skipped')})"
+            )
         else:
             fig = getattr(mk.pl, name)(adata)
         figures[name] = save_figure(fig, run_dir, name, dpi)
