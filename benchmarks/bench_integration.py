@@ -26,7 +26,7 @@ def main(n_cells: int = 20_000) -> None:
         mk.integrate.scvi(
             a,
             model="sysvi" if model == "sysvi" else "scvi",
-            equalize=model != "scvi_no_equalize",
+            equalize="none" if model == "scvi_no_equalize" else "states",
             seed=0,
         )
         info = a.uns["mk_integrate"]

@@ -560,3 +560,25 @@ def test_load_refuses_checksum_mismatch_before_reading(tmp_path, monkeypatch):
     with pytest.raises(MkcellError, match="does not match its checksum"):
         mk.io.load("toy", progress=False)
     assert read == []
+
+
+def test_load_warns_and_says_what_still_runs_without_mature_mk_markers(marrow, caplog):
+    """No Mk panel genes (a targeted panel without PF4, PPBP, GP9 ...): a warning at load, not an error."""
+    import logging
+
+    from omegaconf import OmegaConf
+
+    from mkcell.workflow._stages import _check_markers
+
+    panels = mk.datasets.marker_panels()
+    h = marrow.human
+    h = h[:, ~h.var_names.isin(set(panels.loc[panels["state"] == "Mk", "human"]))].copy()
+    cfg = OmegaConf.create({"annotate": {"labels_key": None, "labels_file": None}})
+    with caplog.at_level(logging.WARNING, logger="mkcell"):
+        _check_markers(cfg, {"human": h})
+    assert "no mature-Mk markers in the human input" in caplog.text
+    assert "HSC/MPP -> MEP -> MkP" in caplog.text and "annotate.labels_file=" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mkcell"):
+        _check_markers(cfg, {"human": marrow.human})  # whole panel: silent
+    assert "mature-Mk" not in caplog.text

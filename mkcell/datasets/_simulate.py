@@ -337,6 +337,7 @@ def _simulate_sample(
             "true_state": state,
             "true_branch": branch,
             "true_time": true_time,
+            "true_progress": t,
             "true_phase": phase,
             "true_stage": stage,
         },
@@ -407,8 +408,9 @@ def simulate_marrow(
     Returns
     -------
     ``{"mouse": AnnData, "human": AnnData}`` with raw counts in ``X`` and truth in
-    ``obs`` (``true_state``, ``true_branch``, ``true_time``, ``true_phase``,
-    ``true_stage``: MkP / immature_Mk / mature_Mk on the Mk lineage), the
+    ``obs`` (``true_state``, ``true_branch``, ``true_time``, ``true_progress``
+    (position along its own branch, every cell), ``true_phase``, ``true_stage``:
+    MkP / immature_Mk / mature_Mk on the Mk lineage), the
     per-sample truth in ``uns['mk_truth']['samples']`` (``mkp_fraction`` is the
     share of MkP among Mk-lineage cells actually simulated), and the unlisted cycle
     genes in ``uns['mk_truth']['cycle_genes']`` (gene, phase, log-fold change).

@@ -40,15 +40,25 @@ def resolve_accelerator(accelerator: str = "auto") -> str:
     return "gpu" if accelerator == "cuda" else accelerator
 
 
+#: How :func:`scvi` equalises gene means between species before training.
+EQUALIZE = ("states", "all", "none")
+#: Cells of a marker state needed in each species for that state to enter the ratio.
+MIN_STATE_CELLS = 20
+
+
 def equalize_species(
-    counts: sp.csr_matrix, species: np.ndarray, seed: int = 0
+    counts: sp.csr_matrix, species: np.ndarray, seed: int = 0, groups: np.ndarray | None = None
 ) -> tuple[sp.csr_matrix, np.ndarray]:
     """Equalise each gene's mean expression between species by binomial thinning.
 
     For each gene, the species with the higher mean (of counts per 10,000) is thinned
     by the ratio of the two means, so counts stay integers and the per-gene species
     offset — which scVI and SysVI leave in the latent space when it is strong — is
-    removed before training. Assumes broadly comparable cell-type composition.
+    removed before training. With ``groups`` (a rough state per cell), the ratio is
+    the geometric mean of the ratios within each group both species have (at least
+    ``MIN_STATE_CELLS`` cells each), so a species sorted for progenitors is not
+    thinned for the mature cells it lacks; without, the means over all cells are
+    compared, which assumes similar composition.
 
     Returns
     -------
@@ -60,9 +70,22 @@ def equalize_species(
         return X, np.ones(X.shape[1])
     lib = np.asarray(X.sum(1)).ravel()
     lib[lib == 0] = 1
-    Xn = sp.diags(1e4 / lib) @ X
-    a, b = (np.asarray(Xn[species == s].mean(0)).ravel() + 1e-3 for s in names)
-    ratio = a / b
+    Xn = sp.csr_matrix(sp.diags(1e4 / lib) @ X)
+
+    def log_ratio(mask: np.ndarray) -> np.ndarray:
+        a, b = (np.asarray(Xn[mask & (species == s)].mean(0)).ravel() + 1e-3 for s in names)
+        return np.log(a / b)
+
+    shared = []
+    if groups is not None:
+        groups = np.asarray(groups).astype(str)
+        for g in np.unique(groups):
+            n = [int(((groups == g) & (species == s)).sum()) for s in names]
+            if g != "other" and min(n) >= MIN_STATE_CELLS:
+                shared.append(g)
+        if not shared:
+            logger.warning("no marker state has %d cells in both species; equalising over all cells", MIN_STATE_CELLS)
+    ratio = np.exp(np.mean([log_ratio(groups == g) for g in shared], axis=0)) if shared else np.exp(log_ratio(np.ones(len(species), bool)))
     coo = X.tocoo()
     first = species[coo.row] == names[0]
     p = np.where(first, np.minimum(1, 1 / ratio[coo.col]), np.minimum(1, ratio[coo.col]))
@@ -71,6 +94,24 @@ def equalize_species(
     out = sp.csr_matrix((data, (coo.row, coo.col)), shape=X.shape)
     out.eliminate_zeros()
     return out, ratio
+
+
+def marker_states(adata: AnnData, species_key: str = K.SPECIES, layer: str | None = None) -> np.ndarray:
+    """A rough state per cell before integration: the best marker panel within its species ('other' if none scores above 0)."""
+    from ..tl._annotate import lognorm, panel_scores
+
+    species = adata.obs[species_key].astype(str).to_numpy()
+    out = np.full(adata.n_obs, "other", dtype=object)
+    for s in np.unique(species):
+        m = species == s
+        sub = adata[m]
+        scores, _ = panel_scores(sub, lognorm(sub, layer))
+        if scores.shape[1]:
+            S = scores.to_numpy()
+            best = np.asarray(scores.columns)[S.argmax(1)].astype(object)
+            best[S.max(1) <= 0] = "other"
+            out[m] = best
+    return out
 
 
 #: Default minibatch sizes: large enough to keep a GPU busy (sparse minibatches are
@@ -99,7 +140,7 @@ def scvi(
     accelerator: str = "auto",
     devices: int | str = "auto",
     strategy: str = "auto",
-    equalize: bool = True,
+    equalize: str = "states",
     cycle_covariates: bool = False,
     seed: int = 0,
     save_dir: str | Path | None = None,
@@ -141,9 +182,12 @@ def scvi(
         GPUs with ``devices=N, strategy="ddp_find_unused_parameters_true"``.
     equalize
         Before training, equalise each feature's mean between the two species
-        (:func:`equalize_species`, binomial thinning of the training copy only).
-        Measured on ``simulate_marrow``: without it neither SCVI nor SysVI mixes the
-        species at all (cross-species kNN share 0.0).
+        (:func:`equalize_species`, binomial thinning of the training copy only):
+        ``"states"`` within the marker states both species have (:func:`marker_states`),
+        robust to species that differ in composition (mouse whole marrow beside human
+        CD34+); ``"all"`` over all cells; ``"none"``. Measured on ``simulate_marrow``:
+        without it neither SCVI nor SysVI mixes the species at all (cross-species kNN
+        share 0.0); ``benchmarks/bench_cd34.py`` compares "states" and "all".
     cycle_covariates
         Give the decoder each cell's S and G2M scores (:func:`mkcell.pp.cycle_scores`)
         as continuous covariates (scvi-tools ``continuous_covariate_keys``), so the
@@ -171,6 +215,9 @@ def scvi(
     counts = get_counts(adata, layer)
     for key in (batch_key, species_key):
         check_obs_key(adata, key)
+    if equalize not in EQUALIZE:
+        msg = f"equalize={equalize!r}; choose one of {list(EQUALIZE)}"
+        raise MkcellError(msg)
     if model not in {"scvi", "sysvi"}:
         msg = f"model={model!r}; choose 'scvi' or 'sysvi'"
         raise MkcellError(msg)
@@ -188,9 +235,10 @@ def scvi(
     scvi_mod.settings.seed = seed
     train_counts = sp.csr_matrix(counts, dtype=np.float32)[:, feats]
     species = adata.obs[species_key].astype(str).to_numpy()
-    if equalize and len(set(species)) == 2:
-        train_counts, _ = equalize_species(train_counts, species, seed=seed)
-        logger.info("equalised per-gene means between species before training (binomial thinning)")
+    if equalize != "none" and len(set(species)) == 2:
+        groups = marker_states(adata, species_key, layer) if equalize == "states" else None
+        train_counts, _ = equalize_species(train_counts, species, seed=seed, groups=groups)
+        logger.info("equalised per-gene means between species before training (binomial thinning, %s)", equalize)
     sub = AnnData(X=train_counts, obs=adata.obs[[batch_key, species_key]].copy())
     for c in sub.obs.columns:
         sub.obs[c] = sub.obs[c].astype("str").astype("category")

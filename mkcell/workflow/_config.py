@@ -35,6 +35,14 @@ class DataSource(StrEnum):
     registry = "registry"
 
 
+class Equalize(StrEnum):
+    """How species' gene means are equalised before training (:func:`mkcell.integrate.scvi`)."""
+
+    states = "states"
+    all = "all"
+    none = "none"
+
+
 class IntegrationModel(StrEnum):
     """scvi-tools model used by :func:`mkcell.integrate.scvi`."""
 
@@ -102,6 +110,7 @@ class IntegrateConf:
     label_key: str | None = None
     exclude_cycle_linked: bool = False  # leave out features that track the cycle within states
     cycle_covariates: bool = False  # S / G2M scores as scVI continuous covariates
+    equalize: Equalize = Equalize.states  # gene means equalised within shared marker states, over all cells, or not
 
 
 @dataclass

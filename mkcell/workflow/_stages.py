@@ -329,9 +329,9 @@ def _check_markers(cfg: DictConfig, data: dict[str, AnnData]) -> None:
                 raise MkcellError(msg)
             logger.warning(
                 "no mature-Mk markers in the %s input (%d of %s present, need %d): MkP and the other states will "
-                "still be called, the pool will use MkP among HSPC (pool.denominator=auto), and the trajectory "
-                "is skipped if no Mk cell is called; to change that, give your own labels: %s",
-                sp_name, len(have), wanted, MIN_PANEL_GENES, fix,
+                "still be called, the pool will use MkP among HSPC (pool.denominator=auto), and if no Mk cell is "
+                "called the trajectory follows the Mk-commitment axis %s; to change that, give your own labels: %s",
+                sp_name, len(have), wanted, MIN_PANEL_GENES, " -> ".join(COMMITMENT_AXIS), fix,
             )  # fmt: skip
 
 
@@ -392,7 +392,7 @@ def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
             adata, batch_key=K.SAMPLE, species_key=K.SPECIES, model=IntegrationModel(c.model).value, n_latent=c.n_latent,
             n_layers=c.n_layers, max_epochs=c.max_epochs, batch_size=c.batch_size, early_stopping=c.early_stopping,
             accelerator=comp.accelerator, devices=_plain(comp.devices), strategy=comp.strategy,
-            cycle_covariates=c.cycle_covariates, seed=cfg.seed, save_dir=run_dir / "model",
+            cycle_covariates=c.cycle_covariates, equalize=str(c.equalize), seed=cfg.seed, save_dir=run_dir / "model",
         ),
         adata,
     )  # fmt: skip
