@@ -24,12 +24,18 @@ def test_sort_keeps_progenitors_and_drops_mature_cells(human):
     assert set(o["true_branch"].astype(str)) <= {"hsc", "mep", "mk", "ery", "my"}
     assert (o.loc[o["true_branch"] == "mk", "true_progress"] < CD34_KEEP_MK_TIME).all()
     assert (o["true_stage"] == "mature_Mk").sum() == 0
-    assert (o["true_state"] == "MkP").sum() == (human.obs["true_state"] == "MkP").sum()  # every MkP is kept
+    assert (o["true_state"] == "MkP").sum() == (
+        human.obs["true_state"] == "MkP"
+    ).sum()  # every MkP is kept
     t = a.uns["mk_truth"]["samples"]
     assert np.allclose(t["mkp_fraction_of_hspc"], t["n_mkp"] / t["n_hspc"])
     assert human.n_obs == 4000 and "mk_truth" in human.uns  # the input is not changed
     dirty = mk.datasets.cd34_sorted(human, impurity=0.05, seed=0)
-    assert 0 < (dirty.obs["true_stage"] == "mature_Mk").sum() < 0.1 * (human.obs["true_stage"] == "mature_Mk").sum()
+    assert (
+        0
+        < (dirty.obs["true_stage"] == "mature_Mk").sum()
+        < 0.1 * (human.obs["true_stage"] == "mature_Mk").sum()
+    )
 
 
 def test_panel_keeps_markers_but_the_missing_ones(human):
@@ -54,7 +60,9 @@ def test_mkp_calls_and_pool_on_a_cd34_panel_match_the_truth(human):
     assert f1 >= 0.7, f1
     mk.tl.progenitor_pool(a, contrasts=[["MDS", "healthy"]])
     pool = a.uns["mk_pool"]
-    assert pool["denominator_choice"]["denominator"].iloc[0] == "hspc"  # too few mature Mk for MkP / (MkP + Mk)
+    assert (
+        pool["denominator_choice"]["denominator"].iloc[0] == "hspc"
+    )  # too few mature Mk for MkP / (MkP + Mk)
     ps = pool["per_sample"].merge(truth, on="sample", suffixes=("", "_true"))
     r = pearsonr(ps["mkp_fraction"], ps["mkp_fraction_of_hspc"])[0]
     assert r >= 0.8, r

@@ -64,6 +64,8 @@ def test_bad_inputs(small):
         mk.integrate.scvi(a, accelerator="tpu", max_epochs=1)
     with pytest.raises(MkcellError, match="model="):
         mk.integrate.scvi(a, model="harmony", max_epochs=1)
+    with pytest.raises(MkcellError, match="equalize=True; choose one of"):
+        mk.integrate.scvi(a, equalize=True, max_epochs=1)
     with pytest.raises(MkcellError, match="obs"):
         mk.integrate.scvi(a, batch_key="batch", max_epochs=1)
     b = a.copy()
@@ -86,3 +88,32 @@ def test_gpu_training(small):
     a = small.copy()
     mk.integrate.scvi(a, accelerator="gpu", max_epochs=2)
     assert a.uns["mk_integrate"]["params"]["accelerator"] == "gpu"
+
+
+def test_equalize_within_states_ignores_composition():
+    """Same expression per state, different composition (a CD34+-like species): only 'states' sees no species effect."""
+    rng = np.random.default_rng(0)
+    species = np.array(["mouse"] * 600 + ["human"] * 600)
+    # mouse: half progenitors, half mature; human: 90% progenitors (sorted)
+    state = np.concatenate(
+        [np.repeat(["HSC/MPP", "Mk"], 300), np.repeat(["HSC/MPP", "Mk"], [540, 60])]
+    )
+    lam = np.where(state[:, None] == "Mk", np.array([8.0, 1.0, 2.0]), np.array([1.0, 8.0, 2.0]))
+    X = sp.csr_matrix(rng.poisson(lam).astype(np.float32))
+    _, ratio_all = equalize_species(X, species)
+    _, ratio_states = equalize_species(X, species, groups=state)
+    assert abs(np.log(ratio_all[0])) > 0.5  # composition read as a species effect
+    np.testing.assert_allclose(ratio_states, 1.0, atol=0.15)
+    # no state with enough cells in both species: falls back to all cells
+    _, ratio_fallback = equalize_species(X, species, groups=np.where(species == "mouse", "A", "B"))
+    np.testing.assert_allclose(ratio_fallback, ratio_all)
+
+
+def test_marker_states_calls_a_state_per_species(small):
+    from mkcell.integrate._scvi import marker_states
+
+    st = marker_states(small)
+    truth = small.obs["true_state"].astype(str).to_numpy()
+    called = st != "other"
+    assert called.mean() > 0.8
+    assert (st[called] == truth[called]).mean() > 0.6  # rough, before any integration

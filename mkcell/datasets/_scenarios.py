@@ -73,7 +73,12 @@ def cd34_sorted(
     keep |= np.isin(branch, ["ery", "my"]) & (prog < CD34_KEEP_BRANCH_PROGRESS)
     keep |= rng.uniform(size=keep.size) < impurity
     out = adata[keep].copy()
-    scenario = {"sort": "CD34+", "impurity": impurity, "n_cells_before": adata.n_obs, "n_cells_after": out.n_obs}
+    scenario = {
+        "sort": "CD34+",
+        "impurity": impurity,
+        "n_cells_before": adata.n_obs,
+        "n_cells_after": out.n_obs,
+    }
     if panel_genes is not None:
         out = _targeted_panel(out, panel_genes, missing_genes, rng)
         scenario.update({"panel_genes": out.n_vars, "missing_genes": list(missing_genes)})
@@ -85,12 +90,17 @@ def cd34_sorted(
     return out
 
 
-def _targeted_panel(adata: AnnData, n: int, missing: tuple[str, ...], rng: np.random.Generator) -> AnnData:
+def _targeted_panel(
+    adata: AnnData, n: int, missing: tuple[str, ...], rng: np.random.Generator
+) -> AnnData:
     names = adata.var_names
     drop = species_gene_set(set(missing), names)
     panel = species_gene_set(set(marker_panels()["human"]), names) - drop
     sets = builtin_sets()
-    cycle = sorted(species_gene_set(set(sets["TIROSH2016_S_PHASE"] + sets["TIROSH2016_G2M_PHASE"]), names) - drop)
+    cycle = sorted(
+        species_gene_set(set(sets["TIROSH2016_S_PHASE"] + sets["TIROSH2016_G2M_PHASE"]), names)
+        - drop
+    )
     cycle = list(rng.choice(cycle, size=len(cycle) // 2, replace=False)) if cycle else []
     chosen = [g for g in names if g in panel] + [g for g in cycle if g in names and g not in panel]
     if n < len(chosen):
@@ -108,7 +118,12 @@ def sample_truth(obs: pd.DataFrame) -> pd.DataFrame:
         K.SAMPLE: obs[K.SAMPLE].astype(str), K.SPECIES: obs[K.SPECIES].astype(str), K.CONDITION: obs[K.CONDITION].astype(str),
         "mkp": st == K.MKP, "lin": st.isin(K.MK_LINEAGE), "hspc": st.isin(K.HSPC),
     }).groupby([K.SAMPLE, K.SPECIES, K.CONDITION], observed=True)  # fmt: skip
-    t = g.agg(n_cells=("mkp", "size"), n_mkp=("mkp", "sum"), n_mk_lineage=("lin", "sum"), n_hspc=("hspc", "sum")).reset_index()
+    t = g.agg(
+        n_cells=("mkp", "size"),
+        n_mkp=("mkp", "sum"),
+        n_mk_lineage=("lin", "sum"),
+        n_hspc=("hspc", "sum"),
+    ).reset_index()
     t["mkp_fraction"] = t["n_mkp"] / t["n_mk_lineage"].clip(lower=1)
     t["mkp_fraction_of_hspc"] = t["n_mkp"] / t["n_hspc"].clip(lower=1)
     t["mkp_fraction_of_all"] = t["n_mkp"] / t["n_cells"]

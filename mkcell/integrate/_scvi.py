@@ -84,8 +84,15 @@ def equalize_species(
             if g != "other" and min(n) >= MIN_STATE_CELLS:
                 shared.append(g)
         if not shared:
-            logger.warning("no marker state has %d cells in both species; equalising over all cells", MIN_STATE_CELLS)
-    ratio = np.exp(np.mean([log_ratio(groups == g) for g in shared], axis=0)) if shared else np.exp(log_ratio(np.ones(len(species), bool)))
+            logger.warning(
+                "no marker state has %d cells in both species; equalising over all cells",
+                MIN_STATE_CELLS,
+            )
+    ratio = (
+        np.exp(np.mean([log_ratio(groups == g) for g in shared], axis=0))
+        if shared
+        else np.exp(log_ratio(np.ones(len(species), bool)))
+    )
     coo = X.tocoo()
     first = species[coo.row] == names[0]
     p = np.where(first, np.minimum(1, 1 / ratio[coo.col]), np.minimum(1, ratio[coo.col]))
@@ -96,7 +103,9 @@ def equalize_species(
     return out, ratio
 
 
-def marker_states(adata: AnnData, species_key: str = K.SPECIES, layer: str | None = None) -> np.ndarray:
+def marker_states(
+    adata: AnnData, species_key: str = K.SPECIES, layer: str | None = None
+) -> np.ndarray:
     """A rough state per cell before integration: the best marker panel within its species ('other' if none scores above 0)."""
     from ..tl._annotate import lognorm, panel_scores
 
@@ -238,7 +247,10 @@ def scvi(
     if equalize != "none" and len(set(species)) == 2:
         groups = marker_states(adata, species_key, layer) if equalize == "states" else None
         train_counts, _ = equalize_species(train_counts, species, seed=seed, groups=groups)
-        logger.info("equalised per-gene means between species before training (binomial thinning, %s)", equalize)
+        logger.info(
+            "equalised per-gene means between species before training (binomial thinning, %s)",
+            equalize,
+        )
     sub = AnnData(X=train_counts, obs=adata.obs[[batch_key, species_key]].copy())
     for c in sub.obs.columns:
         sub.obs[c] = sub.obs[c].astype("str").astype("category")

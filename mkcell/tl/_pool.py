@@ -108,9 +108,11 @@ def progenitor_pool(
         Column with the cell states (must contain ``MkP``).
     denominator
         ``"auto"`` (default): per species, ``"mk_lineage"`` when every sample has at
-        least :data:`AUTO_MIN_MK` mature Mk cells and an MkP share of MkP + Mk of at most
+        least :data:`AUTO_MIN_MK` mature Mk cells (staged ``mature_Mk`` in ``obs['mk_stage']``
+        when the trajectory ran, else called Mk) and an MkP share of MkP + Mk of at most
         :data:`SATURATED`, else ``"hspc"`` (mature Mk absent or scarce, as in CD34+-sorted
-        or droplet marrow, where MkP / (MkP + Mk) saturates near 1 and hides changes);
+        or droplet marrow, where MkP / (MkP + Mk) saturates near 1 or counts only the
+        immature Mk a sort lets through, and hides changes);
         the choice and its reason are in ``uns[key_added]['denominator_choice']``.
         ``"mk_lineage"`` (MkP + Mk), ``"hspc"`` (HSC/MPP, MEP, MkP) or ``"all"`` (all
         cells of the sample) force one. A warning is logged whenever a sample's fraction
@@ -142,7 +144,14 @@ def progenitor_pool(
             "no cell of `adata.obs[%r]` is %r: every MkP count is zero", state_key, K.MKP
         )
 
-    choice = choose_denominator(obs, states, denominator)
+    # mature Mk are the cells the trajectory staged mature (obs['mk_stage']) when it ran: in a CD34+ sort the
+    # Mk that remain are immature, and MkP / (MkP + immature Mk) does not measure the pool
+    mature = (
+        adata.obs[K.STAGE].astype(str).to_numpy() == "mature_Mk"
+        if K.STAGE in adata.obs
+        else states == K.MK
+    )
+    choice = choose_denominator(obs, states, mature, denominator)
     per_sample = pd.concat(
         [_per_sample(obs[obs["species"] == sp_name], states[(obs["species"] == sp_name).to_numpy()], den)
          for sp_name, den in zip(choice["species"], choice["denominator"], strict=True)],
@@ -183,8 +192,14 @@ def progenitor_pool(
     return adata if copy else None
 
 
-def choose_denominator(obs: pd.DataFrame, states: np.ndarray, denominator: str) -> pd.DataFrame:
-    """The denominator of each species (species, denominator, reason); ``"auto"`` decides from the data."""
+def choose_denominator(
+    obs: pd.DataFrame, states: np.ndarray, mature: np.ndarray, denominator: str
+) -> pd.DataFrame:
+    """The denominator of each species (species, denominator, reason); ``"auto"`` decides from the data.
+
+    ``mature`` marks mature Mk: cells staged ``mature_Mk`` by the trajectory when it ran, else
+    every Mk call.
+    """
     rows = []
     for sp_name in pd.unique(obs["species"]):
         in_sp = (obs["species"] == sp_name).to_numpy()
@@ -193,10 +208,13 @@ def choose_denominator(obs: pd.DataFrame, states: np.ndarray, denominator: str) 
                 {"species": sp_name, "denominator": denominator, "reason": "set by the user"}
             )
             continue
-        tab = pd.DataFrame({"sample": obs["sample"].to_numpy()[in_sp], "s": states[in_sp]})
-        n_mk = tab.assign(x=tab["s"] == K.MK).groupby("sample", observed=True)["x"].sum()
+        tab = pd.DataFrame(
+            {"sample": obs["sample"].to_numpy()[in_sp], "s": states[in_sp], "mature": mature[in_sp]}
+        )
+        n_mk = tab.groupby("sample", observed=True)["mature"].sum()
         n_mkp = tab.assign(x=tab["s"] == K.MKP).groupby("sample", observed=True)["x"].sum()
-        share = n_mkp / (n_mkp + n_mk).replace(0, np.nan)
+        n_mk_all = tab.assign(x=tab["s"] == K.MK).groupby("sample", observed=True)["x"].sum()
+        share = n_mkp / (n_mkp + n_mk_all).replace(0, np.nan)
         low = n_mk[n_mk < AUTO_MIN_MK]
         sat = share[share > SATURATED]
         if low.empty and sat.empty:
@@ -207,7 +225,7 @@ def choose_denominator(obs: pd.DataFrame, states: np.ndarray, denominator: str) 
         elif not low.empty:
             den = "hspc"
             reason = (
-                f"mature Mk absent or scarce: {len(low)} of {len(n_mk)} samples with < {AUTO_MIN_MK} Mk cells "
+                f"mature Mk absent or scarce: {len(low)} of {len(n_mk)} samples with < {AUTO_MIN_MK} mature Mk cells "
                 f"(e.g. {low.index[0]}: {int(low.iloc[0])}); MkP/(MkP+Mk) would saturate near 1, so MkP/HSPC is used"
             )
         else:

@@ -110,7 +110,9 @@ class IntegrateConf:
     label_key: str | None = None
     exclude_cycle_linked: bool = False  # leave out features that track the cycle within states
     cycle_covariates: bool = False  # S / G2M scores as scVI continuous covariates
-    equalize: Equalize = Equalize.states  # gene means equalised within shared marker states, over all cells, or not
+    equalize: Equalize = (
+        Equalize.states
+    )  # gene means equalised within shared marker states, over all cells, or not
 
 
 @dataclass
