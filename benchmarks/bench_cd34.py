@@ -84,6 +84,7 @@ def evaluate(a, truth: pd.DataFrame) -> dict:
                 f1_score(o.loc[m, "true_state"] == "MkP", o.loc[m, "mk_state"] == "MkP")
             ),
             "denominator": den,
+            "denominator_reason": str(pool["denominator_choice"].set_index("species").loc[sp_name, "reason"]),
             "fraction_pearson_r": float(
                 pearsonr(s["mkp_fraction"], s[f"true_{TRUTH_COLUMN[den]}"])[0]
             ),

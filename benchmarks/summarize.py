@@ -234,10 +234,15 @@ CYCLE_VARIANTS = {
 }
 
 
-def _cycle_grid() -> dict[str, dict]:
-    """Setting -> variant -> result, newest run first (grid, then exclude, then the first comparison)."""
+#: Every cycle correction ran in these files, with the marker panels and species equalisation before
+#: issue 14; cycle_axis_grid.json (none / regress / default) was re-run after that change.
+BEFORE_ISSUE_14 = ("cycle_axis_compare", "cycle_axis_exclude")
+
+
+def _cycle_grid(names: tuple[str, ...] = ("cycle_axis_grid",)) -> dict[str, dict]:
+    """Setting -> variant -> result from ``names``, later files overriding earlier ones."""
     merged: dict[str, dict] = {}
-    for name in ("cycle_axis_compare", "cycle_axis_exclude", "cycle_axis_grid"):
+    for name in names:
         data = _load(name)
         superseded = set(data.get("superseded_variants", []))
         for setting, variants in data.get("grid", {}).items():
@@ -277,15 +282,15 @@ def _cycle_table(grid: dict[str, dict], settings: list[str], title: str) -> list
 
 def cycle_tables() -> list[str]:
     """Every correction on the settings where all ran; the default on the whole tuning grid; the held-out settings."""
-    grid = _cycle_grid()
+    grid, before = _cycle_grid(), _cycle_grid(BEFORE_ISSUE_14)
     if not grid:
         return []
     tune = sorted(k for k in grid if k.startswith("tune"))
     held = sorted(k for k in grid if k.startswith("held_out"))
-    every = [k for k in tune if set(CYCLE_VARIANTS) <= set(grid[k])]
+    every = [k for k in sorted(before) if set(CYCLE_VARIANTS) <= set(before[k])]
     out = []
     if every:
-        out += _cycle_table(grid, every, "every method")
+        out += _cycle_table(before, every, "every method (marker panels and species equalisation before issue 14)")
     if tune:
         out += _cycle_table(grid, tune, "whole tuning grid")
     if held:
@@ -293,11 +298,42 @@ def cycle_tables() -> list[str]:
     return out[1:]  # block() puts the blank line before it
 
 
+def cd34_table() -> list[str]:
+    """CD34+ sorts, a targeted panel and species of different composition (bench_cd34), worst over seeds."""
+    runs = _load("cd34").get("runs", {})
+    if not runs:
+        return []
+    groups: dict[str, list[dict]] = {}
+    for key, r in runs.items():
+        groups.setdefault(key.rsplit(":seed=", 1)[0], []).append(r)
+    seeds = sorted({k.rsplit(":seed=", 1)[1] for k in runs})
+    out = [
+        f"CD34+ sorts and targeted panels (`benchmarks/bench_cd34.py`, {_load('cd34')['n_cells_simulated']:,} cells simulated "
+        f"before the sort, seeds {', '.join(seeds)}; worst over seeds). `cd34_panel`: human patients, CD34+-sorted, "
+        "400-gene panel without PF4/PPBP/GP9/GATA1; `same`: both species whole marrow; `mixed`: mouse whole marrow "
+        "beside human CD34+. Human MDS vs healthy: called effect [CI] against the realised true effect (log2).",
+        "",
+        "| scenario | equalize | state purity | MkP F1 mouse / human | per-sample fraction r (human) | human denominator | human MDS vs healthy: called [CI] / true |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, rs in groups.items():
+        scenario, eq = key.split(":equalize=")
+        f1m = min((r["mouse"]["mkp_f1"] for r in rs if "mouse" in r), default=None)
+        con = [r["human"]["MDS vs healthy"] for r in rs]
+        eff = "; ".join(f"{c['effect_log2']:.2f} [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}] / {c['true_effect_log2']:.2f}" for c in con)
+        out.append(
+            f"| {scenario} | {eq} | {min(r['knn_state_purity'] for r in rs):.3f} | {'-' if f1m is None else f'{f1m:.2f}'} / "
+            f"{min(r['human']['mkp_f1'] for r in rs):.2f} | {min(r['human']['fraction_pearson_r'] for r in rs):.2f} | "
+            f"{', '.join(sorted({r['human']['denominator'] for r in rs}))} | {eff} |"
+        )
+    return out
+
+
 def block() -> str:
     """Everything between the README markers."""
     lines = ["| stage | measure | result |", "|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows()]
-    for extra in (cycle_tables(), reference_table(), gpu_table()):
+    for extra in (cycle_tables(), cd34_table(), reference_table(), gpu_table()):
         if extra:
             lines += ["", *extra]
     return "\n".join(lines)

@@ -317,3 +317,17 @@ def test_auto_denominator_without_mature_mk(sim, obs_adata, caplog):
             a, contrasts=[["MDS", "healthy"]], denominator="mk_lineage", key_added="forced"
         )
     assert "saturates" in caplog.text
+
+
+def test_auto_denominator_counts_mature_mk_by_stage(obs_adata):
+    """A CD34+ sort keeps immature Mk: with the trajectory's stages, only mature_Mk count as mature."""
+    a = obs_adata(mk.datasets.simulate_marrow(4000, n_genes=800, species=("human",), seed=3)["human"])
+    a.obs["mk_stage"] = a.obs["true_stage"].astype(str)
+    mk.tl.progenitor_pool(a, contrasts=[["MDS", "healthy"]])
+    assert a.uns["mk_pool"]["denominator_choice"]["denominator"].iloc[0] == "mk_lineage"  # whole marrow
+    sorted_ = a[a.obs["true_stage"].astype(str) != "mature_Mk"].copy()  # immature Mk are still called Mk
+    assert (sorted_.obs["mk_state"] == "Mk").sum() > 5 * sorted_.obs["sample"].nunique()
+    mk.tl.progenitor_pool(sorted_, contrasts=[["MDS", "healthy"]])
+    choice = sorted_.uns["mk_pool"]["denominator_choice"]
+    assert choice["denominator"].iloc[0] == "hspc", choice["reason"].iloc[0]
+    assert "mature Mk" in choice["reason"].iloc[0]
