@@ -234,12 +234,14 @@ CYCLE_VARIANTS = {
 }
 
 
-#: Every cycle correction ran in these files, with the marker panels and species equalisation before
-#: issue 14; cycle_axis_grid.json (none / regress / default) was re-run after that change.
-BEFORE_ISSUE_14 = ("cycle_axis_compare", "cycle_axis_exclude")
+#: The cycle-axis grid as measured in issue 13, with the marker panels and species equalisation before
+#: issue 14 ...
+BEFORE_ISSUE_14 = ("cycle_axis_compare", "cycle_axis_exclude", "cycle_axis_grid")
+#: ... and the settings re-run after them (none / regress / default).
+AFTER_ISSUE_14 = ("cycle_axis_issue14",)
 
 
-def _cycle_grid(names: tuple[str, ...] = ("cycle_axis_grid",)) -> dict[str, dict]:
+def _cycle_grid(names: tuple[str, ...]) -> dict[str, dict]:
     """Setting -> variant -> result from ``names``, later files overriding earlier ones."""
     merged: dict[str, dict] = {}
     for name in names:
@@ -281,20 +283,28 @@ def _cycle_table(grid: dict[str, dict], settings: list[str], title: str) -> list
 
 
 def cycle_tables() -> list[str]:
-    """Every correction on the settings where all ran; the default on the whole tuning grid; the held-out settings."""
-    grid, before = _cycle_grid(), _cycle_grid(BEFORE_ISSUE_14)
-    if not grid:
-        return []
-    tune = sorted(k for k in grid if k.startswith("tune"))
-    held = sorted(k for k in grid if k.startswith("held_out"))
-    every = [k for k in sorted(before) if set(CYCLE_VARIANTS) <= set(before[k])]
+    """Before issue 14: every method where all ran, the default on the tuning grid, held out. After: the settings re-run."""
+    before, after = _cycle_grid(BEFORE_ISSUE_14), _cycle_grid(AFTER_ISSUE_14)
     out = []
+
+    def split(grid: dict) -> tuple[list[str], list[str]]:
+        return sorted(k for k in grid if k.startswith("tune")), sorted(k for k in grid if k.startswith("held_out"))
+
+    tune, held = split(before)
+    every = [k for k in tune if set(CYCLE_VARIANTS) <= set(before[k])]
+    tag = "marker panels and species equalisation before issue 14"
     if every:
-        out += _cycle_table(before, every, "every method (marker panels and species equalisation before issue 14)")
+        out += _cycle_table(before, every, f"every method ({tag})")
     if tune:
-        out += _cycle_table(grid, tune, "whole tuning grid")
+        out += _cycle_table(before, tune, f"whole tuning grid ({tag})")
     if held:
-        out += _cycle_table(grid, held, "held-out settings (never used for any choice)")
+        out += _cycle_table(before, held, f"held-out settings, never used for any choice ({tag})")
+    tune, held = split(after)
+    tag = "after issue 14: reference-checked panels, equalize=states"
+    if tune:
+        out += _cycle_table(after, tune, f"tuning settings re-run ({tag})")
+    if held:
+        out += _cycle_table(after, held, f"held-out settings ({tag})")
     return out[1:]  # block() puts the blank line before it
 
 
