@@ -43,8 +43,8 @@ def node_idle() -> bool:
 
 
 def sacct_lines(jobs: list[str], timeout: float = 90) -> list[str]:
-    """``sacct`` lines of ``jobs`` (every run, requeued ones too) once all of them have ended."""
-    cmd = ["sacct", "-X", "-D", "-o", SACCT, "-j", ",".join(jobs)]
+    """``sacct`` lines of ``jobs`` and their steps (every run) once all of them have ended."""
+    cmd = ["sacct", "-D", "-o", SACCT, "-j", ",".join(jobs)]
     deadline = time.time() + timeout
     while True:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -179,7 +179,7 @@ up() {
     start_munge
     start_mariadb
     start_slurm
-    wait_for 90 "the node (sinfo: $(sinfo -h -N -o %T 2>/dev/null || echo no answer))" node_idle
+    wait_for 90 "the idle node" node_idle
     say "up in $((SECONDS - t0)) s: $(sinfo -h -N -o '%N %T cpus=%c mem=%mMB partition=%P')"
 }
 
