@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mkcell-installed
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench clean slurm-up slurm-down
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need Python 3.11 as '$(PY)' (override with make PY=...)"; exit 1; }
@@ -32,6 +32,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_vs_reference.py
 	$(BIN)/python benchmarks/summarize.py --write
+
+# A one-node Slurm on localhost for the `slurm` tests (Debian, root): docs/cluster.md.
+slurm-up:
+	bash scripts/slurm_local.sh up
+
+slurm-down:
+	bash scripts/slurm_local.sh down
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

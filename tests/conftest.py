@@ -11,12 +11,40 @@ matplotlib.use("Agg")
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: ARG001
-    """GPU and network tests are opt-in (MKCELL_TEST_GPU=1, MKCELL_TEST_INTERNET=1)."""
+    """GPU and network tests are opt-in (MKCELL_TEST_GPU=1, MKCELL_TEST_INTERNET=1); Slurm tests
+    run when a Slurm node is idle (`make slurm-up`)."""
     gates = {"gpu": "MKCELL_TEST_GPU", "internet": "MKCELL_TEST_INTERNET"}
     for item in items:
         for mark, env in gates.items():
             if mark in item.keywords and os.environ.get(env) != "1":
                 item.add_marker(pytest.mark.skip(reason=f"opt-in: set {env}=1"))
+    slurm = [item for item in items if "slurm" in item.keywords]
+    reason = _slurm_unavailable() if slurm else None
+    for item in slurm if reason else ():
+        item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _slurm_unavailable() -> str | None:
+    """Why the `slurm` tests cannot run here, or None when `sinfo` shows an idle node."""
+    import shutil
+    import subprocess
+
+    hint = "`make slurm-up` starts a one-node Slurm on localhost"
+    if shutil.which("sinfo") is None:
+        return f"no Slurm here (sinfo is not on PATH); {hint}"
+    try:
+        proc = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return f"sinfo did not answer within 20 s; {hint}"
+    if proc.returncode != 0:
+        said = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        return f"sinfo failed ({said}); {hint}"
+    states = proc.stdout.split()
+    if "idle" not in states:
+        return f"no idle Slurm node (sinfo: {', '.join(states) or 'no nodes'}); {hint}"
+    return None
 
 
 @pytest.fixture(scope="session")

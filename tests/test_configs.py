@@ -73,13 +73,16 @@ def test_group_options_are_schema_backed(group):
 
 @pytest.mark.parametrize("launcher", ["slurm_gpu", "slurm_cpu"])
 def test_slurm_launchers(launcher):
-    cfg = _compose([f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu"], hydra=True)
+    overrides = [f"hydra/launcher={launcher}", "hydra.launcher.partition=gpu", "compute=gpu"]
+    cfg = _compose(overrides, hydra=True)
     la = cfg.hydra.launcher
     assert la._target_.endswith("SlurmLauncher")
     assert la.partition == "gpu"
     assert la.max_num_timeout > 0  # requeued on timeout; the run resumes
     assert la.mem_gb > 0 and la.timeout_min > 0
-    assert (la.gpus_per_node or 0) >= (1 if launcher == "slurm_gpu" else 0)
+    # slurm_gpu: compute.devices GPUs per task (compute=gpu: one)
+    assert (la.gpus_per_task or 0) == (1 if launcher == "slurm_gpu" else 0)
+    assert la.gpus_per_node is None
 
 
 def test_defaults():

@@ -43,7 +43,8 @@ class UsageError(Exception):
 class _JobErrorFilter:
     """Stderr proxy that keeps Hydra's "Error executing job with overrides: [...]" out of the console.
 
-    The overrides of the failed job are kept and added to mkcell's one-line message.
+    The overrides of the failed job are kept and added to mkcell's one-line message. sbatch's
+    refusal, which submitit echoes to stderr, is dropped too: mkcell says it in its one line.
     """
 
     PREFIX = "Error executing job with overrides: "
@@ -51,10 +52,15 @@ class _JobErrorFilter:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.failed_jobs: list[str] = []
+        self._dropped = False
 
     def write(self, text: str) -> int:
+        dropped, self._dropped = self._dropped, False
         if text.startswith(self.PREFIX):
             self.failed_jobs.append(text[len(self.PREFIX) :].strip())
+            return len(text)
+        if text.startswith("sbatch: ") or (dropped and text == "\n"):
+            self._dropped = text != "\n"
             return len(text)
         return self.stream.write(text)
 
@@ -287,20 +293,30 @@ def task(cfg: DictConfig) -> str:
     from hydra.types import RunMode
 
     import mkcell as mk
+    from mkcell._settings import MkcellError
     from mkcell.workflow import STAGES, check_config, input_signature, run_workflow
+    from workflows._slurm import GiveUpWatch, time_up_message
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir).resolve()
+    watch = GiveUpWatch()  # a Slurm job whose time is up fails with that, not with a side effect
+    logging.getLogger("submitit").addHandler(watch)
     try:
         check_config(cfg)
         mk.settings.seed = int(cfg.seed)
         run_workflow(cfg, run_dir, STAGES, inputs=input_signature(cfg))
     except Exception as exc:
-        _log_to_files(exc)
+        failure: Exception = exc
+        if watch.reason is not None:
+            failure = MkcellError(time_up_message(watch.reason, hc.launcher))
+            failure.__cause__ = exc
+        _log_to_files(failure)
         if hc.mode == RunMode.MULTIRUN:
-            raise
-        _FAILED.append(exc)  # re-raised by `run` once Hydra is done: no extra lines from Hydra
+            raise failure from failure.__cause__
+        _FAILED.append(failure)  # re-raised by `run` once Hydra is done: no extra lines from Hydra
         return str(run_dir)
+    finally:
+        logging.getLogger("submitit").removeHandler(watch)
     _FINISHED.append(run_dir)
     return str(run_dir)
 
@@ -328,6 +344,7 @@ def run(argv: Sequence[str]) -> Path | None:
 
     from mkcell._settings import MkcellError
     from mkcell.workflow import check_config, config_dir
+    from workflows._slurm import launcher_problem, refusal_message, sbatch_refusal
 
     flags, overrides, multirun, info_only = split_args(argv)
     cfg = compose(first_of_sweeps(overrides, multirun=multirun))
@@ -338,6 +355,8 @@ def run(argv: Sequence[str]) -> Path | None:
             check_config(cfg)
         except MkcellError as err:
             raise UsageError(str(err)) from err
+        if problem := launcher_problem(cfg, multirun=multirun):
+            raise UsageError(problem)
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         if has_override(overrides, key):
             out = Path(str(OmegaConf.select(cfg, key)))
@@ -356,6 +375,8 @@ def run(argv: Sequence[str]) -> Path | None:
     try:
         entry()
     except Exception as exc:
+        if (reason := sbatch_refusal(exc)) is not None:
+            raise UsageError(refusal_message(reason, cfg.hydra.launcher)) from exc
         if filtered.failed_jobs:
             exc.add_note(f"job {filtered.failed_jobs[0]}")
         raise
