@@ -287,14 +287,14 @@ def task(cfg: DictConfig) -> str:
     from hydra.types import RunMode
 
     import mkcell as mk
-    from mkcell.workflow import STAGES, check_config, input_signature, run_workflow
+    from mkcell.workflow import check_config, input_signature, run_workflow, stages_for
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir).resolve()
     try:
         check_config(cfg)
         mk.settings.seed = int(cfg.seed)
-        run_workflow(cfg, run_dir, STAGES, inputs=input_signature(cfg))
+        run_workflow(cfg, run_dir, stages_for(cfg), inputs=input_signature(cfg))
     except Exception as exc:
         _log_to_files(exc)
         if hc.mode == RunMode.MULTIRUN:

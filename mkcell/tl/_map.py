@@ -32,23 +32,30 @@ def query_epochs(n_cells: int) -> int:
     return int(np.clip(round(2e5 / max(n_cells, 1)), 20, 100))
 
 
+def check_features(adata: AnnData, reference: Reference) -> list[str]:
+    """The reference features the query lacks; refuse a query with under :data:`MIN_FEATURE_SHARE` of them."""
+    feats = reference.features
+    have = feats.isin(adata.var_names)
+    share = float(have.mean())
+    if share < MIN_FEATURE_SHARE:
+        msg = (
+            f"the query holds only {int(have.sum())} of the reference's {len(feats)} features ({share:.0%}; "
+            f"need {MIN_FEATURE_SHARE:.0%}, e.g. {', '.join(map(str, feats[:3]))}); name the query's genes like "
+            "the reference's (human symbols; mouse genes are mapped through orthologs), or use another reference"
+        )
+        raise MkcellError(msg)
+    return [str(g) for g in feats[~have]]
+
+
 def _query_matrix(
     adata: AnnData, ref: Reference, layer: str | None
 ) -> tuple[sp.csr_matrix, list[str]]:
     """Counts of the reference's features in the reference's order, missing ones zero-filled."""
+    missing = check_features(adata, ref)
     feats = ref.features
     counts = sp.csr_matrix(get_counts(adata, layer), dtype=np.float32)
     pos = adata.var_names.get_indexer(feats)
     have = pos >= 0
-    missing = [str(g) for g in feats[~have]]
-    share = have.mean()
-    if share < MIN_FEATURE_SHARE:
-        msg = (
-            f"the query holds only {have.sum()} of the reference's {len(feats)} features ({share:.0%}; "
-            f"need {MIN_FEATURE_SHARE:.0%}, e.g. {', '.join(map(str, feats[:3]))}); map the query's genes "
-            "to the reference's (human symbols; mouse genes are mapped through orthologs) or use another reference"
-        )
-        raise MkcellError(msg)
     sel = sp.csr_matrix(counts[:, pos[have]])
     cols = np.flatnonzero(have)
     X = sp.csr_matrix(
@@ -320,7 +327,7 @@ def _profile_match(
 def _transfer(
     Z: np.ndarray, ref: Reference, k: int, unknown_distance: float, match: np.ndarray | None = None
 ) -> dict:
-    """kNN transfer of states, pseudotime, stage, fate and UMAP position from the reference."""
+    """Transfer (kNN) states, pseudotime, stage, fate and UMAP position from the reference."""
     cells = ref.cells
     Zr = np.asarray(cells.obsm[K.LATENT], dtype=np.float32)
     k = int(min(k, Zr.shape[0] - 1))
