@@ -71,8 +71,8 @@ def reference_map(
     axes[1].legend(markerscale=3, fontsize=6, frameon=False, loc="best")
     lo, hi = R.min(0), R.max(0)
     rng = [[lo[0], hi[0]], [lo[1], hi[1]]]
-    hq, xe, ye = np.histogram2d(Q[:, 0], Q[:, 1], bins=40, range=rng, density=True)
-    hr, _, _ = np.histogram2d(R[:, 0], R[:, 1], bins=40, range=rng, density=True)
+    hq, xe, ye = np.histogram2d(Q[:, 0], Q[:, 1], bins=25, range=rng, density=True)
+    hr, _, _ = np.histogram2d(R[:, 0], R[:, 1], bins=25, range=rng, density=True)
     axes[2].contour(
         (xe[:-1] + xe[1:]) / 2,
         (ye[:-1] + ye[1:]) / 2,

@@ -29,7 +29,7 @@ QUERY_BATCH_PREFIX = "query:"
 
 def query_epochs(n_cells: int) -> int:
     """Fine-tuning epochs: enough updates for a small query, few for a large one."""
-    return int(np.clip(round(2e5 / max(n_cells, 1)), 20, 100))
+    return int(np.clip(round(1e5 / max(n_cells, 1)), 20, 50))
 
 
 def check_features(adata: AnnData, reference: Reference) -> list[str]:
@@ -142,7 +142,7 @@ def map_to_reference(
     sample_key, species_key
         ``obs`` columns with the query's samples (new batches) and species.
     max_epochs
-        Fine-tuning epochs (default :func:`query_epochs`: 40 at 5,000 cells).
+        Fine-tuning epochs (default :func:`query_epochs`: 20 at 5,000 cells, 50 at 2,000 or fewer).
     batch_size
         Minibatch size (default: the reference's training default, 512 on CPU).
     n_neighbors
@@ -222,6 +222,7 @@ def map_to_reference(
         devices=1,
         batch_size=batch_size or (GPU_BATCH_SIZE if acc == "gpu" else CPU_BATCH_SIZE),
         early_stopping=False,
+        train_size=1.0,
         plan_kwargs={"weight_decay": 0.0},
     )
     train_seconds = time.perf_counter() - t_train

@@ -185,7 +185,7 @@ class PoolConf:
 class ReferenceConf:
     """``reference``: the finished run that ``mode=map`` maps onto (see :func:`mkcell.tl.map_to_reference`).
 
-    ``dir`` is the reference's run folder. ``max_epochs`` (null: 40 at 5,000 query cells)
+    ``dir`` is the reference's run folder. ``max_epochs`` (null: 20 at 5,000 query cells)
     fine-tunes the query's batch parameters only; ``n_neighbors`` reference cells vote on
     each query cell's state; a cell farther than ``unknown_distance`` times the
     reference's local spacing, or unlike every reference state's expression, is ``unknown``.
