@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -57,6 +58,11 @@ def main() -> None:  # noqa: PLR0915
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the input files and finished runs of --work (re-map only)",
+    )
     a = ap.parse_args()
     work = a.work or Path(tempfile.mkdtemp(prefix="bench_map_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -74,7 +80,10 @@ def main() -> None:  # noqa: PLR0915
         q = x.obs["sample"].astype(str).isin(hold).to_numpy()
         for part, sub in (("all", x), ("ref", x[~q]), ("query", x[q])):
             files[part][s] = work / f"{part}_{s}.h5ad"
-            sub.copy().write_h5ad(files[part][s])
+            if not (a.reuse and files[part][s].exists()):
+                sub.copy().write_h5ad(files[part][s])
+    if a.reuse:
+        shutil.rmtree(work / "run_map", ignore_errors=True)
     n_query = sum(int(ad.read_h5ad(p, backed="r").n_obs) for p in files["query"].values())
     print(
         f"{a.n_cells} cells, query {n_query} cells ({a.hold_out} samples per condition), work {work}"
@@ -122,7 +131,8 @@ def main() -> None:  # noqa: PLR0915
         "mkp_f1_mapped": _f1(st_m == K.MKP, truth), "mkp_f1_de_novo": _f1(st_d == K.MKP, truth),
         "pseudotime_spearman_vs_de_novo": float(spearmanr(pt_m[both], pt_d[both]).statistic),
         "n_lineage_cells_compared": int(both.sum()),
-        "share_query_samples_in_range_2sd": float(own["in_range"].mean()),
+        "share_query_samples_in_prediction_interval": float(own["in_range"].mean()),
+        "share_query_samples_within_2sd": float((own["logit_z"].abs() <= 2).mean()),
         "share_query_samples_in_min_max": float(in_minmax.mean()),
         "share_query_samples_nearest_own_condition": float(
             (nearest["reference_condition"] == nearest["condition"]).mean()

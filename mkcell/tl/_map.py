@@ -431,9 +431,10 @@ def pool_vs_reference(
     like ``other``, are in no denominator but ``all``. For each reference condition of
     the same species: ``percentile`` (share of reference samples below, ties half),
     ``logit_z`` (distance from the reference samples' mean in their SD, on the logit
-    scale), the reference's min / median / max, and ``range_low`` / ``range_high``
-    (mean +- 2 SD on the logit scale, back-transformed): ``in_range`` when the query lies
-    within it. ``own_condition`` marks the reference condition named like the query's.
+    scale), the reference's min / median / max, and ``range_low`` / ``range_high``: the
+    95% prediction interval of one new sample of that condition (logit scale, t with
+    ``n - 1`` df, ``mean +- t * SD * sqrt(1 + 1/n)``, back-transformed; wide when the
+    reference has few samples). ``in_range`` when the query lies within it. ``own_condition`` marks the reference condition named like the query's.
 
     Parameters
     ----------
@@ -453,6 +454,8 @@ def pool_vs_reference(
     None or a copy, with ``uns[key_added]``: a table with the columns
     :data:`POOL_VS_REFERENCE_COLUMNS`, one row per query sample and reference condition.
     """
+    from scipy import stats
+
     from ._pool import DENOMINATORS
 
     check_adata(adata, min_vars=0)
@@ -492,11 +495,12 @@ def pool_vs_reference(
             mu = float(lr.mean())
             sd = float(lr.std(ddof=1)) if lr.size > 1 else np.nan
             z = (q - mu) / sd if sd and np.isfinite(sd) and sd > 0 else np.nan
-            lo, hi = (
-                (1 / (1 + np.exp(-(mu - 2 * sd))), 1 / (1 + np.exp(-(mu + 2 * sd))))
+            half = (
+                stats.t.ppf(0.975, lr.size - 1) * sd * np.sqrt(1 + 1 / lr.size)
                 if np.isfinite(sd)
-                else (np.nan, np.nan)
+                else np.nan
             )
+            lo, hi = 1 / (1 + np.exp(-(mu - half))), 1 / (1 + np.exp(-(mu + half)))
             pct = (
                 float(((lr < q).sum() + 0.5 * (lr == q).sum()) / lr.size)
                 if np.isfinite(q)
@@ -508,7 +512,7 @@ def pool_vs_reference(
                     "reference_min": float(fr.min()), "reference_median": float(np.median(fr)),
                     "reference_max": float(fr.max()), "percentile": pct, "logit_z": z,
                     "range_low": lo, "range_high": hi,
-                    "in_range": bool(np.isfinite(z) and abs(z) <= 2),
+                    "in_range": bool(np.isfinite(q) and np.isfinite(half) and abs(q - mu) <= half),
                     "own_condition": cond == base["condition"],
                 }
             )  # fmt: skip

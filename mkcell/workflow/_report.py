@@ -250,7 +250,7 @@ def _mapping(adata: AnnData, run_dir: Path, figures: Mapping[str, Path]) -> str:
         + "<h3>Per query sample</h3>" + table_html(_csv(run_dir, "map_per_sample"))
         + "<h3>Query MkP pool against the reference's samples</h3>"
         + "<p class='muted'>logit_z: distance from the reference condition's samples (logit scale, in their SD); "
-        + "in_range: within mean +- 2 SD; the reference's denominator is used.</p>"
+        + "in_range: within the condition's 95% prediction interval for a new sample (range_low, range_high; wide with few reference samples); the reference's denominator is used.</p>"
         + table_html(_csv(run_dir, "pool_vs_reference"))
     )  # fmt: skip
 
