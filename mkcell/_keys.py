@@ -10,6 +10,11 @@ STATE = "mk_state"
 STATE_CONFIDENCE = "mk_state_confidence"
 STATE_CLUSTER = "mk_cluster"
 PSEUDOTIME = "mk_pseudotime"
+PSEUDOTIME_SPREAD = "mk_pseudotime_spread"  # mapping: weighted SD of the neighbours' pseudotime
+MAP_DISTANCE = "mk_map_distance"  # mapping: distance to the reference, in units of its own spacing
+MAP_PROFILE = (
+    "mk_map_profile_match"  # mapping: best expression-profile correlation over its calibration
+)
 STAGE = "mk_stage"
 FATE = "mk_fate"
 S_SCORE = "S_score"
@@ -36,11 +41,17 @@ TRAJECTORY = "mk_trajectory"
 SCORE = "mk_score"
 POOL = "mk_pool"
 TRUTH = "mk_truth"
+MAP = "mk_map"
+POOL_VS_REFERENCE = "mk_pool_vs_reference"
 
 # states
 MKP = "MkP"
 MK = "Mk"
 STATES = ("HSC/MPP", "MEP", "MkP", "Mk", "erythroid", "myeloid", "other")
+#: Mapped cells far from every reference cell (mk.tl.map_to_reference): never a marker state,
+#: counted like ``other`` by the pool (outside the MkP + Mk and HSPC denominators).
+UNKNOWN = "unknown"
+MAPPED_STATES = (*STATES, UNKNOWN)
 MK_LINEAGE = (MKP, MK)
 HSPC = ("HSC/MPP", "MEP", "MkP")
 SPECIES_NAMES = ("mouse", "human")

@@ -20,6 +20,7 @@ folder listing) shares its two workflow runs with tests/test_reproducibility.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -290,7 +291,42 @@ def cli_files(marrow, tmp_path_factory):
     label_map_csv(d, "Megakaryocyte")
     fake_ensembl(h.copy()).write_h5ad(d / "ensembl.h5ad")
     without_mkp_markers(h.copy()).write_h5ad(d / "no_mkp_markers.h5ad")
+    fake_reference(d / "ref_ok", marrow.annotated)
+    tampered = fake_reference(d / "ref_tampered", marrow.annotated)
+    (tampered / "tables" / "pool_per_sample.csv").write_text("sample,species\nx,human\n")
+    mouse_only = fake_reference(d / "ref_mouse", marrow.annotated)
+    manifest = json.loads((mouse_only / "reference" / "manifest.json").read_text())
+    (mouse_only / "reference" / "manifest.json").write_text(
+        json.dumps({**manifest, "species": ["mouse"]})
+    )
+    few_genes(m.copy()).write_h5ad(d / "few_genes.h5ad")
     return d
+
+
+def fake_reference(folder: Path, annotated: ad.AnnData) -> Path:
+    """A reference run folder as the workflow writes it, with a stand-in model (mapping fails before it is read)."""
+    (folder / "model").mkdir(parents=True)
+    (folder / "tables").mkdir()
+    np.savez(folder / "model" / "weights.npz", w=np.zeros(1))
+    setup = {
+        "model": "scvi",
+        "model_class": "SCVI",
+        "features": list(map(str, annotated.var_names)),
+    }
+    (folder / "model" / "setup.json").write_text(json.dumps(setup))
+    a = annotated.copy()
+    mk.tl.progenitor_pool(a, contrasts=[["MDS", "control"]])
+    a.uns["mk_pool"]["per_sample"].to_csv(folder / "tables" / "pool_per_sample.csv", index=False)
+    mk.tl.write_reference(a, folder)
+    return folder
+
+
+def few_genes(a: ad.AnnData) -> ad.AnnData:
+    """The marker-panel genes and a fifth of the others: most reference features are missing."""
+    panel = set(mk.datasets.marker_panels()["mouse"])
+    names = list(map(str, a.var_names))
+    keep = [g in panel or i % 5 == 0 for i, g in enumerate(names)]
+    return a[:, keep].copy()
 
 
 FILES = ["debug=tiny", "data=files", "pool.contrasts=[[MDS,control]]"]
@@ -327,6 +363,12 @@ CLI_CASES = [
     pytest.param(["debug=tiny", "pool.contrast=[[MDS,control]]"], "unknown config key 'pool.contrast'", "config", id="unknown-config-key"),
     pytest.param(["debug=tiny", "pool.denominator=cells"], "pool.denominator=cells: choose one of", "config", id="unknown-denominator"),
     pytest.param(["debug=tiny", "hydra.run.dir={d}/a_file/run"], "cannot create the output folder", "config", id="unwritable-output-folder"),
+    # mode=map: the reference must be a trustworthy run folder holding the query's species and features (issue 15)
+    pytest.param([*MOUSE, "mode=map"], "mode=map needs a reference: pass reference.dir=RUN_DIR", "config", id="map-without-reference"),
+    pytest.param([*MOUSE, "mode=map", "reference.dir={d}"], "is not an mkcell reference: no reference/manifest.json", "config", id="map-wrong-folder"),
+    pytest.param([*MOUSE, "mode=map", "reference.dir={d}/ref_tampered"], "tables/pool_per_sample.csv does not match its checksum", "config", id="map-tampered-reference"),
+    pytest.param(["debug=tiny", "data=files", "pool.contrasts=[[MDS,healthy]]", "data.inputs.human={d}/human.h5ad", "mode=map", "reference.dir={d}/ref_mouse"], "holds ['mouse'] cells only, but the query has human cells", "config", id="map-species-the-reference-lacks"),
+    pytest.param([*FILES, "data.inputs.mouse={d}/few_genes.h5ad", "mode=map", "reference.dir={d}/ref_ok"], "the query holds only", "map", id="map-other-features"),
 ]  # fmt: skip
 
 

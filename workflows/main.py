@@ -294,7 +294,7 @@ def task(cfg: DictConfig) -> str:
 
     import mkcell as mk
     from mkcell._settings import MkcellError
-    from mkcell.workflow import STAGES, check_config, input_signature, run_workflow
+    from mkcell.workflow import check_config, input_signature, run_workflow, stages_for
     from workflows._slurm import GiveUpWatch, time_up_message
 
     hc = HydraConfig.get()
@@ -304,7 +304,7 @@ def task(cfg: DictConfig) -> str:
     try:
         check_config(cfg)
         mk.settings.seed = int(cfg.seed)
-        run_workflow(cfg, run_dir, STAGES, inputs=input_signature(cfg))
+        run_workflow(cfg, run_dir, stages_for(cfg), inputs=input_signature(cfg))
     except Exception as exc:
         failure: Exception = exc
         if watch.reason is not None:

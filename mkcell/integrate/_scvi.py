@@ -244,9 +244,10 @@ def scvi(
     scvi_mod.settings.seed = seed
     train_counts = sp.csr_matrix(counts, dtype=np.float32)[:, feats]
     species = adata.obs[species_key].astype(str).to_numpy()
+    ratio = None
     if equalize != "none" and len(set(species)) == 2:
         groups = marker_states(adata, species_key, layer) if equalize == "states" else None
-        train_counts, _ = equalize_species(train_counts, species, seed=seed, groups=groups)
+        train_counts, ratio = equalize_species(train_counts, species, seed=seed, groups=groups)
         logger.info(
             "equalised per-gene means between species before training (binomial thinning, %s)",
             equalize,
@@ -326,7 +327,13 @@ def scvi(
         "scvi_tools_version": scvi_mod.__version__,
     }  # fmt: skip
     if save_dir is not None:
-        _save_atomic(net, Path(save_dir))
+        setup = {
+            "model": model, "batch_key": batch_key, "species_key": species_key,
+            "continuous_covariates": continuous, "features": [str(g) for g in adata.var_names[feats]],
+            "equalize": equalize, "equalize_species": sorted(set(species)) if ratio is not None else None,
+            "equalize_ratio": None if ratio is None else [float(x) for x in ratio],
+        }  # fmt: skip
+        _save_atomic(net, Path(save_dir), setup)
         adata.uns[K.INTEGRATE]["model_dir"] = str(save_dir)
     logger.info(
         "%s trained %d epochs in %.1f s (%.0f cells/s per epoch)",
@@ -356,13 +363,56 @@ def _epoch_timer():  # noqa: ANN202
     return EpochTimer()
 
 
-def _save_atomic(net, save_dir: Path) -> None:  # noqa: ANN001
-    """Save to a sibling temp folder, then swap it in."""
+#: Pickle-free copy of a trained model, next to scvi-tools' own ``model.pt``: the weights
+#: as plain arrays and what is needed to rebuild the network (:mod:`mkcell.tl._reference`).
+WEIGHTS_FILE, SETUP_FILE = "weights.npz", "setup.json"
+
+
+def _save_atomic(net, save_dir: Path, setup: dict | None = None) -> None:  # noqa: ANN001
+    """Save to a sibling temp folder, then swap it in.
+
+    Besides scvi-tools' ``model.pt`` (a pickle), the folder gets :data:`WEIGHTS_FILE`
+    (the state dict as arrays, read with ``allow_pickle=False``) and :data:`SETUP_FILE`
+    (JSON: features, categories of the batch and covariates, network sizes, the
+    species equalisation), so that a reference can be loaded without unpickling.
+    """
     tmp = save_dir.with_name(f".{save_dir.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     net.save(str(tmp), overwrite=True, save_anndata=False)
+    if setup is not None:
+        _save_plain(net, tmp, setup)
     if save_dir.exists():
         shutil.rmtree(save_dir)
     tmp.rename(save_dir)
     logger.info("saved the model to %s", save_dir)
+
+
+def _save_plain(net, folder: Path, setup: dict) -> None:  # noqa: ANN001
+    """Write the pickle-free weights and setup of a trained SCVI next to ``model.pt``."""
+    import json
+
+    state = {k: v.detach().cpu().numpy() for k, v in net.module.state_dict().items()}
+    with (folder / WEIGHTS_FILE).open("wb") as fh:
+        np.savez(fh, **state)
+    manager = net.adata_manager
+    batch = manager.get_state_registry("batch").categorical_mapping
+    covs = {}
+    if "extra_categorical_covs" in manager.data_registry:
+        reg = manager.get_state_registry("extra_categorical_covs")
+        covs = {k: [str(x) for x in v] for k, v in reg.mappings.items()}
+    init = net.init_params_
+    plain = {
+        **setup,
+        "model_class": type(net).__name__,
+        "batch_categories": [str(x) for x in batch],
+        "categorical_covariates": covs,
+        "init_params": {k: v for k, v in init.get("non_kwargs", {}).items() if _jsonable(v)},
+        "init_kwargs": {k: v for k, v in init.get("kwargs", {}).get("kwargs", {}).items() if _jsonable(v)},
+        "scvi_tools_version": _import_scvi().__version__,
+    }  # fmt: skip
+    (folder / SETUP_FILE).write_text(json.dumps(plain, indent=1))
+
+
+def _jsonable(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool | list | tuple)

@@ -11,6 +11,7 @@ _NAMES = {
     "score_trends": "._score_trends",
     "e2f_heatmap": "._gsea",
     "da_neighbourhoods": "._milo",
+    "reference_map": "._map",
 }
 __all__ = sorted(_NAMES)
 __getattr__ = lazy_getattr(__name__, _NAMES)

@@ -1,4 +1,4 @@
-"""Tools: states, trajectory, cell-cycle and gene-set scores, progenitor pool."""
+"""Tools: states, trajectory, cell-cycle and gene-set scores, progenitor pool, mapping onto a reference."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ _NAMES = {
     "pseudobulk": "._gsea",
     "pseudobulk_de": "._compare",
     "progenitor_pool": "._pool",
+    "map_to_reference": "._map",
+    "pool_vs_reference": "._map",
+    "load_reference": "._reference",
+    "write_reference": "._reference",
     "maturation_shift": "._maturation",
     "composition": "._composition",
     "da_neighbourhoods": "._milo",

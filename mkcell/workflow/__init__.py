@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from ._config import Config, check_config, config_dir, register_configs
 from ._runner import Stage, fingerprints, is_done, run_workflow
-from ._stages import STAGES, input_signature
+from ._stages import MAP_STAGES, STAGES, input_signature, stages_for
 
 __all__ = [
     "Config",
+    "MAP_STAGES",
     "STAGES",
     "Stage",
     "check_config",
@@ -23,4 +24,5 @@ __all__ = [
     "is_done",
     "register_configs",
     "run_workflow",
+    "stages_for",
 ]

@@ -43,6 +43,13 @@ class Equalize(StrEnum):
     none = "none"
 
 
+class Mode(StrEnum):
+    """What the command does: the whole workflow, or mapping new samples onto a reference run."""
+
+    run = "run"
+    map = "map"
+
+
 class IntegrationModel(StrEnum):
     """scvi-tools model used by :func:`mkcell.integrate.scvi`."""
 
@@ -175,6 +182,22 @@ class PoolConf:
 
 
 @dataclass
+class ReferenceConf:
+    """``reference``: the finished run that ``mode=map`` maps onto (see :func:`mkcell.tl.map_to_reference`).
+
+    ``dir`` is the reference's run folder. ``max_epochs`` (null: 20 at 5,000 query cells)
+    fine-tunes the query's batch parameters only; ``n_neighbors`` reference cells vote on
+    each query cell's state; a cell farther than ``unknown_distance`` times the
+    reference's local spacing, or unlike every reference state's expression, is ``unknown``.
+    """
+
+    dir: str | None = None
+    max_epochs: int | None = None
+    n_neighbors: int = 15
+    unknown_distance: float = 3.0
+
+
+@dataclass
 class ComputeConf:
     """``compute``: Lightning settings for scVI training (they do not change the fingerprints)."""
 
@@ -195,6 +218,7 @@ class ReportConf:
 class Config:
     """The whole workflow configuration (``mkcell --cfg job`` prints it)."""
 
+    mode: Mode = Mode.run
     data: DataConf = MISSING
     map: MapConf = field(default_factory=MapConf)
     integrate: IntegrateConf = MISSING
@@ -203,6 +227,7 @@ class Config:
     score: ScoreConf = MISSING
     pool: PoolConf = MISSING
     compute: ComputeConf = MISSING
+    reference: ReferenceConf = MISSING
     report: ReportConf = field(default_factory=ReportConf)
     seed: int = 0
 
@@ -215,6 +240,7 @@ _GROUPS = {
     "score": ScoreConf,
     "pool": PoolConf,
     "compute": ComputeConf,
+    "reference": ReferenceConf,
 }
 
 
@@ -343,6 +369,42 @@ def check_config(cfg: DictConfig) -> None:
         msg = f"integrate.max_epochs={cfg.integrate.max_epochs}: use at least 1 (or null for the default)"
         raise MkcellError(msg)
     _check_choices(cfg)
+    _check_reference(cfg)
+
+
+def _check_reference(cfg: DictConfig) -> None:
+    """``mode=map``: the reference folder must be a trustworthy reference holding the input species."""
+    if Mode(cfg.mode) is not Mode.map:
+        return
+    from ..tl._reference import load_reference
+
+    ref = cfg.reference
+    if ref.dir is None:
+        msg = "mode=map needs a reference: pass reference.dir=RUN_DIR (the folder of a finished mkcell run)"
+        raise MkcellError(msg)
+    if ref.max_epochs is not None and ref.max_epochs < 1:
+        msg = f"reference.max_epochs={ref.max_epochs}: use at least 1 (or null for the default)"
+        raise MkcellError(msg)
+    try:
+        loaded = load_reference(str(ref.dir))
+    except MkcellError as err:
+        msg = f"reference.dir={ref.dir}: {err}"
+        raise MkcellError(msg) from None
+    data = cfg.data
+    wanted = [
+        s
+        for s in data.species
+        if DataSource(data.source) is not DataSource.files or data.inputs[s] is not None
+    ]
+    lacking = [s for s in wanted if s not in loaded.species]
+    if lacking:
+        have = loaded.species
+        msg = (
+            f"reference.dir={ref.dir} holds {have} cells only, but the query has {lacking[0]} cells "
+            f"(data.inputs.{lacking[0]}); map them onto a reference with {lacking[0]} cells, or set "
+            f"data.species={have}"
+        )
+        raise MkcellError(msg)
 
 
 def _check_choices(cfg: DictConfig) -> None:

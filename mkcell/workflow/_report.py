@@ -220,6 +220,41 @@ def _trajectory(adata: AnnData) -> str:
     return _kv(info)
 
 
+def _mapping(adata: AnnData, run_dir: Path, figures: Mapping[str, Path]) -> str:
+    """mode=map: how much of the query mapped, and where its samples sit in the reference."""
+    res = adata.uns.get(K.MAP)
+    if not isinstance(res, Mapping):
+        return ""
+    params = res.get("params", {})
+    n = int(res.get("n_cells", adata.n_obs))
+    info = {
+        "reference": params.get("reference"),
+        "reference mkcell version": res.get("reference_version"),
+        "reference cells": res.get("n_reference_cells"),
+        "query cells": n,
+        "features used / zero-filled (missing in the query)": f"{res.get('n_features', 0) - res.get('n_missing_features', 0)} / {res.get('n_missing_features', 0)}",
+        f"mapped confidently (state confidence >= {params.get('confident', 0.7)})": f"{res.get('share_confident', float('nan')):.1%}",
+        "unknown (far from every reference cell, or unlike every reference state)": f"{res.get('n_unknown', 0)} cells ({res.get('share_unknown', 0.0):.1%})",
+        "fine-tuning (query batch parameters only; reference weights frozen)": f"{params.get('max_epochs')} epochs, {res.get('train_seconds', float('nan')):.1f} s",
+        "mapping seconds": f"{res.get('seconds', float('nan')):.1f}",
+    }  # fmt: skip
+    note = ""
+    if res.get("share_unknown", 0.0) > 0.1:
+        note = (
+            "<p><b>Warning:</b> more than 10% of the query's cells are unlike the reference: the query "
+            "holds cells the reference lacks (another cell type or tissue?). Their states and pseudotime "
+            "are not transferred (state <code>unknown</code>); they are counted in the pool tables.</p>"
+        )
+    return (
+        note + _kv(info) + _figure(figures, "reference_map")
+        + "<h3>Per query sample</h3>" + table_html(_csv(run_dir, "map_per_sample"))
+        + "<h3>Query MkP pool against the reference's samples</h3>"
+        + "<p class='muted'>logit_z: distance from the reference condition's samples (logit scale, in their SD); "
+        + "in_range: within the condition's 95% prediction interval for a new sample (range_low, range_high; wide with few reference samples); the reference's denominator is used.</p>"
+        + table_html(_csv(run_dir, "pool_vs_reference"))
+    )  # fmt: skip
+
+
 def _pool_denominator(adata: AnnData) -> pd.DataFrame | None:
     pool = adata.uns.get(K.POOL, {})
     choice = pool.get("denominator_choice") if isinstance(pool, Mapping) else None
@@ -265,8 +300,10 @@ def build_report(
         if isinstance(integ, Mapping)
         else {}
     )
+    mapping = _mapping(adata, run_dir, figures)
     sections = [
         ("inputs", "Inputs", _inputs(cfg, adata) + _gene_ids(adata)),
+        *([("mapping", "Mapping onto the reference", mapping)] if mapping else []),
         ("orthologs", "Ortholog mapping", _orthologs(adata, run_dir)),
         (
             "integration", "Integration",

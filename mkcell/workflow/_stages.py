@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import mkcell as mk
 
 from .. import _keys as K
 from .._settings import MkcellError, logger
 from .._utils import atomic_path, write_csv_atomic
-from ._config import DataSource, IntegrationModel
+from ._config import DataSource, IntegrationModel, Mode
 from ._runner import Stage, file_signature
 
 POOL_SAMPLE_COLUMNS = ["sample", "species", "condition", "n_cells", "n_mkp", "mkp_fraction"]
@@ -30,6 +30,16 @@ METRIC_COLUMNS = ["metric", "value", "baseline_value"]
 #: The Mk-commitment axis the trajectory follows when mature Mk are absent.
 COMMITMENT_AXIS = ("HSC/MPP", "MEP", K.MKP)
 FIGURES = ("embedding", "pseudotime_density", "score_trends", "pool")
+#: Extra figure of ``mode=map``: the query on the reference's embedding.
+MAP_FIGURES = ("reference_map",)
+MAP_SAMPLE_COLUMNS = [
+    "species",
+    "sample",
+    "n_cells",
+    "n_unknown",
+    "share_unknown",
+    "share_confident",
+]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -151,7 +161,16 @@ def _subsample(data: dict[str, AnnData], max_cells: int, seed: int) -> dict[str,
 
 
 def input_signature(cfg: DictConfig) -> object:
-    """Signature of the inputs (path, size, mtime of files; registry entry), for the fingerprint."""
+    """Signature of the inputs (path, size, mtime of files; registry entry; the reference's manifest), for the fingerprint."""
+    if Mode(cfg.mode) is Mode.map:
+        from ..tl._reference import MANIFEST, _reference_root
+
+        root = _reference_root(Path(str(cfg.reference.dir)).expanduser())
+        return {"query": _input_signature(cfg), "reference": file_signature(root / MANIFEST)}
+    return _input_signature(cfg)
+
+
+def _input_signature(cfg: DictConfig) -> object:
     source = DataSource(cfg.data.source)
     if source is DataSource.files:
         return {
@@ -492,13 +511,12 @@ def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     return adata
 
 
-def pool(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
+def pool(cfg: DictConfig, adata: AnnData, run_dir: Path, denominator: str | None = None) -> AnnData:
     """MkP pool per sample and its contrasts; maturation shift along pseudotime."""
     contrasts = contrasts_of(cfg)
     f = mk.tl.progenitor_pool
-    adata = _inplace(
-        f(adata, K.SAMPLE, K.CONDITION, contrasts, denominator=cfg.pool.denominator), adata
-    )
+    den = denominator or cfg.pool.denominator
+    adata = _inplace(f(adata, K.SAMPLE, K.CONDITION, contrasts, denominator=den), adata)
     res = adata.uns[K.POOL]
     write_table(res["per_sample"], run_dir, "pool_per_sample", POOL_SAMPLE_COLUMNS)
     write_table(res["contrasts"], run_dir, "pool_contrasts", POOL_CONTRAST_COLUMNS)
@@ -514,6 +532,70 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     res = adata.uns.get(key.default if key is not None else "", {})
     if isinstance(res, dict) and isinstance(res.get("contrasts"), pd.DataFrame):
         write_table(res["contrasts"], run_dir, "maturation_shift")
+    return adata
+
+
+# --------------------------------------------------------------------------- mode=map
+
+
+def _reference(cfg: DictConfig) -> object:
+    from ..tl._reference import load_reference
+
+    return load_reference(str(cfg.reference.dir))
+
+
+def map_query(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnData:
+    """``mode=map``: orthologs as the reference mapped them; the query must hold enough of its features."""
+    from ..tl._map import check_features
+
+    ref = _reference(cfg)
+    keep = bool(
+        (ref.config.get("map") or {}).get("keep_species_specific", cfg.map.keep_species_specific)
+    )
+    if keep != cfg.map.keep_species_specific:
+        logger.info("map.keep_species_specific=%s, as in the reference", keep)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.map.keep_species_specific = keep
+    adata = map_species(cfg, data, run_dir)
+    check_features(adata, ref)
+    return adata
+
+
+def map_reference(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
+    """``mode=map``: place the query in the reference's space; transfer states, pseudotime, fate."""
+    r, comp = cfg.reference, cfg.compute
+    f = mk.tl.map_to_reference
+    adata = _inplace(
+        f(
+            adata, _reference(cfg), max_epochs=r.max_epochs, n_neighbors=r.n_neighbors,
+            unknown_distance=r.unknown_distance, accelerator=comp.accelerator, seed=cfg.seed,
+        ),
+        adata,
+    )  # fmt: skip
+    write_table(adata.uns[K.MAP]["per_sample"], run_dir, "map_per_sample", MAP_SAMPLE_COLUMNS)
+    missing = adata.uns[K.MAP]["missing_features"]
+    if len(missing):
+        write_table(missing, run_dir, "map_missing_features")
+    return adata
+
+
+def pool_map(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
+    """``mode=map``: the query's pool (with the reference's denominator) and its place among the reference's samples."""
+    ref = _reference(cfg)
+    dens = sorted(set(ref.pool["denominator"].astype(str)))
+    den = None
+    if cfg.pool.denominator == "auto" and len(dens) == 1:
+        den = dens[0]
+        logger.info("pool denominator %s, as in the reference", den)
+    adata = pool(cfg, adata, run_dir, den)
+    vs = mk.tl.pool_vs_reference
+    adata = _inplace(vs(adata, ref), adata)
+    from ..tl._map import POOL_VS_REFERENCE_COLUMNS
+
+    write_table(
+        adata.uns[K.POOL_VS_REFERENCE], run_dir, "pool_vs_reference", POOL_VS_REFERENCE_COLUMNS
+    )
     return adata
 
 
@@ -535,6 +617,7 @@ def report(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     from ._report import write_report
 
     dpi = cfg.report.dpi
+    mapped = Mode(cfg.mode) is Mode.map
     figures = {}
     colors = [k for k in (K.SPECIES, K.SAMPLE, K.STATE) if k in adata.obs.columns]
     figures["embedding"] = save_figure(
@@ -549,9 +632,15 @@ def report(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
         else:
             fig = getattr(mk.pl, name)(adata)
         figures[name] = save_figure(fig, run_dir, name, dpi)
+    if mapped:
+        for name in MAP_FIGURES:
+            figures[name] = save_figure(getattr(mk.pl, name)(adata), run_dir, name, dpi)
     write_h5ad_atomic(adata, run_dir / "mkcell.h5ad")
     logger.info("wrote %s", run_dir / "mkcell.h5ad")
-    write_report(cfg, adata, run_dir, figures, STAGES)
+    if not mapped:
+        write = mk.tl.write_reference
+        write(adata, run_dir, config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    write_report(cfg, adata, run_dir, figures, stages_for(cfg))
     return adata
 
 
@@ -571,8 +660,35 @@ STAGES: tuple[Stage, ...] = (
         "report",
         report,
         ("report",),
-        ("report.html", "mkcell.h5ad", *(f"figures/{f}.png" for f in FIGURES)),
+        (
+            "report.html",
+            "mkcell.h5ad",
+            "reference/manifest.json",
+            *(f"figures/{f}.png" for f in FIGURES),
+        ),
         save_data=False,
     ),  # fmt: skip
 )
 """The workflow, in order."""
+
+MAP_STAGES: tuple[Stage, ...] = (
+    Stage("load", load, ("data", "seed", "mode")),
+    Stage("map", map_query, ("map", "reference.dir"), ("tables/ortholog_report.csv",)),
+    Stage("reference", map_reference, ("reference", "seed"), ("tables/map_per_sample.csv",)),
+    Stage("score", score, ("score", "pool.contrasts", "seed"), ("tables/score_contrasts.csv",)),
+    Stage(
+        "pool", pool_map, ("pool", "seed"),
+        ("tables/pool_per_sample.csv", "tables/pool_contrasts.csv", "tables/pool_vs_reference.csv"),
+    ),
+    Stage(
+        "report", report, ("report",),
+        ("report.html", "mkcell.h5ad", *(f"figures/{f}.png" for f in (*FIGURES, *MAP_FIGURES))),
+        save_data=False,
+    ),
+)  # fmt: skip
+"""``mode=map``: new samples onto a reference run, in order."""
+
+
+def stages_for(cfg: DictConfig) -> tuple[Stage, ...]:
+    """The stages of ``cfg.mode``: :data:`STAGES` (run) or :data:`MAP_STAGES` (map)."""
+    return MAP_STAGES if Mode(cfg.mode) is Mode.map else STAGES
