@@ -15,6 +15,7 @@ import pytest
 import mkcell as mk
 from mkcell import _keys as K
 from mkcell._settings import MkcellError
+from mkcell.io._fetch import file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,7 +117,7 @@ def _other_features(p: Path) -> Path:
     setup["features"] = [f"{g}_x" for g in setup["features"]]
     (p / "model" / "setup.json").write_text(json.dumps(setup))
     m = json.loads((p / "reference" / "manifest.json").read_text())
-    m["files"]["model/setup.json"] = mk.tl._reference.sha256(p / "model" / "setup.json")
+    m["files"]["model/setup.json"] = file_sha256(p / "model" / "setup.json")
     (p / "reference" / "manifest.json").write_text(json.dumps(m))
     return p
 

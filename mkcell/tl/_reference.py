@@ -9,7 +9,6 @@ and the species. Nothing is unpickled: the network is rebuilt from
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from anndata import AnnData
 from .. import _keys as K
 from .._settings import MkcellError, logger
 from .._utils import get_counts, write_h5ad_atomic, write_text_atomic
+from ..io._fetch import file_sha256
 
 MANIFEST = "reference/manifest.json"
 CELLS = "reference/cells.h5ad"
@@ -43,15 +43,6 @@ FORMAT = 1
 #: ``obs`` columns of the reference cells that mapping transfers or compares against.
 CELL_COLUMNS = (K.SPECIES, K.SAMPLE, K.CONDITION, K.STATE, K.STAGE, K.PSEUDOTIME, K.FATE)
 FIX = "pass the run folder of a finished mkcell run (mkcell ... hydra.run.dir=RUN_DIR) as the reference"
-
-
-def sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _major(version: str) -> tuple[int, ...]:
@@ -137,7 +128,7 @@ def write_reference(
         if K.CONDITION in obs
         else {},
         "n_cells": int(adata.n_obs),
-        "files": {rel: sha256(run_dir / rel) for rel in files},
+        "files": {rel: file_sha256(run_dir / rel) for rel in files},
     }
     path = run_dir / MANIFEST
     write_text_atomic(path, json.dumps(manifest, indent=1))
@@ -351,7 +342,7 @@ def load_reference(path: str | os.PathLike | Reference, *, check: bool = True) -
         if not p.is_file():
             msg = f"reference {root}: {rel} is missing (listed in {MANIFEST}); copy the whole run folder, or run the reference again"
             raise MkcellError(msg)
-        if check and sha256(p) != digest:
+        if check and file_sha256(p) != digest:
             msg = f"reference {root}: {rel} does not match its checksum in {MANIFEST} (changed after the run); restore the original file or run the reference again"
             raise MkcellError(msg)
     setup = json.loads((root / SETUP).read_text())
