@@ -58,6 +58,7 @@ def main() -> None:  # noqa: PLR0915
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--out", default="map", help="results/<out>.json")
     ap.add_argument(
         "--reuse",
         action="store_true",
@@ -179,7 +180,7 @@ def main() -> None:  # noqa: PLR0915
         if not isinstance(v, list | dict):
             print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}")
     print("map stage seconds:", json.dumps(stages_map))
-    save("map", res)
+    save(a.out, res)
 
 
 if __name__ == "__main__":
