@@ -106,7 +106,8 @@ def _targeted_panel(
     if n < len(chosen):
         msg = f"panel_genes={n} is fewer than the {len(chosen)} panel and cycle genes kept; use at least {len(chosen)}"
         raise MkcellError(msg)
-    rest = np.asarray([g for g in names if g not in set(chosen) and g not in drop])
+    taken = set(chosen) | drop
+    rest = np.asarray([g for g in names if g not in taken])
     chosen += list(rng.choice(rest, size=min(n - len(chosen), rest.size), replace=False))
     return adata[:, names.isin(chosen)].copy()
 
