@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -65,6 +66,29 @@ def _wait_for(check, proc: subprocess.Popen, what: str, timeout: float = 600) ->
         assert proc.poll() is None, f"mkcell ended before {what}: {proc.communicate()[1][-2000:]}"
         assert time.time() < deadline, f"waited {timeout} s for {what}"
         time.sleep(0.2)
+
+
+@contextmanager
+def _seed0_job_past_map(tmp_path: Path, folder: Path, *overrides: str):
+    """Submit ``debug=tiny seed=0`` through slurm_cpu and wait until its map stage is done.
+
+    Yields (process, job id); on leaving, a job still running is killed and cancelled.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workflows.main", "-m", "hydra/launcher=slurm_cpu", "debug=tiny",
+         "seed=0", *LOCAL, *overrides, f"hydra.sweep.dir={folder}"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_for(
+            lambda: (folder / "0" / "stages" / "map.done.json").exists(), proc, "the map stage"
+        )
+        (job,) = _job_ids(folder)
+        yield proc, job
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run(["scancel", *_job_ids(folder)], check=False, timeout=30)
 
 
 def _contract_files(run: Path) -> None:
@@ -132,15 +156,8 @@ def test_requeued_job_resumes(sweep, tmp_path):
     assert sweep[1].returncode == 0, sweep[1].stderr[-3000:]
     folder = tmp_path / "requeued"
     run = folder / "0"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workflows.main", "-m", "hydra/launcher=slurm_cpu", "debug=tiny",
-         "seed=0", *LOCAL, f"hydra.sweep.dir={folder}"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
+    with _seed0_job_past_map(tmp_path, folder) as (proc, job):
         # 1. the signal Slurm sends signal_delay_s before the time limit: submitit requeues the job
-        _wait_for(lambda: (run / "stages" / "map.done.json").exists(), proc, "the map stage")
-        (job,) = _job_ids(folder)
         subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
         # 2. back in the queue and running again, it is requeued by force (as a preemption or a
         # node failure would) in the middle of the integrate stage
@@ -149,10 +166,6 @@ def test_requeued_job_resumes(sweep, tmp_path):
         time.sleep(5)
         subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
         out, err = proc.communicate(timeout=900)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            subprocess.run(["scancel", *_job_ids(folder)], check=False, timeout=30)
     assert proc.returncode == 0, err[-3000:]
     assert Path(_last_line(out)) == folder.resolve()
     assert _final_states(job) == ["REQUEUED", "REQUEUED", "COMPLETED"], _sacct(job)
@@ -172,23 +185,12 @@ def test_time_up_without_requeue_one_line(tmp_path):
     """The time-limit signal with no requeue left: one line saying so; finished stages are kept."""
     folder = tmp_path / "time_up"
     run = folder / "0"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workflows.main", "-m", "hydra/launcher=slurm_cpu", "debug=tiny",
-         "seed=0", *LOCAL, "hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=0",
-         f"hydra.sweep.dir={folder}"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        _wait_for(lambda: (run / "stages" / "map.done.json").exists(), proc, "the map stage")
-        (job,) = _job_ids(folder)
+    overrides = ("hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=0")
+    with _seed0_job_past_map(tmp_path, folder, *overrides) as (proc, job):
         # the signal Slurm sends signal_delay_s before the limit (submitit counts it as a time-out
         # when timeout_min <= 10); with max_num_timeout=0 the job is not requeued
         subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
         _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            subprocess.run(["scancel", *_job_ids(folder)], check=False, timeout=30)
     assert proc.returncode == 1
     assert err.count("\n") == 1, err
     assert err.startswith("mkcell: error: the Slurm job stopped at its time limit")
