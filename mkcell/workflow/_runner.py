@@ -3,8 +3,10 @@
 Each stage leaves its data in ``<run>/stages/<stage>.h5ad`` (or one file per species,
 ``<stage>.<species>.h5ad``) and, last of all, a marker ``<stage>.done.json`` holding the
 stage's fingerprint. The fingerprint hashes the config sections the stage reads, the
-fingerprint of the stage before, the input files (path, size, mtime) and the mkcell
-version, so a change anywhere upstream changes every fingerprint downstream.
+source of the package files its computation depends on (``Stage.code``, sha256 of the
+bytes), the fingerprint of the stage before, the input files (path, size, mtime) and the
+mkcell version, so a change anywhere upstream — in the config, the inputs or the code —
+changes every fingerprint downstream.
 
 A stage counts as done only when its marker exists, its fingerprint matches and every
 output it lists exists. The runner starts at the first stage that is not done, reading
@@ -60,6 +62,10 @@ class Stage:
         Write the returned data to ``stages/`` (the last stage writes its own output).
     ddp
         Run this stage also in Lightning's DDP worker processes (see :func:`run_workflow`).
+    code
+        Package files the stage's results depend on: globs relative to the ``mkcell``
+        folder (``tl/_pool.py``, ``io/*.py``, ``data/**/*``). Their bytes enter the
+        fingerprint, so editing one re-runs this stage and every stage after it.
     """
 
     name: str
@@ -68,12 +74,56 @@ class Stage:
     outputs: tuple[str, ...] = ()
     save_data: bool = True
     ddp: bool = False
+    code: tuple[str, ...] = ()
 
 
 def _version() -> str:
     from .. import __version__
 
     return __version__
+
+
+def package_root() -> Path:
+    """The folder of the ``mkcell`` package that is running (``Stage.code`` is relative to it)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def code_files(patterns: Sequence[str], root: Path | None = None) -> list[str]:
+    """Files of the package matched by ``patterns`` (relative POSIX paths, sorted, no caches).
+
+    Parameters
+    ----------
+    patterns
+        Globs relative to ``root`` (see :attr:`Stage.code`).
+    root
+        The package folder; default :func:`package_root`.
+
+    Returns
+    -------
+    The matched files; a pattern that matches no file raises (a typo in a stage list).
+    """
+    root = package_root() if root is None else Path(root)
+    found: set[str] = set()
+    for pattern in patterns:
+        hits = {
+            p.relative_to(root).as_posix()
+            for p in root.glob(pattern)
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        }
+        if not hits:
+            msg = f"stage code pattern {pattern!r} matches no file in {root}; this is a bug in mkcell"
+            raise RuntimeError(msg)
+        found |= hits
+    return sorted(found)
+
+
+def code_digest(patterns: Sequence[str], root: Path | None = None) -> dict[str, str]:
+    """``{file: sha256 of its bytes}`` for the package files matched by ``patterns``."""
+    root = package_root() if root is None else Path(root)
+    return {
+        rel: hashlib.sha256((root / rel).read_bytes()).hexdigest()
+        for rel in code_files(patterns, root)
+    }
 
 
 def _json_default(obj: object) -> str:
@@ -119,7 +169,13 @@ def section(cfg: DictConfig, key: str) -> Any:
     return value
 
 
-def fingerprints(cfg: DictConfig, stages: Sequence[Stage], inputs: object = None) -> dict[str, str]:
+def fingerprints(
+    cfg: DictConfig,
+    stages: Sequence[Stage],
+    inputs: object = None,
+    *,
+    root: str | os.PathLike | None = None,
+) -> dict[str, str]:
     """Fingerprint of every stage, chained from the first.
 
     Parameters
@@ -130,24 +186,54 @@ def fingerprints(cfg: DictConfig, stages: Sequence[Stage], inputs: object = None
         The stages in order.
     inputs
         JSON-able signature of the input files (enters the first stage).
+    root
+        The package folder the stages' ``code`` is read from; default :func:`package_root`.
 
     Returns
     -------
     ``{stage name: sha256 hex digest}``.
     """
-    out: dict[str, str] = {}
+    return {k: v["fingerprint"] for k, v in _payloads(cfg, stages, inputs, root).items()}
+
+
+def _payloads(
+    cfg: DictConfig, stages: Sequence[Stage], inputs: object, root: str | os.PathLike | None
+) -> dict[str, dict[str, Any]]:
+    """What enters each stage's fingerprint, and the fingerprint (key ``fingerprint``)."""
+    root = package_root() if root is None else Path(root)
+    out: dict[str, dict[str, Any]] = {}
     prev = None
     version = _version()
     for i, st in enumerate(stages):
         payload = {
             "stage": st.name,
             "config": {k: section(cfg, k) for k in st.sections},
+            "code": code_digest(st.code, root),
             "previous": prev,
             "inputs": inputs if i == 0 else None,
             "mkcell": version,
         }
-        prev = out[st.name] = _digest(payload)
+        prev = _digest(payload)
+        out[st.name] = {**payload, "fingerprint": prev}
     return out
+
+
+def _why_rerun(run_dir: Path, stage: Stage, payload: Mapping[str, Any]) -> str:
+    """Why the first stage that is not done has to run (for the log)."""
+    marker = read_marker(run_dir, stage.name)
+    if marker is None:
+        return "no finished run of it in this folder"
+    if marker.get("fingerprint") == payload["fingerprint"]:
+        return "some of its outputs are missing"
+    old, new = marker.get("code") or {}, payload["code"]
+    changed = sorted(f for f in set(old) | set(new) if old.get(f) != new.get(f))
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        return f"its code changed ({', '.join(changed[:3])}{more})"
+    config = json.loads(json.dumps(payload["config"], default=_json_default))
+    if marker.get("config") != config:
+        return "its config changed"
+    return "its inputs, an earlier stage or the mkcell version changed"
 
 
 def marker_path(run_dir: Path, name: str) -> Path:
@@ -214,9 +300,15 @@ def load_data(run_dir: Path, name: str) -> StageData:
 
 
 def write_marker(
-    run_dir: Path, stage: Stage, fingerprint: str, data_rel: object, started: float, cfg: DictConfig
+    run_dir: Path,
+    stage: Stage,
+    fingerprint: str,
+    data_rel: object,
+    started: float,
+    cfg: DictConfig,
+    code: Mapping[str, str] | None = None,
 ) -> None:
-    """Write the ``done`` marker of a stage (after all its outputs)."""
+    """Write the ``done`` marker of a stage (after all its outputs); ``code``: file digests."""
     missing = [f for f in stage.outputs if not (run_dir / f).exists()]
     if missing:
         msg = f"stage {stage.name!r} did not write {missing}; this is a bug in mkcell, please report it"
@@ -233,6 +325,7 @@ def write_marker(
         "seconds": round(now - started, 3),
         "process_peak_rss_gb": round(_peak_rss_gb(), 3),
         "config": {k: section(cfg, k) for k in stage.sections},
+        "code": dict(code or {}),
     }
     write_text_atomic(
         marker_path(run_dir, stage.name), json.dumps(marker, indent=2, default=_json_default)
@@ -329,7 +422,8 @@ def run_workflow(
 
 
 def _run(cfg: DictConfig, run_dir: Path, stages: Sequence[Stage], inputs: object) -> dict[str, str]:
-    fps = fingerprints(cfg, stages, inputs)
+    payloads = _payloads(cfg, stages, inputs, None)
+    fps = {name: p["fingerprint"] for name, p in payloads.items()}
     first = next((i for i, st in enumerate(stages) if not is_done(run_dir, st, fps[st.name])), None)
     status: dict[str, str] = {}
     t_all = time.perf_counter()
@@ -345,6 +439,12 @@ def _run(cfg: DictConfig, run_dir: Path, stages: Sequence[Stage], inputs: object
     if first is None:
         logger.info("all %d stages up to date in %s", len(stages), run_dir)
         return status
+    if first > 0 or read_marker(run_dir, stages[first].name) is not None:
+        logger.info(
+            "stage %-10s re-runs, and every stage after it: %s",
+            stages[first].name,
+            _why_rerun(run_dir, stages[first], payloads[stages[first].name]),
+        )
     # stages from `first` on will be redone: drop their markers before touching any file
     for st in stages[first:]:
         marker_path(run_dir, st.name).unlink(missing_ok=True)
@@ -363,7 +463,7 @@ def _run(cfg: DictConfig, run_dir: Path, stages: Sequence[Stage], inputs: object
         t0 = time.perf_counter()
         data = st.func(cfg, data, run_dir)
         data_rel = save_data(run_dir, st.name, data) if st.save_data else None
-        write_marker(run_dir, st, fps[st.name], data_rel, started, cfg)
+        write_marker(run_dir, st, fps[st.name], data_rel, started, cfg, payloads[st.name]["code"])
         logger.info("stage %-10s done in %.1f s", st.name, time.perf_counter() - t0)
         status[st.name] = "ran"
     logger.info("workflow finished in %.1f s: %s", time.perf_counter() - t_all, run_dir)
