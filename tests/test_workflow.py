@@ -322,6 +322,18 @@ def test_tiny_run_outputs(tiny_run, record_property):
     assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
 
 
+def test_lightning_lines_printed_once(tiny_run):
+    """Each Lightning line once on the console (no second, ``INFO: ...`` copy) and in the log."""
+    run_dir, proc, _ = tiny_run
+    assert proc.returncode == 0
+    lines = proc.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("INFO: ")]
+    gpu = [line for line in lines if "GPU available:" in line]
+    assert len(gpu) == 1, gpu
+    log = (run_dir / "mkcell.log").read_text()
+    assert log.count("GPU available:") == 1
+
+
 def test_rerun_skips_every_stage(tiny_run):
     run_dir, first, _ = tiny_run
     assert first.returncode == 0
@@ -350,6 +362,40 @@ def test_changed_stage_config_reruns_it_and_later(tiny_run, tmp_path):
     }
     marker = json.loads((copy / "stages" / "annotate.done.json").read_text())
     assert marker["config"]["annotate"]["resolution"] == 0.6
+
+
+def test_code_edit_reruns_stage_and_later(tiny_run, tmp_path):
+    """Edit the pool tool in a scratch copy of the package: pool and report re-run, nothing before."""
+    import mkcell
+
+    run_dir, first, _ = tiny_run
+    assert first.returncode == 0
+    package = Path(mkcell.__file__).resolve().parent
+    scratch = tmp_path / "src"
+    skip = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(package, scratch / "mkcell", ignore=skip)
+    for name in ("workflows", "configs"):
+        shutil.copytree(package.parent / name, scratch / name, ignore=skip)
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    tool = scratch / "mkcell" / "tl" / "_pool.py"
+    with tool.open("a") as fh:
+        fh.write("# an edit that changes no number\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "workflows.main", "debug=tiny", f"hydra.run.dir={copy}"],
+        cwd=scratch, env={**_env(), "PYTHONPATH": str(scratch)}, capture_output=True, text=True,
+        timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    i = STAGE_NAMES.index("pool")
+    assert _stage_lines(proc.stderr) == {
+        **dict.fromkeys(STAGE_NAMES[:i], "skipped"),
+        **dict.fromkeys(STAGE_NAMES[i:], "done"),
+    }
+    assert "its code changed (tl/_pool.py)" in proc.stderr
+    marker = json.loads((copy / "stages" / "pool.done.json").read_text())
+    assert marker["code"]["tl/_pool.py"] == hashlib.sha256(tool.read_bytes()).hexdigest()
+    _same_tables(run_dir, copy)
 
 
 def _same_tables(a: Path, b: Path) -> None:

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -370,6 +371,34 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+#: Loggers Lightning gives a console handler of its own when it is imported.
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+
+
+def single_lightning_log() -> None:
+    """Print each Lightning (scvi-tools training) log line once.
+
+    ``import lightning`` puts its own console handler (``INFO: ...``) on the ``lightning``
+    logger, whose records also propagate to the root logger. Where the root logger has
+    handlers (the ``mkcell`` command: console with time stamps, and ``mkcell.log``), each
+    line came out twice. Lightning's console handlers are removed then, so its lines go
+    through the root handlers only; without root handlers nothing changes. Call it before
+    training (it imports Lightning, which scvi-tools imports anyway).
+    """
+    if not logging.getLogger().handlers:
+        return
+    try:
+        import lightning  # noqa: F401 - its import adds the handlers removed here
+    except ImportError:
+        return
+    for name in LIGHTNING_LOGGERS:
+        lg = logging.getLogger(name)
+        for handler in list(lg.handlers):
+            if type(handler) is logging.StreamHandler:
+                lg.removeHandler(handler)
+        lg.propagate = True
 
 
 def ddp_worker_rank() -> int:

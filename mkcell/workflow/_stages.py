@@ -22,7 +22,7 @@ from .. import _keys as K
 from .._settings import MkcellError, logger
 from .._utils import atomic_path, write_csv_atomic
 from ._config import DataSource, IntegrationModel, Mode
-from ._runner import Stage, file_signature
+from ._runner import Stage, file_signature, single_lightning_log
 
 POOL_SAMPLE_COLUMNS = ["sample", "species", "condition", "n_cells", "n_mkp", "mkp_fraction"]
 POOL_CONTRAST_COLUMNS = ["species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value"]
@@ -394,6 +394,7 @@ def map_species(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> Ann
 def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     """Select features, train scVI / SysVI, compute integration metrics and the UMAP of the latent space."""
     c, comp = cfg.integrate, cfg.compute
+    single_lightning_log()
     hvg = mk.pp.highly_variable_genes
     adata = _inplace(
         hvg(
@@ -565,6 +566,7 @@ def map_query(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnDa
 def map_reference(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     """``mode=map``: place the query in the reference's space; transfer states, pseudotime, fate."""
     r, comp = cfg.reference, cfg.compute
+    single_lightning_log()
     f = mk.tl.map_to_reference
     adata = _inplace(
         f(
