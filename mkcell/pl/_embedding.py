@@ -18,9 +18,29 @@ def embedding(
     *,
     basis: str = K.UMAP,
     title: str | None = None,
+    seed: int = 0,
     save: str | Path | None = None,
 ):  # noqa: ANN201
     """Scatter of ``obsm[basis]`` with one panel per ``color`` column (missing columns are skipped).
+
+    Points are drawn in one random order (seeded) for every panel and category, so no
+    group — e.g. the mouse cells, drawn before the human ones in category order — hides
+    under another.
+
+    Parameters
+    ----------
+    adata
+        Cells with ``adata.obsm[basis]``.
+    color
+        Column(s) of ``adata.obs``: one panel each.
+    basis
+        Key of the 2-D embedding in ``adata.obsm``.
+    title
+        Figure title.
+    seed
+        Seed of the drawing order.
+    save
+        Also write the figure to this path.
 
     Returns
     -------
@@ -37,7 +57,7 @@ def embedding(
         raise MkcellError(msg)
     xy = np.asarray(adata.obsm[basis])[:, :2]
     fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 4), squeeze=False)
-    order = np.random.default_rng(0).permutation(adata.n_obs)
+    order = np.random.default_rng(seed).permutation(adata.n_obs)
     for ax, col in zip(axes[0], cols, strict=True):
         values = adata.obs[col]
         if values.dtype.kind in "fiu":
@@ -53,13 +73,19 @@ def embedding(
         else:
             cats = values.astype("category")
             cmap = plt.get_cmap("tab20" if len(cats.cat.categories) > 10 else "tab10")
-            for i, cat in enumerate(cats.cat.categories):
-                m = (cats == cat).to_numpy()
-                ax.scatter(
-                    xy[m, 0], xy[m, 1], s=3, color=cmap(i % cmap.N), label=str(cat), rasterized=True
-                )
+            palette = np.array([cmap(i % cmap.N) for i in range(len(cats.cat.categories))])
+            codes = cats.cat.codes.to_numpy()[order]
+            shown = codes >= 0  # NaN: not drawn
+            ax.scatter(
+                xy[order][shown, 0], xy[order][shown, 1], s=3, color=palette[codes[shown]],
+                rasterized=True,
+            )  # fmt: skip
             if len(cats.cat.categories) <= 20:
-                ax.legend(markerscale=3, fontsize=7, frameon=False, loc="best")
+                handles = [
+                    plt.Line2D([], [], ls="", marker="o", ms=4, color=palette[i], label=str(cat))
+                    for i, cat in enumerate(cats.cat.categories)
+                ]
+                ax.legend(handles=handles, fontsize=7, frameon=False, loc="best")
         ax.set_title(col)
         ax.set_xticks([])
         ax.set_yticks([])
