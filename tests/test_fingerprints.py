@@ -130,7 +130,7 @@ def _stage_source(func) -> str:
 
 @pytest.mark.parametrize("mode", LISTS)
 def test_stage_code_holds_the_tools_it_calls(mode):
-    """Every ``mk.<sub>.<tool>`` a stage calls lives in a file that stage (or an earlier one) claims."""
+    """Every ``mk.<sub>.<tool>`` a stage calls lives in a file claimed by it or an earlier stage."""
     stages = LISTS[mode]
     first = _claims(stages)
     problems = []

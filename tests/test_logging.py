@@ -24,7 +24,8 @@ def saved_loggers():
     """Restore Lightning's loggers and the root handlers after the test."""
     pytest.importorskip("lightning")
     names = ("", *LIGHTNING_LOGGERS)
-    state = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate) for n in names}
+    loggers = {n: logging.getLogger(n) for n in names}
+    state = {n: (list(lg.handlers), lg.propagate) for n, lg in loggers.items()}
     yield
     for n, (handlers, propagate) in state.items():
         lg = logging.getLogger(n)

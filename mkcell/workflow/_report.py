@@ -18,7 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from .. import _keys as K
 from .._settings import logger
 from .._utils import write_text_atomic
+from ..tl._compare import COMPARE_KEY
+from ..tl._maturation import MATURATION
 from ._config import DataSource
+from ._findings import findings_html
 from ._runner import Stage, stage_timings
 
 PACKAGES = (
@@ -35,6 +38,8 @@ td:first-child,th:first-child{text-align:left}
 img{max-width:100%;border:1px solid #eee;margin:0.5em 0}
 pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:0.8em}
 .muted{color:#777}nav a{margin-right:1em}
+.scroll{overflow-x:auto;max-width:100%}
+.findings li{margin:0.35em 0}.findings h3{margin-bottom:0.2em}
 """
 
 
@@ -65,7 +70,8 @@ def table_html(df: pd.DataFrame | None, *, max_rows: int = 60) -> str:
             f"<p class='muted'>first {max_rows} of {len(df)} rows; the full table is in the CSV</p>"
         )
         df = df.head(max_rows)
-    return df.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}", na_rep="NA") + extra
+    text = df.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}", na_rep="NA")
+    return f"<div class='scroll'>{text}</div>{extra}"
 
 
 def image_html(path: Path, alt: str) -> str:
@@ -74,9 +80,11 @@ def image_html(path: Path, alt: str) -> str:
     return f"<img alt='{_esc(alt)}' src='data:image/png;base64,{data}'>"
 
 
-def _csv(run_dir: Path, name: str) -> pd.DataFrame | None:
-    path = run_dir / "tables" / f"{name}.csv"
-    return pd.read_csv(path) if path.exists() else None
+def _uns_table(adata: AnnData, key: str, field: str) -> pd.DataFrame | None:
+    """``adata.uns[key][field]`` when it is a table (the same table the stage wrote to CSV)."""
+    res = adata.uns.get(key)
+    df = res.get(field) if isinstance(res, Mapping) else None
+    return df.reset_index(drop=True) if isinstance(df, pd.DataFrame) else None
 
 
 def _fmt(v: object) -> str:
@@ -85,7 +93,7 @@ def _fmt(v: object) -> str:
 
 def _kv(items: Mapping[str, Any]) -> str:
     rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(_fmt(v))}</td></tr>" for k, v in items.items())
-    return f"<table>{rows}</table>"
+    return f"<div class='scroll'><table>{rows}</table></div>"
 
 
 def _inputs(cfg: DictConfig, adata: AnnData) -> str:
@@ -128,7 +136,7 @@ def _inputs(cfg: DictConfig, adata: AnnData) -> str:
     return _kv(info) + table_html(per)
 
 
-def _orthologs(adata: AnnData, run_dir: Path) -> str:
+def _orthologs(adata: AnnData) -> str:
     rep = adata.uns.get(K.ORTHOLOGS, {})
     scalars = (
         {k: v for k, v in rep.items() if not isinstance(v, pd.DataFrame | dict)}
@@ -140,7 +148,8 @@ def _orthologs(adata: AnnData, run_dir: Path) -> str:
         if isinstance(rep, Mapping)
         else {}
     )
-    genes = _csv(run_dir, "ortholog_report")
+    genes = rep.get("genes") if isinstance(rep, Mapping) else None
+    genes = genes if isinstance(genes, pd.DataFrame) else None
     status = None
     if genes is not None and "status" in genes.columns:
         status = genes["status"].value_counts().rename_axis("status").reset_index(name="n_genes")
@@ -220,7 +229,7 @@ def _trajectory(adata: AnnData) -> str:
     return _kv(info)
 
 
-def _mapping(adata: AnnData, run_dir: Path, figures: Mapping[str, Path]) -> str:
+def _mapping(adata: AnnData, figures: Mapping[str, Path]) -> str:
     """mode=map: how much of the query mapped, and where its samples sit in the reference."""
     res = adata.uns.get(K.MAP)
     if not isinstance(res, Mapping):
@@ -247,12 +256,17 @@ def _mapping(adata: AnnData, run_dir: Path, figures: Mapping[str, Path]) -> str:
         )
     return (
         note + _kv(info) + _figure(figures, "reference_map")
-        + "<h3>Per query sample</h3>" + table_html(_csv(run_dir, "map_per_sample"))
+        + "<h3>Per query sample</h3>" + table_html(_uns_table(adata, K.MAP, "per_sample"))
         + "<h3>Query MkP pool against the reference's samples</h3>"
         + "<p class='muted'>logit_z: distance from the reference condition's samples (logit scale, in their SD); "
         + "in_range: within the condition's 95% prediction interval for a new sample (range_low, range_high; wide with few reference samples); the reference's denominator is used.</p>"
-        + table_html(_csv(run_dir, "pool_vs_reference"))
+        + table_html(_pool_vs_reference(adata))
     )  # fmt: skip
+
+
+def _pool_vs_reference(adata: AnnData) -> pd.DataFrame | None:
+    df = adata.uns.get(K.POOL_VS_REFERENCE)
+    return df if isinstance(df, pd.DataFrame) else None
 
 
 def _pool_denominator(adata: AnnData) -> pd.DataFrame | None:
@@ -282,7 +296,8 @@ def build_report(
     adata
         The final AnnData (read only).
     run_dir
-        The run folder (tables are read from ``tables/``).
+        The run folder (stage timings are read from its markers; every table comes
+        from ``adata.uns``).
     figures
         ``{name: png path}``.
     stages
@@ -300,28 +315,34 @@ def build_report(
         if isinstance(integ, Mapping)
         else {}
     )
-    mapping = _mapping(adata, run_dir, figures)
+    mapping = _mapping(adata, figures)
     sections = [
+        ("findings", "Findings", findings_html(adata)),
         ("inputs", "Inputs", _inputs(cfg, adata) + _gene_ids(adata)),
         *([("mapping", "Mapping onto the reference", mapping)] if mapping else []),
-        ("orthologs", "Ortholog mapping", _orthologs(adata, run_dir)),
+        ("orthologs", "Ortholog mapping", _orthologs(adata)),
         (
             "integration", "Integration",
-            _kv(integ_info) + table_html(_csv(run_dir, "integration_metrics")) + _figure(figures, "embedding"),
+            _kv(integ_info) + table_html(_uns_table(adata, K.METRICS, "table"))
+            + _figure(figures, "embedding"),
         ),
         ("states", "Cell states", _states(adata)),
         ("trajectory", "Trajectory", _trajectory(adata) + _figure(figures, "pseudotime_density")),
         (
             "scores", "Cell-cycle and gene-set scores",
-            _figure(figures, "score_trends") + "<h3>Contrasts (samples as replicates)</h3>"
-            + table_html(_csv(run_dir, "score_contrasts")),
+            _figure(figures, "score_trends")
+            + "<h3 id='score-contrasts'>Contrasts (samples as replicates)</h3>"
+            + table_html(_uns_table(adata, COMPARE_KEY, "table")),
         ),
         (
             "pool", "MkP pool",
             _figure(figures, "pool") + "<h3>Denominator</h3>" + table_html(_pool_denominator(adata))
-            + "<h3>Contrasts</h3>" + table_html(_csv(run_dir, "pool_contrasts"))
-            + "<h3>Per sample</h3>" + table_html(_csv(run_dir, "pool_per_sample"))
-            + "<h3>Maturation shift</h3>" + table_html(_csv(run_dir, "maturation_shift")),
+            + "<h3 id='pool-contrasts'>Contrasts</h3>"
+            + table_html(_uns_table(adata, K.POOL, "contrasts"))
+            + "<h3 id='pool-per-sample'>Per sample</h3>"
+            + table_html(_uns_table(adata, K.POOL, "per_sample"))
+            + "<h3 id='maturation-shift'>Maturation shift</h3>"
+            + table_html(_uns_table(adata, MATURATION, "contrasts")),
         ),
         ("timings", "Stage timings", table_html(timings)),
         ("config", "Configuration", f"<pre>{_esc(OmegaConf.to_yaml(cfg, resolve=True))}</pre>"),

@@ -669,8 +669,8 @@ TRAJECTORY_CODE = ("tl/_trajectory.py", "tl/_fate.py")
 SCORE_CODE = ("tl/_score.py", "tl/_score_trends.py", "tl/_compare.py")
 POOL_CODE = ("tl/_pool.py", "tl/_design.py", "tl/_maturation.py")
 REPORT_CODE = (
-    "workflow/_report.py", "tl/_reference.py", "pl/_utils.py", "pl/_embedding.py",
-    "pl/_maturation.py", "pl/_score_trends.py", "pl/_pool.py",
+    "workflow/_report.py", "workflow/_findings.py", "tl/_reference.py", "pl/_utils.py",
+    "pl/_embedding.py", "pl/_maturation.py", "pl/_score_trends.py", "pl/_pool.py",
 )
 #: ``mode=map``: mapping onto the reference (mk.tl.map_to_reference and what it imports).
 REFERENCE_CODE = (

@@ -1,0 +1,269 @@
+"""The report's first section: mkcell's four questions answered in words and numbers.
+
+Read from ``adata.uns`` only (what the tools wrote): where Mk-lineage cells stall
+(``mk_maturation``), the E2F / cell-cycle / Aurora scores of MkP between conditions
+(``mk_score_compare``), the MkP pool per sample and whether a condition changes it
+(``mk_pool``). Samples are the replicates; an effect whose 95% CI spans 0 is reported as
+no clear difference.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping
+
+import pandas as pd
+from anndata import AnnData
+
+from .. import _keys as K
+from ..tl._compare import COMPARE_KEY, CYCLING
+from ..tl._maturation import MATURATION
+
+#: Scores of MkP the findings quote: (column, words).
+SCORES = (
+    ("mk_score_e2f_targets", "E2F targets"),
+    (CYCLING, "cycling fraction (S + G2M)"),
+    ("mk_score_aurora", "Aurora kinase"),
+)
+#: What the MkP fraction is a share of, per ``denominator`` of ``uns['mk_pool']``.
+DENOMINATOR_WORDS = {
+    "mk_lineage": "MkP / (MkP + Mk)",
+    "hspc": "MkP / (HSC/MPP + MEP + MkP)",
+    "all": "MkP / all cells",
+}
+#: Fewer samples than this on a side of a contrast get a caution.
+FEW_SAMPLES = 3
+
+
+def _esc(x: object) -> str:
+    return html.escape(str(x))
+
+
+def _num(x: object) -> str:
+    """Two decimals, or two significant digits for small numbers."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "NA"
+    if not math.isfinite(v):
+        return "NA"
+    return f"{v:.2g}" if 0 < abs(v) < 0.1 else f"{v:.2f}"
+
+
+def _p(x: object) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "NA"
+    if not math.isfinite(v):
+        return "NA"
+    return f"{v:.1e}" if v < 0.001 else f"{v:.2g}"
+
+
+def _ci(lo: object, hi: object) -> str:
+    return f"[{_num(lo)}, {_num(hi)}]"
+
+
+def _sign(lo: object, hi: object) -> int:
+    """+1 when the CI lies above 0, -1 below, 0 when it spans 0 (or is missing)."""
+    try:
+        lo, hi = float(lo), float(hi)
+    except (TypeError, ValueError):
+        return 0
+    if math.isfinite(lo) and lo > 0:
+        return 1
+    if math.isfinite(hi) and hi < 0:
+        return -1
+    return 0
+
+
+def _samples(na: object, nb: object) -> str:
+    try:
+        a, b = int(na), int(nb)
+    except (TypeError, ValueError):
+        return ""
+    few = " — few samples, read with caution" if min(a, b) < FEW_SAMPLES else ""
+    return f"{a} vs {b} samples{few}"
+
+
+def _pair(contrast: object) -> tuple[str, str]:
+    a, _, b = str(contrast).partition(" vs ")
+    return a, b
+
+
+def _table(adata: AnnData, key: str, field: str) -> pd.DataFrame | None:
+    res = adata.uns.get(key)
+    df = res.get(field) if isinstance(res, Mapping) else None
+    return df if isinstance(df, pd.DataFrame) and not df.empty else None
+
+
+def _links(*targets: tuple[str, str]) -> str:
+    links = ", ".join(f"<a href='#{t}'>{_esc(w)}</a>" for t, w in targets)
+    return f" <span class='muted'>({links})</span>"
+
+
+def _items(items: list[str]) -> str:
+    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _none(text: str) -> str:
+    return f"<p class='muted'>{_esc(text)}</p>"
+
+
+def stall_html(adata: AnnData) -> str:
+    """(a) Where Mk-lineage cells stall: the maturation shift between conditions."""
+    df = _table(adata, MATURATION, "contrasts")
+    if df is None:
+        traj = adata.uns.get(K.TRAJECTORY, {})
+        why = traj.get("reason") if isinstance(traj, Mapping) else None
+        return _none(
+            "Not computed: "
+            + (why or "no mature Mk cells with a pseudotime, so no MkP -> Mk transition to place")
+        )
+    params = adata.uns[MATURATION].get("params", {})
+    t = params.get("transition")
+    head = (
+        "<p>Pseudotime runs from MkP (0) to mature Mk (1); the MkP → Mk transition is at "
+        f"{_num(t)}. The mean shift is A − B (negative: A's Mk-lineage cells sit earlier).</p>"
+    )
+    items = []
+    for _, r in df.iterrows():
+        a, b = _pair(r["contrast"])
+        after = f"{float(r['frac_after_a']):.0%} vs {float(r['frac_after_b']):.0%}"
+        lo, hi = r["mean_shift_ci_low"], r["mean_shift_ci_high"]
+        shift = f"mean pseudotime shift {_num(r['mean_shift'])} {_ci(lo, hi)}"
+        sign = _sign(lo, hi)
+        if sign < 0:
+            words = (
+                f"{a}'s Mk-lineage cells stall before the MkP → Mk transition, compared with {b}: "
+                f"{after} of them are past it"
+            )
+        elif sign > 0:
+            words = (
+                f"{a}'s Mk-lineage cells sit further along maturation than {b}'s: "
+                f"{after} are past the MkP → Mk transition"
+            )
+        else:
+            words = (
+                f"no clear shift in maturation between {a} and {b} (the CI spans 0): "
+                f"{after} past the MkP → Mk transition"
+            )
+        items.append(
+            f"<b>{_esc(r['species'])}</b>, {_esc(r['contrast'])}: {_esc(words)}; {shift}, "
+            f"{_samples(r['n_samples_a'], r['n_samples_b'])}."
+        )
+    return head + _items(items)
+
+
+def scores_html(adata: AnnData) -> str:
+    """(b) E2F / cell-cycle / Aurora scores of MkP between conditions."""
+    df = _table(adata, COMPARE_KEY, "table")
+    if df is None or "state" not in df.columns:
+        return _none("Not computed: no score contrasts (one condition per species?)")
+    df = df[df["state"].astype(str) == K.MKP]
+    if df.empty:
+        return _none("Not computed: too few MkP cells per sample to compare scores")
+    keys = [(k, w) for k, w in SCORES if k in set(df["score"].astype(str))]
+    p_col = "p_adj" if "p_adj" in df.columns else "p_value"
+    p_word = "adjusted p" if p_col == "p_adj" else "p"
+    items = []
+    for (species, contrast), g in df.groupby(["species", "contrast"], sort=False, observed=True):
+        a, b = _pair(contrast)
+        parts = []
+        for key, words in keys:
+            rows = g[g["score"].astype(str) == key]
+            if rows.empty:
+                continue
+            r = rows.iloc[0]
+            sign = _sign(r["ci_low"], r["ci_high"])
+            how = "no clear difference"
+            if sign:
+                how = f"{'higher' if sign > 0 else 'lower'} in {a}"
+            ci = _ci(r["ci_low"], r["ci_high"])
+            parts.append(
+                f"{_esc(words)} {how}: difference {_num(r['diff'])} {ci}, {p_word}={_p(r[p_col])}"
+            )
+        if parts:
+            r = g.iloc[0]
+            items.append(
+                f"<b>{_esc(species)}</b>, MkP in {_esc(a)} vs {_esc(b)} "
+                f"({_samples(r['n_a'], r['n_b'])}): " + "; ".join(parts) + "."
+            )
+    head = "<p>Mean of per-sample MkP means, A − B, 95% CI (samples as replicates).</p>"
+    return head + _items(items) if items else _none("No E2F, cycle or Aurora score was compared")
+
+
+def pool_per_sample_html(adata: AnnData) -> str:
+    """(c) The MkP pool per sample: mean and range per species and condition."""
+    df = _table(adata, K.POOL, "per_sample")
+    if df is None:
+        return _none("Not computed: no MkP pool")
+    items = []
+    for species, g in df.groupby("species", sort=False, observed=True):
+        den = sorted(set(g["denominator"].astype(str))) if "denominator" in g.columns else []
+        den_words = ", ".join(DENOMINATOR_WORDS.get(d, d) for d in den) or "MkP fraction"
+        parts = []
+        for cond, c in g.groupby("condition", sort=False, observed=True):
+            f = c["mkp_fraction"].astype(float)
+            parts.append(
+                f"{_esc(cond)} mean {_num(f.mean())}, range {_num(f.min())}–{_num(f.max())} "
+                f"({len(c)} samples)"
+            )
+        head = f"<b>{_esc(species)}</b>, MkP fraction = {_esc(den_words)}: "
+        items.append(head + "; ".join(parts) + ".")
+    return _items(items)
+
+
+def pool_contrasts_html(adata: AnnData) -> str:
+    """(d) Whether a condition (a treatment) changes the pool: log2 effect, CI, p, samples."""
+    df = _table(adata, K.POOL, "contrasts")
+    if df is None:
+        return _none("Not computed: each species holds one condition only")
+    items = []
+    for _, r in df.iterrows():
+        a, b = _pair(r["contrast"])
+        sign = _sign(r["ci_low"], r["ci_high"])
+        effect = (
+            f"log2 effect {_num(r['effect_log2'])} {_ci(r['ci_low'], r['ci_high'])} "
+            f"(×{_num(2.0 ** float(r['effect_log2']))}), p={_p(r['p_value'])}, "
+            f"{_samples(r['n_samples_a'], r['n_samples_b'])}"
+        )
+        if sign > 0:
+            words = f"MkP fraction higher in {a} than {b}"
+        elif sign < 0:
+            words = f"MkP fraction lower in {a} than {b}"
+        else:
+            words = f"no clear difference in the MkP fraction between {a} and {b} (the CI spans 0)"
+        note = str(r.get("note", "") or "")
+        note = "" if note in ("", "nan") else f" Note: {_esc(note)}"
+        items.append(f"<b>{_esc(r['species'])}</b>: {_esc(words)}: {effect}.{note}")
+    head = "<p>log2 of A over B (negative: a smaller pool in A), 95% CI; samples as replicates.</p>"
+    return head + _items(items)
+
+
+def findings_html(adata: AnnData) -> str:
+    """The Findings section: four questions, each linked to its figure and table."""
+    parts = [
+        (
+            "Where do Mk-lineage cells stall?", stall_html(adata),
+            (("trajectory", "pseudotime figure"), ("maturation-shift", "table")),
+        ),
+        (
+            "E2F, cell-cycle and Aurora scores in MkP", scores_html(adata),
+            (("scores", "score trends"), ("score-contrasts", "table")),
+        ),
+        (
+            "MkP pool per sample", pool_per_sample_html(adata),
+            (("pool", "pool figure"), ("pool-per-sample", "table")),
+        ),
+        (
+            "Does a condition (a treatment) change the MkP pool?", pool_contrasts_html(adata),
+            (("pool", "pool figure"), ("pool-contrasts", "table")),
+        ),
+    ]  # fmt: skip
+    return (
+        "<div class='findings'>"
+        + "".join(f"<h3>{_esc(q)}{_links(*links)}</h3>{body}" for q, body, links in parts)
+        + "</div>"
+    )
