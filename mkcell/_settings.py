@@ -1,4 +1,4 @@
-"""Package-wide settings: cache folder, seed, accelerator and the mkcell logger."""
+"""Package-wide settings: cache folder, accelerator and the mkcell logger."""
 
 from __future__ import annotations
 
@@ -23,23 +23,25 @@ def _default_cache() -> Path:
     return Path(os.environ.get("MKCELL_CACHE", Path.home() / ".cache" / "mkcell"))
 
 
-@dataclass
+@dataclass(slots=True)
 class Settings:
-    """Settings read by every mkcell function.
+    """Package-wide settings (``mk.settings``); setting an unknown one raises.
+
+    Random steps take their seed as an argument (``seed=``, default 0): there is no
+    package-wide seed.
 
     Attributes
     ----------
     cache_dir
         Where :func:`mkcell.io.load` keeps downloaded files (``$MKCELL_CACHE``,
         default ``~/.cache/mkcell``).
-    seed
-        Default seed for random steps.
     accelerator
-        ``"auto"`` (GPU when present), ``"gpu"`` or ``"cpu"``.
+        What :func:`mkcell.integrate.scvi` and :func:`mkcell.tl.map_to_reference` train on
+        when their ``accelerator`` is ``"auto"`` or None: ``"auto"`` (a GPU when torch
+        sees one, else the CPU), ``"gpu"`` or ``"cpu"``.
     """
 
     cache_dir: Path = field(default_factory=_default_cache)
-    seed: int = 0
     accelerator: str = "auto"
 
     @property

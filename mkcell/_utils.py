@@ -117,10 +117,8 @@ def write_h5ad_atomic(adata: AnnData, path: str | os.PathLike) -> None:
 
 
 def rng(seed: int | None) -> np.random.Generator:
-    """A numpy Generator from ``seed`` (settings.seed when None)."""
-    from ._settings import settings
-
-    return np.random.default_rng(settings.seed if seed is None else seed)
+    """A numpy Generator from ``seed`` (None: fresh entropy, not reproducible, as in numpy)."""
+    return np.random.default_rng(seed)
 
 
 def data_path(*parts: str) -> Path:

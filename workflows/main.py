@@ -292,7 +292,6 @@ def task(cfg: DictConfig) -> str:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    import mkcell as mk
     from mkcell._settings import MkcellError
     from mkcell.workflow import check_config, input_signature, run_workflow, stages_for
     from workflows._slurm import GiveUpWatch, time_up_message
@@ -303,7 +302,6 @@ def task(cfg: DictConfig) -> str:
     logging.getLogger("submitit").addHandler(watch)
     try:
         check_config(cfg)
-        mk.settings.seed = int(cfg.seed)
         run_workflow(cfg, run_dir, stages_for(cfg), inputs=input_signature(cfg))
     except Exception as exc:
         failure: Exception = exc

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
-from .._settings import MkcellError, logger
+from .._settings import MkcellError, logger, settings
 from .._utils import check_adata, check_obs_key, get_counts, log_write
 
 
@@ -24,16 +24,27 @@ def _import_scvi():  # noqa: ANN202
     return scvi
 
 
-def resolve_accelerator(accelerator: str = "auto") -> str:
-    """``"gpu"`` when requested or available (``"auto"``), else ``"cpu"``."""
+def resolve_accelerator(accelerator: str | None = "auto") -> str:
+    """The Lightning accelerator to train on: ``"gpu"`` or ``"cpu"`` (or ``"mps"``).
+
+    ``None`` or ``"auto"`` defer to :attr:`mkcell.settings.accelerator
+    <mkcell._settings.Settings.accelerator>`; where that is ``"auto"`` too, a CUDA GPU is
+    used when torch sees one, else the CPU.
+    """
     import torch
 
+    where = "accelerator"
+    if accelerator is None or accelerator == "auto":
+        accelerator, where = settings.accelerator, "mk.settings.accelerator"
     if accelerator not in {"auto", "gpu", "cpu", "cuda", "mps"}:
-        msg = f"accelerator={accelerator!r}; choose 'auto', 'gpu' or 'cpu'"
+        msg = f"{where}={accelerator!r}; choose 'auto', 'gpu' or 'cpu'"
         raise MkcellError(msg)
     has_gpu = torch.cuda.is_available()
     if accelerator in {"gpu", "cuda"} and not has_gpu:
-        msg = "accelerator='gpu' but torch sees no CUDA GPU; use accelerator='auto' or 'cpu', or install a CUDA build of torch"
+        msg = (
+            f"{where}='gpu' but torch sees no CUDA GPU; set {where} to 'auto' or 'cpu', "
+            "or install a CUDA build of torch"
+        )
         raise MkcellError(msg)
     if accelerator == "auto":
         return "gpu" if has_gpu else "cpu"
@@ -146,7 +157,7 @@ def scvi(
     max_epochs: int | None = None,
     batch_size: int | None = None,
     early_stopping: bool = True,
-    accelerator: str = "auto",
+    accelerator: str | None = "auto",
     devices: int | str = "auto",
     strategy: str = "auto",
     equalize: str = "states",
@@ -187,8 +198,9 @@ def scvi(
     early_stopping
         Stop when the validation ELBO stops improving.
     accelerator, devices, strategy
-        Lightning settings; ``accelerator="auto"`` uses a GPU when present; several
-        GPUs with ``devices=N, strategy="ddp_find_unused_parameters_true"``.
+        Lightning settings; ``accelerator="auto"`` (or None) follows
+        ``mk.settings.accelerator``, whose default ``"auto"`` uses a GPU when present;
+        several GPUs with ``devices=N, strategy="ddp_find_unused_parameters_true"``.
     equalize
         Before training, equalise each feature's mean between the two species
         (:func:`equalize_species`, binomial thinning of the training copy only):
