@@ -1,4 +1,8 @@
-"""Every AnnData key that mkcell reads or writes, in one place."""
+"""AnnData key names shared across mkcell (obs, obsm, layers, var, uns) and the cell-state names.
+
+A few ``uns`` keys that one tool writes and its plot reads are defined next to that tool
+instead, e.g. ``MATURATION`` (tl/_maturation.py) and ``COMPARE_KEY`` (tl/_compare.py).
+"""
 
 from __future__ import annotations
 

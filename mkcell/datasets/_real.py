@@ -1,4 +1,4 @@
-"""Small real datasets shipped with mkcell (see mkcell/data/real/PROVENANCE.md)."""
+"""Small real datasets shipped with mkcell (sources: mkcell/data/real/PROVENANCE_*.md)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ def paul15_subset() -> AnnData:
     """Paul et al. 2015 (GSE72857) mouse myeloid progenitors: 2,660 cells x 240 genes, raw UMIs.
 
     The tradeSeq subset with Paul cluster IDs (``paul15_clusters``: ``7MEP``, ``8Mk``...),
-    batch columns, the published Slingshot pseudotime (``slingPseudotime_1/2``; lineage 1
-    runs through MEP and Mk), ``obs['paul15_state']`` (clusters mapped to mkcell states
-    with :data:`PAUL15_STATES`) and ``obs['species'] = "mouse"``.
+    batch columns, the published Slingshot pseudotimes and weights (``slingPseudotime_1/2``,
+    ``slingWeight_1/2``, defined for every cell; lineage 1 runs from MEP through the Mk
+    cluster on into the GMP / myeloid clusters, lineage 2 is erythroid; Mk is no lineage's
+    end), ``obs['paul15_state']`` (clusters mapped to mkcell states with
+    :data:`PAUL15_STATES`) and ``obs['species'] = "mouse"``.
     """
     adata = ad.read_h5ad(data_path("real", "paul15_tradeseq.h5ad"))
     adata.obs["paul15_state"] = (
@@ -37,8 +39,9 @@ def paul15_subset() -> AnnData:
 def olsson16_fig1b() -> AnnData:
     """Olsson et al. 2016 (GSE70245) Fig. 1b: 382 mouse progenitors x 532 genes.
 
-    Values are row-centred log2 expression, NOT counts; ``olsson_celltype`` has a
-    ``Meg`` cluster (18 cells).
+    Values are log2 expression centred per gene (each gene's median is 0: the rows of
+    the published heatmap table), NOT counts; ``olsson_celltype`` has a ``Meg`` cluster
+    (18 cells).
     """
     return ad.read_h5ad(data_path("real", "olsson2016_fig1b.h5ad"))
 

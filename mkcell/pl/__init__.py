@@ -1,4 +1,10 @@
-"""Plots; they read keys written by mk.tl / mk.integrate and never compute."""
+"""Plots; none writes into the AnnData.
+
+Most draw what mk.tl / mk.integrate wrote (obsm, obs, uns) and compute only what drawing
+needs: histograms of pseudotime (``pseudotime_density``), 2-D densities
+(``reference_map``). ``e2f_heatmap`` takes a samples x genes table instead, and z-scores
+and clusters it itself.
+"""
 
 from __future__ import annotations
 
