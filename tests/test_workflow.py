@@ -288,7 +288,9 @@ def test_tiny_run_outputs(tiny_run, record_property):
     html = (run_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(FIGURES)
     assert "src='http" not in html and "<link" not in html
+    assert html.index("<h2 id='findings'>") < html.index("<h2 id='inputs'>")
     for section in (
+        "Findings",
         "Integration",
         "MkP pool",
         "Configuration",
