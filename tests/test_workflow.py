@@ -376,8 +376,9 @@ def test_code_edit_reruns_stage_and_later(tiny_run, tmp_path):
     scratch = tmp_path / "src"
     skip = shutil.ignore_patterns("__pycache__")
     shutil.copytree(package, scratch / "mkcell", ignore=skip)
-    for name in ("workflows", "configs"):
-        shutil.copytree(package.parent / name, scratch / name, ignore=skip)
+    for name in ("workflows", "configs"):  # configs/ sits next to them in a checkout
+        if (package.parent / name).is_dir():
+            shutil.copytree(package.parent / name, scratch / name, ignore=skip)
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     tool = scratch / "mkcell" / "tl" / "_pool.py"
