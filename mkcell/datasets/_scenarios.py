@@ -8,9 +8,9 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._genesets import builtin_sets
+from .._markers import marker_panels
 from .._settings import MkcellError, logger
-from ..pp._hvg import species_gene_set
-from ._markers import marker_panels
+from .._species import species_gene_set
 
 #: Cells a CD34+ sort keeps: progenitors, MkP, the earliest immature Mk and the earliest
 #: erythroid / myeloid progenitors (position along their branch below these values).

@@ -36,10 +36,10 @@ from scipy.special import expit, logit
 
 from .. import _keys as K
 from .._genesets import builtin_sets
+from .._markers import marker_panels
+from .._ortholog_table import best_partners
 from .._settings import MkcellError, logger
 from .._utils import data_path
-from ..pp._ortholog_table import best_partners
-from ._markers import marker_panels
 
 #: Conditions simulated per species (a mouse model with a treatment arm; patients).
 CONDITIONS = {"mouse": ("control", "MDS", "MDS_drug"), "human": ("healthy", "MDS")}
