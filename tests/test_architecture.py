@@ -7,6 +7,9 @@ a function counts as much as one at the top of a module. docs/architecture.md ex
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +168,13 @@ def test_key_rule_catches_a_literal(tmp_path):
     path.write_text('"""Doc mentions uns[\'mk_pool\'] freely."""\nKEY = "mk_pool"\nx = f"mk_{KEY}"\n')
     bad = key_literals([path], tmp_path)
     assert [b.split(": ", 1)[1] for b in bad] == ["f'mk_{KEY}'", "'mk_pool'"], bad
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])
+def test_ruff_is_clean(command):
+    """``ruff check`` and ``ruff format --check`` pass on the whole tree (the pinned ruff)."""
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it comes with the `test` extra)")
+    res = subprocess.run([ruff, *command, "."], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
