@@ -57,21 +57,21 @@ GRADIENT_GENES = 20
 #: Unlisted genes each cycle phase moves, by default (up and down).
 N_CYCLE_GENES = 120
 #: Mean composition of a sample (``mk`` = MkP + Mk).
-COMPOSITION = {"HSC/MPP": 0.12, "MEP": 0.10, "mk": 0.22, "erythroid": 0.26, "myeloid": 0.30}
+COMPOSITION = {K.HSC_MPP: 0.12, "MEP": 0.10, "mk": 0.22, "erythroid": 0.26, "myeloid": 0.30}
 #: Share of cycling (S or G2M) cells per state in controls; for Mk it is the share at
 #: the start of the immature stage (endomitosis), falling to ``MATURE_CYCLING``.
-CYCLING = {"HSC/MPP": 0.25, "MEP": 0.6, "MkP": 0.5, "Mk": 0.35, "erythroid": 0.55, "myeloid": 0.45}
+CYCLING = {K.HSC_MPP: 0.25, "MEP": 0.6, "MkP": 0.5, "Mk": 0.35, "erythroid": 0.55, "myeloid": 0.45}
 MATURE_CYCLING = 0.03
 #: Extra cycling share of MkP (and, halved, immature Mk) in MDS at ``mds_effect=1``: up to 80% of MkP cycle.
 MDS_EXTRA_CYCLING = 0.3
 PROGRAMS = (
     "hsc", "mep", "mkp", "mk", "ery", "my",
-    "mk_g0", "mk_g1", "mk_g2", "mk_g3", "mk_g4", "mk_g5",
+    "meg_g0", "meg_g1", "meg_g2", "meg_g3", "meg_g4", "meg_g5",
     "ery_g0", "ery_g1", "ery_g2", "my_g0", "my_g1", "my_g2",
     "S", "G2M", "mds_e2f",
 )  # fmt: skip
 _P = {p: i for i, p in enumerate(PROGRAMS)}
-_BRANCH_STATE = {"hsc": "HSC/MPP", "mep": "MEP", "ery": "erythroid", "my": "myeloid"}
+_BRANCH_STATE = {"hsc": K.HSC_MPP, "mep": "MEP", "ery": "erythroid", "my": "myeloid"}
 
 
 @dataclass
@@ -147,7 +147,7 @@ def _design(
         return rng.choice(fill_idx, size=n, replace=False)
 
     state_prog = {
-        "HSC/MPP": "hsc",
+        K.HSC_MPP: "hsc",
         "MEP": "mep",
         "MkP": "mkp",
         "Mk": "mk",
@@ -244,7 +244,7 @@ def _activities(branch: np.ndarray, t: np.ndarray) -> np.ndarray:
     # immature Mk (MKP_END..IMMATURE_END) gain the Mk program continuously; mature Mk hold it
     A[m, _P["mk"]] = imm**0.8
     for k in range(6):
-        A[m, _P[f"mk_g{k}"]] = np.exp(-((t[m] - k / 5) ** 2) / (2 * 0.15**2))
+        A[m, _P[f"meg_g{k}"]] = np.exp(-((t[m] - k / 5) ** 2) / (2 * 0.15**2))
     for b, prog in (("ery", "ery"), ("my", "my")):
         m = on(b)
         A[m, _P[prog]] = np.sqrt(t[m])
