@@ -113,13 +113,18 @@ def stage(path: str) -> None:
     base = peak_rss_gb()
     t = time.perf_counter()
     mk.tl.trajectory(a)
-    print(json.dumps({
-        "trajectory_seconds": time.perf_counter() - t,
-        "peak_rss_gb": peak_rss_gb(),
-        "rss_after_load_gb": base,
-        "fate_method": a.uns["mk_trajectory"]["fate_method"],
-        "share_lineage_with_pseudotime": a.uns["mk_trajectory"]["n_with_pseudotime"] / a.uns["mk_trajectory"]["n_lineage"],
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "trajectory_seconds": time.perf_counter() - t,
+                "peak_rss_gb": peak_rss_gb(),
+                "rss_after_load_gb": base,
+                "fate_method": a.uns["mk_trajectory"]["fate_method"],
+                "share_lineage_with_pseudotime": a.uns["mk_trajectory"]["n_with_pseudotime"]
+                / a.uns["mk_trajectory"]["n_lineage"],
+            }
+        )
+    )
 
 
 def main(n_cells: int, n_scale: int) -> None:

@@ -165,7 +165,9 @@ def test_layer_rule_catches_a_backward_import(tmp_path, source, expected):
 
 def test_key_rule_catches_a_literal(tmp_path):
     path = tmp_path / "mod.py"
-    path.write_text('"""Doc mentions uns[\'mk_pool\'] freely."""\nKEY = "mk_pool"\nx = f"mk_{KEY}"\n')
+    path.write_text(
+        '"""Doc mentions uns[\'mk_pool\'] freely."""\nKEY = "mk_pool"\nx = f"mk_{KEY}"\n'
+    )
     bad = key_literals([path], tmp_path)
     assert [b.split(": ", 1)[1] for b in bad] == ["f'mk_{KEY}'", "'mk_pool'"], bad
 

@@ -15,10 +15,18 @@ PAUL15_STATES = {
     **{f"{i}Ery": "erythroid" for i in range(1, 7)},
     "7MEP": "MEP",
     "8Mk": "MkP",
-    "9GMP": "myeloid", "10GMP": "myeloid", "11DC": "other", "12Baso": "myeloid", "13Baso": "myeloid",
-    "14Mo": "myeloid", "15Mo": "myeloid", "16Neu": "myeloid", "17Neu": "myeloid", "18Eos": "myeloid",
+    "9GMP": "myeloid",
+    "10GMP": "myeloid",
+    "11DC": "other",
+    "12Baso": "myeloid",
+    "13Baso": "myeloid",
+    "14Mo": "myeloid",
+    "15Mo": "myeloid",
+    "16Neu": "myeloid",
+    "17Neu": "myeloid",
+    "18Eos": "myeloid",
     "19Lymph": "other",
-}  # fmt: skip
+}
 
 
 def paul15_subset() -> AnnData:

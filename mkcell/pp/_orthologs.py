@@ -163,8 +163,12 @@ def map_orthologs(
         },
     }
     logger.info(
-        "mapped %d %s genes to %d %s genes (%s)", len(genes), source, len(out_genes), target,
+        "mapped %d %s genes to %d %s genes (%s)",
+        len(genes),
+        source,
+        len(out_genes),
+        target,
         ", ".join(f"{k} {v}" for k, v in summary.items()),
-    )  # fmt: skip
+    )
     log_write("uns", K.ORTHOLOGS)
     return out
