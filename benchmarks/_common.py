@@ -31,7 +31,8 @@ def peak_rss_gb() -> float:
 
 
 def save(name: str, result: dict, path: Path | None = None) -> Path:
-    """Write ``result`` with the machine description to ``path`` (default ``results/<name>.json``), atomically."""
+    """Write ``result`` with the machine description to ``path`` (default
+    ``results/<name>.json``), atomically."""
     path = path or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")

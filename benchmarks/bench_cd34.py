@@ -19,7 +19,8 @@ contrast's effect, CI and p next to the true direction.
 Conditions of a species are compared with the realised truth too (``true_effect_log2``: the
 pooled true MkP fraction, same denominator), since per-sample noise moves it from the design.
 
-usage: python benchmarks/bench_cd34.py [--seeds 21,22] [--cells 16000] [--scenarios cd34_panel,same,mixed]
+usage: python benchmarks/bench_cd34.py [--seeds 21,22] [--cells 16000]
+       [--scenarios cd34_panel,same,mixed]
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from mkcell.datasets._scenarios import sample_truth
 from mkcell.integrate._metrics import knn, knn_purity
 
 CONTRASTS = [["MDS", "control"], ["MDS_drug", "MDS"], ["MDS", "healthy"]]
-#: True sign of each contrast's MkP effect in the simulation (MDS accumulates MkP; the drug rescues half).
+#: True sign of each contrast's MkP effect in the simulation (MDS accumulates MkP; the drug
+#: rescues half).
 TRUE_SIGN = {"MDS vs control": 1, "MDS_drug vs MDS": -1, "MDS vs healthy": 1}
 TRUTH_COLUMN = {
     "hspc": "mkp_fraction_of_hspc",

@@ -7,8 +7,8 @@ species, within each true phase and each condition, coverage, MkP F1, cross-spec
 mixing and state purity, time. Two settings are held out of every choice of default
 and reported separately; the worst case over the tuning grid is reported too.
 
-usage: python benchmarks/bench_cycle_axis.py [--cells N] [--variants a,b] [--settings tune|held_out|all]
-       [--out NAME]
+usage: python benchmarks/bench_cycle_axis.py [--cells N] [--variants a,b]
+       [--settings tune|held_out|all] [--out NAME]
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def evaluate(a) -> dict:
 
 
 def worst(res: dict) -> dict:
-    """Worst Spearman overall / within a phase / within a condition over both species, and worst F1."""
+    """Worst Spearman overall / within a phase / within a condition over both species, and
+    worst F1."""
     out = {}
     for species in ("mouse", "human"):
         r = res[species]

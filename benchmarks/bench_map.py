@@ -87,7 +87,8 @@ def main() -> None:  # noqa: PLR0915
         shutil.rmtree(work / "run_map", ignore_errors=True)
     n_query = sum(int(ad.read_h5ad(p, backed="r").n_obs) for p in files["query"].values())
     print(
-        f"{a.n_cells} cells, query {n_query} cells ({a.hold_out} samples per condition), work {work}"
+        f"{a.n_cells} cells, query {n_query} cells ({a.hold_out} samples per condition), "
+        f"work {work}"
     )
 
     def inputs(part: str) -> list[str]:

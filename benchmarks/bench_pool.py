@@ -143,7 +143,8 @@ def main() -> None:
     res["effects_6000_cells_4v4_seed0"] = effects(6000, seed=0)
     for r in res["effects_6000_cells_4v4_seed0"]:
         print(
-            f"  {r['contrast']}: {r['effect_log2']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] p={r['p_value']:.2g} (true {truth[r['contrast']]:+.3f})"
+            f"  {r['contrast']}: {r['effect_log2']:+.3f} [{r['ci_low']:+.3f}, "
+            f"{r['ci_high']:+.3f}] p={r['p_value']:.2g} (true {truth[r['contrast']]:+.3f})"
         )
 
     res["null"] = {}

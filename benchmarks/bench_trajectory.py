@@ -1,7 +1,9 @@
-"""Issue 4 targets: pseudotime vs truth under strong cycling, MkP F1, Paul 2015 order, 100k-cell time and memory.
+"""Issue 4 targets: pseudotime vs truth under strong cycling, MkP F1, Paul 2015 order,
+100k-cell time and memory.
 
 usage: python benchmarks/bench_trajectory.py [n_cells] [n_scale]   (defaults 20000, 100000)
-       python benchmarks/bench_trajectory.py --stage FILE.h5ad       (trajectory stage alone; prints JSON)
+       python benchmarks/bench_trajectory.py --stage FILE.h5ad
+           (trajectory stage alone; prints JSON)
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def simulated(n_cells: int) -> dict:
 
 
 def paul15_adata():
-    """The shipped Paul 2015 subset through scVI, its published labels and the MEP -> MkP (cluster 8) trajectory."""
+    """The shipped Paul 2015 subset through scVI, its published labels and the MEP -> MkP
+    (cluster 8) trajectory."""
     a = mk.datasets.paul15_subset()
     mk.pp.highly_variable_genes(a, n_top_genes=240, batch_key=None)
     mk.integrate.scvi(a, batch_key="Amp_batch_ID", max_epochs=60, seed=0)

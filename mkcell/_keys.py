@@ -65,7 +65,7 @@ TRUTH = "mk_truth"
 MAP = "mk_map"
 POOL_VS_REFERENCE = "mk_pool_vs_reference"
 
-# ---------------------------------------------------------------- states (values of obs['mk_state'])
+# --------------------------------------------------------------- states (values of obs['mk_state'])
 HSC_MPP = "HSC/MPP"
 MEP = "MEP"
 MKP = "MkP"

@@ -1,4 +1,4 @@
-"""Curated marker panels for the marrow states mkcell annotates, and their check on reference profiles."""
+"""Curated marker panels for mkcell's marrow states, and their check on reference profiles."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ def _panels() -> pd.DataFrame:
 
 
 def marker_panels() -> pd.DataFrame:
-    """Marker panels: one row per (state, gene) with ``human`` and ``mouse`` symbols and a ``source``."""
+    """Marker panels, one row per (state, gene).
+
+    Each row has the ``human`` and ``mouse`` symbols and a ``source``.
+    """
     return _panels().copy()
 
 

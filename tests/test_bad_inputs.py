@@ -50,7 +50,8 @@ CLI_SECONDS = 30  # a bad input must be answered long before integration would f
 
 @pytest.fixture(scope="module")
 def marrow():
-    """600 simulated cells of both species (raw counts in X), concatenated and a fake-annotated copy."""
+    """600 simulated cells of both species (raw counts in X), concatenated and a
+    fake-annotated copy."""
     raw = mk.datasets.simulate_marrow(600, n_genes=800, seed=0)
     concat = mk.pp.concat_species(raw)
     annotated = concat.copy()
@@ -440,7 +441,8 @@ API_CASES = [
     pytest.param(
         lambda c: mk.tl.annotate(c.human, labels=labels_csv(c.tmp, c.human)),
         MkcellError,
-        "labels that are not mkcell states: ['HSCs & MPPs', 'MEP / early ery', 'Megakaryocyte progenitors']",
+        "labels that are not mkcell states: "
+        "['HSCs & MPPs', 'MEP / early ery', 'Megakaryocyte progenitors']",
         id="labels-not-mappable",
     ),
     pytest.param(
@@ -538,7 +540,8 @@ def cli_files(marrow, tmp_path_factory):
 
 
 def fake_reference(folder: Path, annotated: ad.AnnData) -> Path:
-    """A reference run folder as the workflow writes it, with a stand-in model (mapping fails before it is read)."""
+    """A reference run folder as the workflow writes it, with a stand-in model (mapping fails
+    before it is read)."""
     (folder / "model").mkdir(parents=True)
     (folder / "tables").mkdir()
     np.savez(folder / "model" / "weights.npz", w=np.zeros(1))
@@ -663,19 +666,22 @@ CLI_CASES = [
     ),
     pytest.param(
         [*MOUSE, "annotate.labels_file={d}/labels.csv", "annotate.labels_column=cluster"],
-        "labels file labels.csv: no label column 'cluster' (columns: ['cell', 'cell type']); set annotate.labels_column",
+        "labels file labels.csv: no label column 'cluster' (columns: ['cell', 'cell type']); "
+        "set annotate.labels_column",
         "load",
         id="labels-file-wrong-column",
     ),
     pytest.param(
         [*MOUSE, "annotate.labels_file={d}/labels.csv"],
-        "labels that are not mkcell states: ['HSCs & MPPs', 'MEP / early ery', 'Megakaryocyte progenitors']",
+        "labels that are not mkcell states: "
+        "['HSCs & MPPs', 'MEP / early ery', 'Megakaryocyte progenitors']",
         "load",
         id="label-not-mappable",
     ),
     pytest.param(
         [*MOUSE, "annotate.labels_file={d}/labels.csv", "annotate.label_map_file={d}/map.csv"],
-        "annotate.label_map_file: label map map.csv: targets ['Megakaryocyte'] are not mkcell states",
+        "annotate.label_map_file: label map map.csv: "
+        "targets ['Megakaryocyte'] are not mkcell states",
         "load",
         id="label-map-target-not-a-state",
     ),
@@ -744,7 +750,8 @@ CLI_CASES = [
         "config",
         id="unwritable-output-folder",
     ),
-    # mode=map: the reference must be a trustworthy run folder holding the query's species and features (issue 15)
+    # mode=map: the reference must be a trustworthy run folder holding the query's species and
+    # features (issue 15)
     pytest.param(
         [*MOUSE, "mode=map"],
         "mode=map needs a reference: pass reference.dir=RUN_DIR",
@@ -891,7 +898,7 @@ def test_gene_symbols_disagreeing_with_casing_warns(marrow):
     assert any("gene_symbols='mouse' but the symbols look human" in m for m in messages), messages
 
 
-# --------------------------------------------------------------------------- inputs never modified (API)
+# ---------------------------------------------------------------------- inputs never modified (API)
 
 
 def _snapshot(a: ad.AnnData) -> dict:
@@ -1033,7 +1040,8 @@ def test_load_refuses_checksum_mismatch_before_reading(tmp_path, monkeypatch):
 
 
 def test_load_warns_and_says_what_still_runs_without_mature_mk_markers(marrow, caplog):
-    """No Mk panel genes (a targeted panel without PF4, PPBP, GP9 ...): a warning at load, not an error."""
+    """No Mk panel genes (a targeted panel without PF4, PPBP, GP9 ...): a warning at load, not
+    an error."""
     import logging
 
     from omegaconf import OmegaConf

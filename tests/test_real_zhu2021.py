@@ -1,4 +1,5 @@
-"""Zhu et al. 2021 (177 human CD34+ cells, Ensembl IDs, one donor per condition) from the command line."""
+"""Zhu et al. 2021 (177 human CD34+ cells, Ensembl IDs, one donor per condition) from the
+command line."""
 
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def _mkcell(*args: str, cwd) -> tuple[subprocess.CompletedProcess, float]:  # no
 
 @pytest.mark.slow
 def test_zhu2021_end_to_end_cli(tmp_path, record_property):
-    """Ensembl IDs mapped on reading, no replicates: the contrast says so; then the same run with labels from files."""
+    """Ensembl IDs mapped on reading, no replicates: the contrast says so; then the same run with
+    labels from files."""
     digest = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
     run_dir = tmp_path / "run"
     common = (

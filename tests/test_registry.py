@@ -108,7 +108,9 @@ def test_validate_entry_hash_forms():
 def test_unknown_id_lists_known():
     with pytest.raises(
         MkcellError,
-        match="unknown dataset 'paul16'; did you mean 'paul15'.*known ids: .*dahlin18.*olsson16_fig1b",
+        match=(
+            "unknown dataset 'paul16'; did you mean 'paul15'.*known ids: .*dahlin18.*olsson16_fig1b"
+        ),
     ):
         mk.io.registry_entry("paul16")
     with pytest.raises(MkcellError, match="known ids"):

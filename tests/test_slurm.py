@@ -121,7 +121,8 @@ def _contract_files(run: Path) -> None:
 
 
 def _attempts(log: str) -> list[dict[str, str]]:
-    """Stage lines of mkcell.log, one dict per start of the run (each start runs or skips `load`)."""
+    """Stage lines of mkcell.log, one dict per start of the run (each start runs or skips
+    `load`)."""
     parts: list[list[str]] = []
     for line in log.splitlines():
         if "stage load " in line and "done in" not in line:
@@ -298,7 +299,8 @@ def test_sbatch_refusal_names_the_setting():
         ["sbatch", "x.sh"],
         stderr=(
             "sbatch: error: Memory specification can not be satisfied\n"
-            "sbatch: error: Batch job submission failed: Requested node configuration is not available"
+            "sbatch: error: Batch job submission failed: Requested node configuration is "
+            "not available"
         ),
     )
     exc = RuntimeError("wrapped")

@@ -1,5 +1,6 @@
-"""Convert Zhu et al. 2021 (GSE145531) full-length CD34+ counts into mkcell/data/real/zhu2021_cd34.h5ad.
+"""Convert Zhu et al. 2021 (GSE145531) full-length CD34+ counts into mkcell's shipped h5ad.
 
+Writes mkcell/data/real/zhu2021_cd34.h5ad.
 Run from the repository root (inputs: the shared copy described in its PROVENANCE.md):
     python docs/data/make_zhu2021_cd34.py /work/shared/data/zhu2021_cd34
 Only genes with any count are kept; counts are int32 (CSR), gzip-9 + shuffle compressed.
@@ -57,8 +58,8 @@ adata = ad.AnnData(X=X, obs=obs, var=var)
 adata.uns["provenance"] = (
     "Zhu C. et al. 2021 Blood (PMID 33763704), GEO GSE145531: Smart-seq2 Lin-CD34+ marrow cells, "
     "raw read counts (HTSeq, GENCODE 27). 86 cells of a non-severe aplastic anaemia patient (P17) "
-    "and 91 of a healthy donor (Ctrl3); only genes with any count kept. var_names: Ensembl gene IDs "
-    "(GENCODE 27 versions stripped); "
+    "and 91 of a healthy donor (Ctrl3); only genes with any count kept. "
+    "var_names: Ensembl gene IDs (GENCODE 27 versions stripped); "
     "mk.io.read maps them to symbols through the shipped Ensembl BioMart table. "
     "See mkcell/data/real/PROVENANCE_zhu2021.md."
 )

@@ -62,7 +62,8 @@ COMPOSITION = {K.HSC_MPP: 0.12, "MEP": 0.10, "mk": 0.22, "erythroid": 0.26, "mye
 #: the start of the immature stage (endomitosis), falling to ``MATURE_CYCLING``.
 CYCLING = {K.HSC_MPP: 0.25, "MEP": 0.6, "MkP": 0.5, "Mk": 0.35, "erythroid": 0.55, "myeloid": 0.45}
 MATURE_CYCLING = 0.03
-#: Extra cycling share of MkP (and, halved, immature Mk) in MDS at ``mds_effect=1``: up to 80% of MkP cycle.
+#: Extra cycling share of MkP (and, halved, immature Mk) in MDS at ``mds_effect=1``: up to 80%
+#: of MkP cycle.
 MDS_EXTRA_CYCLING = 0.3
 PROGRAMS = (
     "hsc",
@@ -135,7 +136,10 @@ def _design(
     needed = list(dict.fromkeys(list(panels["human"]) + [g for s in sets.values() for g in s]))
     key = [g for g in needed if g in pairs.index]
     if n_genes < len(key) + 120:
-        msg = f"n_genes={n_genes} is too small: the marker panels and gene sets alone need {len(key)}; use n_genes >= {len(key) + 120}"
+        msg = (
+            f"n_genes={n_genes} is too small: the marker panels and gene sets alone need "
+            f"{len(key)}; use n_genes >= {len(key) + 120}"
+        )
         raise MkcellError(msg)
     rest = np.asarray(pairs.index.difference(key))
     fill = sorted(rng.choice(rest, size=n_genes - len(key), replace=False))
@@ -226,7 +230,8 @@ def _design(
         )
         base[sp_name] = b
         theta[sp_name] = np.exp(rng.normal(np.log(6.0), 0.5, n_all))
-        # the same programs in both species, with species-specific strengths (gene x species interaction)
+        # the same programs in both species, with species-specific strengths
+        # (gene x species interaction)
         loadings[sp_name] = W * np.exp(rng.normal(0, 0.25 * species_effect, W.shape))
     cycle = (
         pd.concat(unlisted, ignore_index=True)

@@ -14,7 +14,10 @@ from ._utils import finish, panel_save_returns_doc
 
 
 def read_uns(adata: AnnData, key: str, tool: str, tables: tuple[str, ...]) -> dict:
-    """Return ``adata.uns[key]`` after checking it holds ``tables``; the error names the tool to run."""
+    """Return ``adata.uns[key]`` after checking it holds ``tables``.
+
+    If it does not, the error names ``tool``, the tool to run.
+    """
     res = adata.uns.get(key)
     if not isinstance(res, dict) or any(t not in res for t in tables):
         msg = f"no results in `adata.uns[{key!r}]`; run {tool} first (or pass key=)"
@@ -80,7 +83,8 @@ def pool(
         for _, c in contrasts[contrasts["species"] == sp_name].iterrows():
             p = "NA" if not np.isfinite(c["p_value"]) else f"{c['p_value']:.2g}"
             lines.append(
-                f"{c['contrast']}: {c['effect_log2']:+.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}] p={p}"
+                f"{c['contrast']}: {c['effect_log2']:+.2f} [{c['ci_low']:.2f}, "
+                f"{c['ci_high']:.2f}] p={p}"
             )
         ax.set_title(sp_name + ("\n" + "\n".join(lines) if lines else ""), fontsize=8, loc="left")
     fig.suptitle("MkP pool per sample (bar: pooled, line: 95% CI; log2 A/B)", fontsize=9)

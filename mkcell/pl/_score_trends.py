@@ -79,7 +79,10 @@ def score_trends(
     ):
         bad = [x for x in asked if x not in have]
         if bad:
-            msg = f"{what} {bad} are not in `adata.uns[{key!r}]['table']`; available: {sorted(map(str, have))}"
+            msg = (
+                f"{what} {bad} are not in `adata.uns[{key!r}]['table']`; available: "
+                f"{sorted(map(str, have))}"
+            )
             raise MkcellError(msg)
     cmap = plt.get_cmap(palette)
     colour = {c: cmap(i % cmap.N) for i, c in enumerate(cond_all)}

@@ -70,7 +70,10 @@ def concat_species(
         _check_symbols(species, a)
         if a.obs_names.has_duplicates:
             dup = a.obs_names[a.obs_names.duplicated()][:3].tolist()
-            msg = f"the {species} input has duplicated cell names (e.g. {dup}); run adata.obs_names_make_unique() first"
+            msg = (
+                f"the {species} input has duplicated cell names (e.g. {dup}); "
+                "run adata.obs_names_make_unique() first"
+            )
             raise MkcellError(msg)
         if species == "mouse":
             m = map_orthologs(a, "mouse", "human", keep_unmapped=keep_species_specific)
@@ -87,14 +90,20 @@ def concat_species(
             if len(small):
                 import warnings
 
-                msg = f"{species} samples with fewer than {MIN_CELLS_PER_SAMPLE} cells (kept): {small.to_dict()}"
+                msg = (
+                    f"{species} samples with fewer than {MIN_CELLS_PER_SAMPLE} cells (kept): "
+                    f"{small.to_dict()}"
+                )
                 warnings.warn(msg, MkcellWarning, stacklevel=2)
         parts[species] = m
 
     if len(parts) == 2:
         shared = parts["mouse"].var_names.intersection(parts["human"].var_names)
         if len(shared) == 0:
-            msg = "no genes shared between mouse and human after ortholog mapping; are the species swapped?"
+            msg = (
+                "no genes shared between mouse and human after ortholog mapping; "
+                "are the species swapped?"
+            )
             raise MkcellError(msg)
         clash = parts["mouse"].obs_names.intersection(parts["human"].obs_names)
         for species, m in parts.items():

@@ -68,7 +68,10 @@ def map_orthologs(
     genes = adata.var_names.astype(str)
     if genes.has_duplicates:
         dup = genes[genes.duplicated()].unique()[:5].tolist()
-        msg = f"adata.var_names has duplicated genes (e.g. {dup}); run adata.var_names_make_unique() first"
+        msg = (
+            f"adata.var_names has duplicated genes (e.g. {dup}); "
+            "run adata.var_names_make_unique() first"
+        )
         raise MkcellError(msg)
     best = best_partners(source)
     target_col = target
@@ -82,7 +85,8 @@ def map_orthologs(
             hint = f"; the symbols look like {target} genes — are the species swapped?"
         msg = (
             f"only {int(mapped.sum())} of {len(genes)} genes have a {source} -> {target} ortholog "
-            f"(symbol style: {looks['mouse'] / len(genes):.0%} mouse-like, {looks['human'] / len(genes):.0%} human-like){hint} "
+            f"(symbol style: {looks['mouse'] / len(genes):.0%} mouse-like, "
+            f"{looks['human'] / len(genes):.0%} human-like){hint} "
             f"Pass source= the species of adata.var_names."
         )
         raise MkcellError(msg)
@@ -159,7 +163,10 @@ def map_orthologs(
             "source": source,
             "target": target,
             "keep_unmapped": keep_unmapped,
-            "rule": f"rank by HCOP support + {BIOMART_ONE2ONE_BONUS} if Ensembl one2one; ties alphabetical; many-to-one summed",
+            "rule": (
+                f"rank by HCOP support + {BIOMART_ONE2ONE_BONUS} if Ensembl one2one; "
+                "ties alphabetical; many-to-one summed"
+            ),
         },
     }
     logger.info(
