@@ -236,18 +236,33 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
 
 def _check_against_data(cfg: DictConfig, data: dict[str, AnnData]) -> None:
     """Fail before integration when the config names conditions or columns the data lack."""
-    from ..tl._design import resolve_contrasts
+    from ..tl._design import check_nesting, resolve_contrasts
 
+    table = pd.concat(
+        pd.DataFrame({
+            "species": s,
+            "sample": a.obs[K.SAMPLE].astype(str).to_numpy(),
+            "condition": a.obs[K.CONDITION].astype(str).to_numpy(),
+        })
+        for s, a in data.items()
+    )  # fmt: skip
+    d = cfg.data
+    try:  # the tools check this too, but only after integration
+        check_nesting(
+            table, sample_key=d.sample_key or K.SAMPLE, condition_key=d.condition_key or K.CONDITION
+        )
+    except MkcellError as err:
+        msg = f"data: {err}"
+        raise MkcellError(msg) from None
     contrasts = contrasts_of(cfg)
     if contrasts is not None:
-        table = pd.concat(
-            pd.DataFrame({"species": s, "condition": a.obs[K.CONDITION].astype(str).to_numpy()})
-            for s, a in data.items()
-        )
         try:
             resolve_contrasts(table, contrasts)
         except MkcellError as err:
-            msg = f"pool.contrasts: {err} — set 'pool.contrasts=[[A,B]]' with these conditions, or pool.contrasts=null"
+            msg = (
+                f"pool.contrasts: {err} — set 'pool.contrasts=[[A,B]]' with these conditions, "
+                "or pool.contrasts=null"
+            )
             raise MkcellError(msg) from None
     key = cfg.annotate.labels_key
     lacking = [s for s, a in data.items() if key is not None and key not in a.obs.columns]
