@@ -171,7 +171,8 @@ def compare_scores(
     method: Literal["welch", "ols"] = "welch",
     ci: float = 0.95,
     key_added: str = COMPARE_KEY,
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> AnnData | None:
     """Compare mean scores between conditions per state, samples as replicates.
 
     Cells are averaged per sample x state (pseudobulk); each contrast is tested within
@@ -200,12 +201,16 @@ def compare_scores(
         Confidence level of ``ci_low`` / ``ci_high``.
     key_added
         ``adata.uns`` key for the table, the per-sample means and parameters.
+    copy
+        Return a copy instead of writing to ``adata``.
 
     Returns
     -------
-    One row per species x contrast x state x score: species, contrast (``"A vs B"``),
-    state, score, mean_a, mean_b, diff (A - B), ci_low, ci_high, p_value, p_adj
-    (Benjamini-Hochberg over the table), n_a, n_b (samples), method.
+    ``None`` or a copy of ``adata`` (``copy=True``), with ``adata.uns[key_added]``:
+    ``table``, one row per species x contrast x state x score: species, contrast
+    (``"A vs B"``), state, score, mean_a, mean_b, diff (A - B), ci_low, ci_high, p_value,
+    p_adj (Benjamini-Hochberg over the table), n_a, n_b (samples), method;
+    ``sample_means`` (the per-sample means tested) and ``params``.
     """
     check_adata(adata)
     if method not in ("welch", "ols"):
@@ -260,6 +265,8 @@ def compare_scores(
     table.insert(
         table.columns.get_loc("p_value") + 1, "p_adj", _bh(table["p_value"].to_numpy(float))
     )
+    if copy:
+        adata = adata.copy()
     adata.uns[key_added] = {
         "table": table,
         "sample_means": means,
@@ -271,7 +278,7 @@ def compare_scores(
         },
     }  # fmt: skip
     log_write("uns", key_added)
-    return table
+    return adata if copy else None
 
 
 @fill_doc(contrasts=CONTRASTS_DOC)
@@ -288,7 +295,8 @@ def pseudobulk_de(
     min_cells: int = 10,
     min_counts: int = 10,
     key_added: str = DE_KEY,
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> AnnData | None:
     """Pseudobulk differential expression (summed counts per sample) with PyDESeq2.
 
     Needs the optional ``pydeseq2`` package.
@@ -310,10 +318,14 @@ def pseudobulk_de(
         Genes with fewer summed counts over the samples of a contrast are dropped.
     key_added
         ``adata.uns`` key for the table and parameters.
+    copy
+        Return a copy instead of writing to ``adata``.
 
     Returns
     -------
-    species, contrast, gene, base_mean, log2fc (A over B), lfc_se, stat, p_value, p_adj.
+    ``None`` or a copy of ``adata`` (``copy=True``), with ``adata.uns[key_added]``:
+    ``table`` (species, contrast, gene, base_mean, log2fc (A over B), lfc_se, stat,
+    p_value, p_adj) and ``params``.
     """
     try:
         from pydeseq2.dds import DeseqDataSet
@@ -378,6 +390,8 @@ def pseudobulk_de(
             r.insert(0, "species", sp_name)
             out.append(r[DE_COLUMNS])
     table = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=DE_COLUMNS)
+    if copy:
+        adata = adata.copy()
     adata.uns[key_added] = {
         "table": table,
         "params": {
@@ -389,4 +403,4 @@ def pseudobulk_de(
         },
     }  # fmt: skip
     log_write("uns", key_added)
-    return table
+    return adata if copy else None

@@ -79,7 +79,8 @@ def score_trends(
     layer: str | None = None,
     seed: int = 0,
     key_added: str = TRENDS_KEY,
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> AnnData | None:
     """Score trends along pseudotime per species x condition, with CIs over samples.
 
     Pseudotime is cut into ``n_bins`` equal bins over [0, 1]; the trend is the mean over
@@ -115,11 +116,15 @@ def score_trends(
         Seed of the bootstrap.
     key_added
         ``adata.uns`` key: ``{"table": ..., "params": ...}``.
+    copy
+        Return a copy instead of writing to ``adata``.
 
     Returns
     -------
-    species, condition, key, bin, pseudotime (bin centre), mean, ci_low, ci_high,
-    binned_mean, n_cells, n_samples (samples with cells in the bin).
+    ``None`` or a copy of ``adata`` (``copy=True``), with ``adata.uns[key_added]``:
+    ``table`` (species, condition, key, bin, pseudotime (bin centre), mean, ci_low,
+    ci_high, binned_mean, n_cells, n_samples (samples with cells in the bin)) and
+    ``params``.
     """
     check_adata(adata)
     for k in (pseudotime_key, condition_key, sample_key):
@@ -232,6 +237,8 @@ def score_trends(
                     )
                 )  # fmt: skip
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
+    if copy:
+        adata = adata.copy()
     adata.uns[key_added] = {
         "table": table,
         "params": {
@@ -248,4 +255,4 @@ def score_trends(
         len(frames) // max(len(names), 1),
         n_bins,
     )
-    return table
+    return adata if copy else None

@@ -515,14 +515,18 @@ def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     }
     adata = _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
     if K.PSEUDOTIME in adata.obs.columns and adata.obs[K.PSEUDOTIME].notna().any():
+        from ..tl._score_trends import TRENDS_KEY
+
         trends = mk.tl.score_trends
-        table = trends(adata, **_seeded(trends, {}, cfg.seed))
-        if isinstance(table, pd.DataFrame):
-            write_table(table, run_dir, "score_trends")
+        adata = _inplace(trends(adata, **_seeded(trends, {}, cfg.seed)), adata)
+        write_table(adata.uns[TRENDS_KEY]["table"], run_dir, "score_trends")
     else:
         logger.info("no pseudotime (the trajectory was skipped): no score trends along it")
-    compare = mk.tl.compare_scores(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg))
-    write_table(compare, run_dir, "score_contrasts")
+    from ..tl._compare import COMPARE_KEY
+
+    compare = mk.tl.compare_scores
+    adata = _inplace(compare(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg)), adata)
+    write_table(adata.uns[COMPARE_KEY]["table"], run_dir, "score_contrasts")
     return adata
 
 
