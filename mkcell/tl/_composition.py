@@ -102,7 +102,8 @@ def composition(
         Reference condition (scCODA's baseline): a name, several names (the first
         present in each species is used) or a dict ``{species: name}``; species without
         it are skipped. Default: the reference every tool uses, the first of
-        ``control`` / ``healthy`` present in the species, else its first condition.
+        :data:`~mkcell.tl._design.DEFAULT_REFERENCES` present in the species, else its
+        first condition.
     species_key
         Column with the species; missing column: one group ``"all"``.
     state_key
