@@ -51,10 +51,16 @@ def thread_env(cores: int) -> dict[str, str]:
     """This environment with every thread pool capped at ``cores`` (and no plotting window)."""
     env = {k: v for k, v in os.environ.items() if k not in {"MKCELL_DEBUG", "HYDRA_FULL_ERROR"}}
     threads = str(cores)
-    env.update({
-        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-        "NUMBA_NUM_THREADS": threads, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore",
-    })  # fmt: skip
+    env.update(
+        {
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads,
+            "NUMBA_NUM_THREADS": threads,
+            "MPLBACKEND": "Agg",
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
     return env
 
 

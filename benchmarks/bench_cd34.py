@@ -84,7 +84,9 @@ def evaluate(a, truth: pd.DataFrame) -> dict:
                 f1_score(o.loc[m, "true_state"] == "MkP", o.loc[m, "mk_state"] == "MkP")
             ),
             "denominator": den,
-            "denominator_reason": str(pool["denominator_choice"].set_index("species").loc[sp_name, "reason"]),
+            "denominator_reason": str(
+                pool["denominator_choice"].set_index("species").loc[sp_name, "reason"]
+            ),
             "fraction_pearson_r": float(
                 pearsonr(s["mkp_fraction"], s[f"true_{TRUTH_COLUMN[den]}"])[0]
             ),
@@ -103,10 +105,14 @@ def evaluate(a, truth: pd.DataFrame) -> dict:
             )
             r[c["contrast"]] = {
                 "true_effect_log2": true_effect,
-                "effect_log2": float(c["effect_log2"]), "ci": [float(c["ci_low"]), float(c["ci_high"])], "p": float(c["p_value"]),
+                "effect_log2": float(c["effect_log2"]),
+                "ci": [float(c["ci_low"]), float(c["ci_high"])],
+                "p": float(c["p_value"]),
                 "right_sign": bool(np.sign(c["effect_log2"]) == TRUE_SIGN[c["contrast"]]),
-                "ci_excludes_0_right_side": bool(c["ci_low"] > 0 if TRUE_SIGN[c["contrast"]] > 0 else c["ci_high"] < 0),
-            }  # fmt: skip
+                "ci_excludes_0_right_side": bool(
+                    c["ci_low"] > 0 if TRUE_SIGN[c["contrast"]] > 0 else c["ci_high"] < 0
+                ),
+            }
         out[sp_name] = r
     return out
 

@@ -126,7 +126,7 @@ def paul15() -> dict:
     out["cycle_regression"] = a.uns["mk_trajectory"]["cycle_regression"]
     mk.tl.score(a, on_missing="score")
     o = a.obs
-    lin = o["paul15_state"].isin(["MEP", "Mk"]) & o["mk_pseudotime"].notna()
+    lin = o["paul15_state"].isin(["MEP", "MkP"]) & o["mk_pseudotime"].notna()
     for key in ("mk_score_e2f_targets", "mk_score_g2m_checkpoint", "G2M_score", "S_score"):
         out[f"spearman_{key}_vs_pseudotime"] = float(
             spearmanr(o.loc[lin, key], o.loc[lin, "mk_pseudotime"])[0]

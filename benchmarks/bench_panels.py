@@ -32,15 +32,27 @@ SUBSETS = Path(__file__).resolve().parents[1] / "tests" / "data" / "panel_refere
 #: its own (without mature Mk in a reference, the Mk panel tops the MkP population, as it should).
 POPULATIONS = {
     "hematomap": {
-        "HSC/MPP": ["HSC/MPP"], "MEP": ["MEP"], "MkP": ["MKP"], "Mk": ["MK"],
-        "erythroid": ["pro-Ery1", "pro-Ery2", "Ery"], "myeloid": ["GMP", "pro-Mono", "CD14 Mono"],
+        "HSC/MPP": ["HSC/MPP"],
+        "MEP": ["MEP"],
+        "MkP": ["MKP"],
+        "Mk": ["MK"],
+        "erythroid": ["pro-Ery1", "pro-Ery2", "Ery"],
+        "myeloid": ["GMP", "pro-Mono", "CD14 Mono"],
     },
     "ciber_mouse_sorted": {
-        "HSC/MPP": ["HSC", "MPPa", "MPPb"], "MEP": ["MEP"], "MkP": ["MkP"],
-        "erythroid": ["pCFU-E", "MEP"], "myeloid": ["GMP"],
+        "HSC/MPP": ["HSC", "MPPa", "MPPb"],
+        "MEP": ["MEP"],
+        "MkP": ["MkP"],
+        "erythroid": ["pCFU-E", "MEP"],
+        "myeloid": ["GMP"],
     },
-    "olsson2016": {"HSC/MPP": ["HSCP-1", "HSCP-2"], "MkP": ["Meg"], "erythroid": ["Eryth"], "myeloid": ["Gran", "Mono", "Myelocyte"]},
-}  # fmt: skip
+    "olsson2016": {
+        "HSC/MPP": ["HSCP-1", "HSCP-2"],
+        "MkP": ["Meg"],
+        "erythroid": ["Eryth"],
+        "myeloid": ["Gran", "Mono", "Myelocyte"],
+    },
+}
 
 
 def references(full: bool) -> dict[str, tuple[pd.DataFrame, str, bool]]:

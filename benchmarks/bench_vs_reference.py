@@ -136,11 +136,17 @@ def main() -> None:
             run_dir = folder / "mkcell"
             shutil.rmtree(run_dir, ignore_errors=True)
             cmd = [
-                sys.executable, "-m", "workflows.main", "data=files",
-                f"data.inputs.mouse={paths['mouse']}", f"data.inputs.human={paths['human']}",
-                f"integrate.max_epochs={epochs}", "integrate.early_stopping=false",
-                f"seed={a.seed}", f"hydra.run.dir={run_dir}",
-            ]  # fmt: skip
+                sys.executable,
+                "-m",
+                "workflows.main",
+                "data=files",
+                f"data.inputs.mouse={paths['mouse']}",
+                f"data.inputs.human={paths['human']}",
+                f"integrate.max_epochs={epochs}",
+                "integrate.early_stopping=false",
+                f"seed={a.seed}",
+                f"hydra.run.dir={run_dir}",
+            ]
             res = run_watched(cmd, cwd=ROOT, env=env, log=folder / "mkcell.log", cap_gb=cap)
             res["stage_seconds"] = stage_seconds(run_dir)
             res.pop("stdout")

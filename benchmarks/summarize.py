@@ -288,7 +288,9 @@ def cycle_tables() -> list[str]:
     out = []
 
     def split(grid: dict) -> tuple[list[str], list[str]]:
-        return sorted(k for k in grid if k.startswith("tune")), sorted(k for k in grid if k.startswith("held_out"))
+        return sorted(k for k in grid if k.startswith("tune")), sorted(
+            k for k in grid if k.startswith("held_out")
+        )
 
     tune, held = split(before)
     every = [k for k in tune if set(CYCLE_VARIANTS) <= set(before[k])]
@@ -330,7 +332,10 @@ def cd34_table() -> list[str]:
         scenario, eq = key.split(":equalize=")
         f1m = min((r["mouse"]["mkp_f1"] for r in rs if "mouse" in r), default=None)
         con = [r["human"]["MDS vs healthy"] for r in rs]
-        eff = "; ".join(f"{c['effect_log2']:.2f} [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}] / {c['true_effect_log2']:.2f}" for c in con)
+        eff = "; ".join(
+            f"{c['effect_log2']:.2f} [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}] / {c['true_effect_log2']:.2f}"
+            for c in con
+        )
         out.append(
             f"| {scenario} | {eq} | {min(r['knn_state_purity'] for r in rs):.3f} | {'-' if f1m is None else f'{f1m:.2f}'} / "
             f"{min(r['human']['mkp_f1'] for r in rs):.2f} | {min(r['human']['fraction_pearson_r'] for r in rs):.2f} | "

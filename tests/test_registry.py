@@ -32,11 +32,19 @@ REQUIRED_IDS = {
 
 def _entry(**changes) -> dict:
     entry = {
-        "id": "toy", "title": "Toy", "species": "mouse", "tissue": "bone marrow", "assay": "10x",
-        "urls": ["https://example.org/toy.h5ad"], "sha256": None, "format": "h5ad",
-        "shape": {"n_obs": None, "n_vars": None}, "obs_columns": {"sample": None, "cell_type": None},
-        "citation_doi": "10.1000/toy", "license": "CC0",
-    }  # fmt: skip
+        "id": "toy",
+        "title": "Toy",
+        "species": "mouse",
+        "tissue": "bone marrow",
+        "assay": "10x",
+        "urls": ["https://example.org/toy.h5ad"],
+        "sha256": None,
+        "format": "h5ad",
+        "shape": {"n_obs": None, "n_vars": None},
+        "obs_columns": {"sample": None, "cell_type": None},
+        "citation_doi": "10.1000/toy",
+        "license": "CC0",
+    }
     entry.update(changes)
     return entry
 

@@ -8,9 +8,9 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._genesets import builtin_sets
+from .._markers import marker_panels
 from .._settings import MkcellError, logger
-from ..pp._hvg import species_gene_set
-from ._markers import marker_panels
+from .._species import species_gene_set
 
 #: Cells a CD34+ sort keeps: progenitors, MkP, the earliest immature Mk and the earliest
 #: erythroid / myeloid progenitors (position along their branch below these values).
@@ -115,10 +115,16 @@ def _targeted_panel(
 def sample_truth(obs: pd.DataFrame) -> pd.DataFrame:
     """Per-sample true MkP counts and fractions (of the Mk lineage, of HSPC, of all cells) from ``obs`` truth."""
     st = obs["true_state"].astype(str)
-    g = pd.DataFrame({
-        K.SAMPLE: obs[K.SAMPLE].astype(str), K.SPECIES: obs[K.SPECIES].astype(str), K.CONDITION: obs[K.CONDITION].astype(str),
-        "mkp": st == K.MKP, "lin": st.isin(K.MK_LINEAGE), "hspc": st.isin(K.HSPC),
-    }).groupby([K.SAMPLE, K.SPECIES, K.CONDITION], observed=True)  # fmt: skip
+    g = pd.DataFrame(
+        {
+            K.SAMPLE: obs[K.SAMPLE].astype(str),
+            K.SPECIES: obs[K.SPECIES].astype(str),
+            K.CONDITION: obs[K.CONDITION].astype(str),
+            "mkp": st == K.MKP,
+            "lin": st.isin(K.MK_LINEAGE),
+            "hspc": st.isin(K.HSPC),
+        }
+    ).groupby([K.SAMPLE, K.SPECIES, K.CONDITION], observed=True)
     t = g.agg(
         n_cells=("mkp", "size"),
         n_mkp=("mkp", "sum"),

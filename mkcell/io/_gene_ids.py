@@ -127,8 +127,13 @@ def to_symbols(
     }
     logger.info(
         "%s: gene IDs -> symbols via the %s: %d mapped, %d summed into shared symbols, %d without a symbol kept as IDs (`adata.uns['%s']['genes']`)",
-        where, source, n.get(STATUS_MAPPED, 0), n.get(STATUS_SUMMED, 0), n.get(STATUS_UNMAPPED, 0), K.GENE_IDS,
-    )  # fmt: skip
+        where,
+        source,
+        n.get(STATUS_MAPPED, 0),
+        n.get(STATUS_SUMMED, 0),
+        n.get(STATUS_UNMAPPED, 0),
+        K.GENE_IDS,
+    )
     return out
 
 

@@ -8,13 +8,14 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import _keys as K
 from .._settings import MkcellError, logger
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 SUPPORTED = ".h5ad file, 10x .h5 file (CellRanger HDF5) or 10x mtx folder"
-INPUT_KEY = "mk_input"
+INPUT_KEY = K.INPUT
 _SPECIES = ("mouse", "human")
 _MTX_LAYOUTS = {
     # CellRanger >= 3: everything gzipped; CellRanger 2: plain text with genes.tsv

@@ -30,9 +30,19 @@ FORMATS = {
     "tar_tsv_genes_x_cells": "a tar archive of such tables, one per sample",
 }
 REQUIRED = (
-    "id", "title", "species", "tissue", "assay", "urls", "sha256", "format", "shape",
-    "obs_columns", "citation_doi", "license",
-)  # fmt: skip
+    "id",
+    "title",
+    "species",
+    "tissue",
+    "assay",
+    "urls",
+    "sha256",
+    "format",
+    "shape",
+    "obs_columns",
+    "citation_doi",
+    "license",
+)
 OPTIONAL = ("notes", "file")
 SPECIES = ("mouse", "human")
 SAMPLE_COLUMN = "sample"
@@ -84,19 +94,40 @@ def list_datasets() -> pd.DataFrame:
     import pandas as pd
 
     columns = [
-        "id", "title", "species", "tissue", "assay", "format", "n_obs", "n_vars",
-        "sample_key", "cell_type_key", "n_files", "citation_doi", "license",
-    ]  # fmt: skip
+        "id",
+        "title",
+        "species",
+        "tissue",
+        "assay",
+        "format",
+        "n_obs",
+        "n_vars",
+        "sample_key",
+        "cell_type_key",
+        "n_files",
+        "citation_doi",
+        "license",
+    ]
     rows = []
     for dataset_id in _known_ids():
         e = registry_entry(dataset_id)
-        rows.append({
-            "id": e["id"], "title": e["title"], "species": e["species"], "tissue": e["tissue"],
-            "assay": e["assay"], "format": e["format"], "n_obs": e["shape"]["n_obs"],
-            "n_vars": e["shape"]["n_vars"], "sample_key": e["obs_columns"]["sample"],
-            "cell_type_key": e["obs_columns"]["cell_type"], "n_files": len(e["urls"]),
-            "citation_doi": e["citation_doi"], "license": e["license"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": e["id"],
+                "title": e["title"],
+                "species": e["species"],
+                "tissue": e["tissue"],
+                "assay": e["assay"],
+                "format": e["format"],
+                "n_obs": e["shape"]["n_obs"],
+                "n_vars": e["shape"]["n_vars"],
+                "sample_key": e["obs_columns"]["sample"],
+                "cell_type_key": e["obs_columns"]["cell_type"],
+                "n_files": len(e["urls"]),
+                "citation_doi": e["citation_doi"],
+                "license": e["license"],
+            }
+        )
     return pd.DataFrame(rows, columns=columns).astype({"n_obs": "Int64", "n_vars": "Int64"})
 
 

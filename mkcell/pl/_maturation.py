@@ -21,7 +21,7 @@ def pseudotime_density(
     *,
     species_key: str = K.SPECIES,
     pseudotime_key: str = K.PSEUDOTIME,
-    key: str = "mk_maturation",
+    key: str = K.MATURATION,
     bins: int = 30,
     panel_size: tuple[float, float] = (4.0, 3.0),
     save: str | os.PathLike | None = None,

@@ -16,7 +16,7 @@ from ._utils import finish, panel_save_returns_doc
 @panel_save_returns_doc
 def da_neighbourhoods(
     adata: AnnData,
-    key: str = "mk_milo",
+    key: str = K.MILO,
     *,
     basis: str | None = None,
     alpha: float | None = None,

@@ -50,7 +50,7 @@ def pool(
     res = read_uns(adata, key, "mk.tl.progenitor_pool", ("per_sample", "contrasts"))
     per_sample, contrasts = res["per_sample"], res["contrasts"]
     per_cond = res.get("per_condition")
-    denom = res.get("params", {}).get("denominator", "mk_lineage")
+    denom = res.get("params", {}).get("denominator", K.DENOM_MK_LINEAGE)
     names = list(dict.fromkeys(per_sample["species"])) if species is None else list(species)
     fig = Figure(
         figsize=(panel_size[0] * max(len(names), 1), panel_size[1] + 0.25 * len(contrasts)),

@@ -84,9 +84,13 @@ def score_trends(
     cmap = plt.get_cmap(palette)
     colour = {c: cmap(i % cmap.N) for i, c in enumerate(cond_all)}
     fig, axes = plt.subplots(
-        len(keys), len(sp_list), figsize=(panel_size[0] * len(sp_list), panel_size[1] * len(keys)),
-        squeeze=False, sharex=True, layout="constrained",
-    )  # fmt: skip
+        len(keys),
+        len(sp_list),
+        figsize=(panel_size[0] * len(sp_list), panel_size[1] * len(keys)),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+    )
     for i, k in enumerate(keys):
         for j, sp_name in enumerate(sp_list):
             ax = axes[i, j]

@@ -10,17 +10,17 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._settings import MkcellError, MkcellWarning, logger
+from .._species import detect_species
 from .._utils import check_adata, get_counts, log_write
-from ._orthologs import map_orthologs, symbol_species
+from ._orthologs import map_orthologs
 
 #: Samples with fewer cells than this get a warning (they are kept).
 MIN_CELLS_PER_SAMPLE = 20
 
 
 def _check_symbols(species: str, adata: AnnData) -> None:
-    looks = symbol_species(adata.var_names[:2000])
     other = "human" if species == "mouse" else "mouse"
-    if looks[other] > 0.6 and looks[species] < 0.3:
+    if detect_species(adata.var_names) == other:
         example = ", ".join(map(str, adata.var_names[:3]))
         msg = (
             f"the {species} input has {other}-style gene symbols (e.g. {example}); "

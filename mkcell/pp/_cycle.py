@@ -57,9 +57,9 @@ def scores_from_lognorm(
     adata: AnnData, X: sp.csr_matrix | np.ndarray, *, seed: int = 0
 ) -> pd.DataFrame:
     """:func:`cycle_scores` from log-normalised expression ``X`` of all of ``adata``'s genes."""
+    from .._species import species_gene_set
     from .._utils import species_of, zscore_within
     from ..tl._score import score_genes_matrix
-    from ._hvg import species_gene_set
 
     sets = builtin_sets()
     idx = []

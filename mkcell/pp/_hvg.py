@@ -8,21 +8,10 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._genesets import cycle_genes
+from .._markers import marker_panels
 from .._settings import MkcellError, logger
+from .._species import species_gene_set
 from .._utils import check_adata, get_counts, log_write
-from ..datasets._markers import marker_panels
-from ._orthologs import symbol_species
-
-
-def species_gene_set(genes: set[str], var_names: pd.Index) -> set[str]:
-    """Translate a set of human symbols to the symbol space of ``var_names`` (human or mouse)."""
-    looks = symbol_species(var_names[:2000])
-    if looks["mouse"] > looks["human"]:
-        from ._ortholog_table import best_partners
-
-        best = best_partners("human")
-        genes = set(best.reindex(list(genes))["mouse"].dropna())
-    return genes
 
 
 def highly_variable_genes(

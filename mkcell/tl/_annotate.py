@@ -13,10 +13,10 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._graph import knn_graph
+from .._markers import marker_panels
 from .._settings import MkcellError, MkcellWarning, logger
+from .._species import species_gene_set
 from .._utils import check_adata, check_obs_key, get_counts, log_write
-from ..datasets._markers import marker_panels
-from ..pp._hvg import species_gene_set
 from ._labels import align_labels, as_label_map, labels_to_states, read_labels
 
 #: Panels with fewer genes present than this are not scored (their state is never called).

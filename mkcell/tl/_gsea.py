@@ -21,8 +21,9 @@ from anndata import AnnData
 from .. import _keys as K
 from .._genesets import hallmark_sets, read_gmt
 from .._settings import MkcellError, MkcellWarning, logger
+from .._species import detect_species
 from .._utils import check_adata, check_obs_key, get_counts
-from ._score import detect_species, translate_genes
+from ._score import translate_genes
 
 RANKINGS = ("signal_to_noise", "t_test")
 COLUMNS = [

@@ -14,7 +14,7 @@ from .._settings import MkcellError
 #: Column names tried, in order, when the labels file's columns are not named.
 CELL_COLUMNS = ("cell", "barcode", "cell_id", "obs_names", "index")
 LABEL_COLUMNS = ("label", "cell_type", "celltype", "labels", "state")
-_MAP_HEADERS = {"state", "mk_state", "mkcell_state", "target"}
+_MAP_HEADERS = {"state", K.STATE, "mkcell_state", "target"}
 
 
 def _path(path: str | os.PathLike, what: str, hint: str) -> Path:

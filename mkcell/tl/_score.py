@@ -25,6 +25,7 @@ from anndata import AnnData
 from .. import _keys as K
 from .._genesets import SCORED_SETS, builtin_sets, read_gmt
 from .._settings import MkcellError, MkcellWarning, logger
+from .._species import detect_species, symbol_styles
 from .._utils import check_adata, get_counts, log_write
 
 #: Scoring methods for the gene sets (S/G2M always use ``score_genes``).
@@ -33,59 +34,12 @@ METHODS = ("score_genes", "aucell", "ulm")
 CYCLE_SETS = {K.S_SCORE: "TIROSH2016_S_PHASE", K.G2M_SCORE: "TIROSH2016_G2M_PHASE"}
 #: Phase categories in order.
 PHASES = ("G1", "S", "G2M")
-#: Share of classified symbols that must share one casing style to call a species.
-SPECIES_SHARE = 0.7
 #: How many gene names a warning spells out before "... and N more".
 N_NAMED = 25
 
-_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
-_HUMAN_ORF = re.compile(r"^C(\d+|X|Y)orf\d+")
 
 
 # --------------------------------------------------------------------------- species
-
-
-def symbol_styles(symbols: Sequence[str]) -> dict[str, int]:
-    """Count human-style (``MCM5``) and mouse-style (``Mcm5``) symbols.
-
-    Parameters
-    ----------
-    symbols
-        Gene symbols.
-
-    Returns
-    -------
-    ``{"human": n, "mouse": n, "ensembl": n, "other": n}``.
-    """
-    out = {"human": 0, "mouse": 0, "ensembl": 0, "other": 0}
-    for s in map(str, symbols):
-        if _ENSEMBL.match(s):
-            out["ensembl"] += 1
-        elif not any(c.isalpha() for c in s):
-            out["other"] += 1
-        elif s == s.upper() or _HUMAN_ORF.match(s):
-            out["human"] += 1
-        elif s[0].isupper() and s[1:] == s[1:].lower():
-            out["mouse"] += 1
-        else:
-            out["other"] += 1
-    return out
-
-
-def detect_species(symbols: Sequence[str]) -> str | None:
-    """Species of a list of symbols from their casing (``None`` when unclear).
-
-    Mostly ``Xxxx`` is mouse, mostly ``XXXX`` human (HGNC / MGI conventions).
-    """
-    st = symbol_styles(symbols)
-    n = st["human"] + st["mouse"]
-    if n == 0:
-        return None
-    if st["human"] >= SPECIES_SHARE * n:
-        return "human"
-    if st["mouse"] >= SPECIES_SHARE * n:
-        return "mouse"
-    return None
 
 
 def _species_of_adata(symbols: pd.Index, gene_symbols: str) -> str:
@@ -143,7 +97,7 @@ def translate_genes(genes: Sequence[str], source: str, target: str) -> tuple[lis
 
 @lru_cache(maxsize=2)
 def _partners(source: str, target: str) -> dict[str, str]:
-    from ..pp._ortholog_table import best_partners
+    from .._ortholog_table import best_partners
 
     return best_partners(source)[target].to_dict()
 

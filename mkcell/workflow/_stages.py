@@ -28,7 +28,7 @@ POOL_SAMPLE_COLUMNS = ["sample", "species", "condition", "n_cells", "n_mkp", "mk
 POOL_CONTRAST_COLUMNS = ["species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value"]
 METRIC_COLUMNS = ["metric", "value", "baseline_value"]
 #: The Mk-commitment axis the trajectory follows when mature Mk are absent.
-COMMITMENT_AXIS = ("HSC/MPP", "MEP", K.MKP)
+COMMITMENT_AXIS = (K.HSC_MPP, K.MEP, K.MKP)
 FIGURES = ("embedding", "pseudotime_density", "score_trends", "pool")
 #: Extra figure of ``mode=map``: the query on the reference's embedding.
 MAP_FIGURES = ("reference_map",)

@@ -7,8 +7,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from .._settings import MkcellError
-from .._utils import data_path
+from ._settings import MkcellError
+from ._utils import data_path
 
 
 @lru_cache(maxsize=1)
