@@ -107,16 +107,3 @@ def test_copy_returns_new_adata_and_leaves_input(tool, key, kwargs):
     assert b is not a and key in b.uns and key not in a.uns
     assert fn(a, **kwargs) is None and key in a.uns
 
-
-def test_plots_import_nothing_from_tools():
-    """Plots read keys; they never compute, so mkcell/pl imports nothing from mkcell.tl."""
-    from pathlib import Path
-
-    pl = Path(mk.__file__).parent / "pl"
-    bad = [
-        f"{p.name}:{i}"
-        for p in sorted(pl.glob("*.py"))
-        for i, line in enumerate(p.read_text().splitlines(), 1)
-        if "from ..tl" in line or "mkcell.tl" in line
-    ]
-    assert not bad, bad

@@ -19,11 +19,11 @@ from .._utils import check_adata, check_obs_key, get_counts, log_write
 from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs
 
 #: ``adata.uns`` key of :func:`compare_scores`.
-COMPARE_KEY = f"{K.SCORE}_compare"
+COMPARE_KEY = K.SCORE_COMPARE
 #: ``adata.uns`` key of :func:`pseudobulk_de`.
-DE_KEY = f"{K.SCORE}_de"
+DE_KEY = K.SCORE_DE
 #: Pseudo-score: share of cells not in G1 (added when ``obs['phase']`` exists).
-CYCLING = "cycling_fraction"
+CYCLING = K.CYCLING_FRACTION
 
 COLUMNS = [
     "species", "contrast", "state", "score", "mean_a", "mean_b", "diff",

@@ -17,7 +17,7 @@ from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write
 from ._design import references, sample_obs
 
-COMPOSITION = "mk_composition"
+COMPOSITION = K.COMPOSITION
 PERTPY_HINT = (
     "pip install 'mkcell[da]'  (pertpy 1.0.x, numpyro==0.21.*, statsmodels<0.15, pydeseq2)"
 )
@@ -186,18 +186,18 @@ def _fit_species(
         msg = f"reference condition {ref!r} contains a quote, which scCODA formulas cannot hold; rename it"
         raise MkcellError(msg)
     cells = AnnData(obs=pd.DataFrame({
-        "mk_sample": pd.Categorical(obs["sample"]),
-        "mk_condition": pd.Categorical(obs["condition"]),
-        "mk_cell_type": pd.Categorical(obs["cell_type"]),
+        K.TMP_SAMPLE: pd.Categorical(obs["sample"]),
+        K.TMP_CONDITION: pd.Categorical(obs["condition"]),
+        K.TMP_CELL_TYPE: pd.Categorical(obs["cell_type"]),
     }, index=obs.index.astype(str)))  # fmt: skip
     sccoda = pt.tl.Sccoda()
     mdata = sccoda.load(
-        cells, type="cell_level", generate_sample_level=True, cell_type_identifier="mk_cell_type",
-        sample_identifier="mk_sample", covariate_obs=["mk_condition"],
+        cells, type="cell_level", generate_sample_level=True, cell_type_identifier=K.TMP_CELL_TYPE,
+        sample_identifier=K.TMP_SAMPLE, covariate_obs=[K.TMP_CONDITION],
     )  # fmt: skip
     mdata = sccoda.prepare(
         mdata,
-        formula=f"C(mk_condition, Treatment('{ref}'))",
+        formula=f"C({K.TMP_CONDITION}, Treatment('{ref}'))",
         reference_cell_type=reference_cell_type,
     )
     logger.info(
@@ -227,7 +227,7 @@ def _fit_species(
     coda = mdata["coda"]
     X = np.asarray(coda.X, dtype=float)
     cnt = pd.DataFrame(X, index=coda.obs_names.astype(str), columns=coda.var_names.astype(str))
-    cond = coda.obs["mk_condition"].astype(str)
+    cond = coda.obs[K.TMP_CONDITION].astype(str)
     long = (
         cnt.rename_axis(index="sample", columns="cell_type").stack().rename("n_cells").reset_index()
     )

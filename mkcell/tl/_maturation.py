@@ -12,7 +12,7 @@ from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write, rng
 from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
 
-MATURATION = "mk_maturation"
+MATURATION = K.MATURATION
 PER_SAMPLE_COLUMNS = [
     "sample", "species", "condition", "n_lineage", "n_before", "n_after",
     "frac_before", "frac_after", "median_pseudotime", "mean_pseudotime",

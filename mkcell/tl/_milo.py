@@ -18,7 +18,7 @@ from .._utils import check_adata, log_write
 from ._composition import pertpy_session
 from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
 
-MILO = "mk_milo"
+MILO = K.MILO
 NHOOD_COLUMNS = [
     "species", "contrast", "nhood", "index_cell", "n_cells", "logFC", "PValue", "SpatialFDR",
     "mean_pseudotime", "frac_lineage", "state",

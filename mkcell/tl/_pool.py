@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, wa
 #: Pseudo-count added to the MkP counts of every sample of a contrast when a whole
 #: group has no MkP, so that the log ratio stays finite.
 PSEUDO_COUNT = 0.5
-DENOMINATORS = {"mk_lineage": K.MK_LINEAGE, "hspc": K.HSPC, "all": None}
+DENOMINATORS = {K.DENOM_MK_LINEAGE: K.MK_LINEAGE, K.DENOM_HSPC: K.HSPC, K.DENOM_ALL: None}
 #: ``denominator`` values the API and the config accept ("auto" picks one of DENOMINATORS).
 DENOMINATOR_CHOICES = ("auto", *DENOMINATORS)
 #: ``denominator="auto"`` keeps MkP / (MkP + Mk) only when every sample of a species has at
@@ -63,7 +62,7 @@ def progenitor_pool(
     *,
     species_key: str = K.SPECIES,
     state_key: str = K.STATE,
-    denominator: Literal["auto", "mk_lineage", "hspc", "all"] = "auto",
+    denominator: str = "auto",
     key_added: str = K.POOL,
     copy: bool = False,
 ) -> AnnData | None:
@@ -216,7 +215,7 @@ def choose_denominator(
         sat = share[share > SATURATED]
         if low.empty and sat.empty:
             den, reason = (
-                "mk_lineage",
+                K.DENOM_MK_LINEAGE,
                 f"every sample has >= {AUTO_MIN_MK} mature Mk cells (min {int(n_mk.min())}) and MkP/(MkP+Mk) <= {SATURATED}",
             )
         elif not low.empty:

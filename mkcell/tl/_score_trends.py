@@ -17,7 +17,7 @@ from ._compare import _default_keys
 from ._score import log_normalize
 
 #: ``adata.uns`` key of :func:`score_trends`.
-TRENDS_KEY = f"{K.SCORE}_trends"
+TRENDS_KEY = K.SCORE_TRENDS
 COLUMNS = [
     "species", "condition", "key", "bin", "pseudotime", "mean", "ci_low", "ci_high",
     "binned_mean", "n_cells", "n_samples",
@@ -146,7 +146,7 @@ def score_trends(
     keys = list(keys) if keys is not None else _default_keys(adata)
     values = pd.DataFrame(index=adata.obs_names)
     for k in keys:
-        if k == "cycling_fraction" and k not in adata.obs.columns and K.PHASE in adata.obs.columns:
+        if k == K.CYCLING_FRACTION and k not in adata.obs.columns and K.PHASE in adata.obs.columns:
             values[k] = (adata.obs[K.PHASE].astype(str) != "G1").to_numpy(float)
         elif k in adata.obs.columns:
             values[k] = pd.to_numeric(adata.obs[k], errors="raise").to_numpy(float)

@@ -515,18 +515,14 @@ def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     }
     adata = _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
     if K.PSEUDOTIME in adata.obs.columns and adata.obs[K.PSEUDOTIME].notna().any():
-        from ..tl._score_trends import TRENDS_KEY
-
         trends = mk.tl.score_trends
         adata = _inplace(trends(adata, **_seeded(trends, {}, cfg.seed)), adata)
-        write_table(adata.uns[TRENDS_KEY]["table"], run_dir, "score_trends")
+        write_table(adata.uns[K.SCORE_TRENDS]["table"], run_dir, "score_trends")
     else:
         logger.info("no pseudotime (the trajectory was skipped): no score trends along it")
-    from ..tl._compare import COMPARE_KEY
-
     compare = mk.tl.compare_scores
     adata = _inplace(compare(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg)), adata)
-    write_table(adata.uns[COMPARE_KEY]["table"], run_dir, "score_contrasts")
+    write_table(adata.uns[K.SCORE_COMPARE]["table"], run_dir, "score_contrasts")
     return adata
 
 
@@ -546,11 +542,8 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path, denominator: str | None
         logger.info("no Mk cells with a pseudotime: the maturation shift is skipped")
         return adata
     shift = mk.tl.maturation_shift
-    key = inspect.signature(shift).parameters.get("key_added")
     adata = _inplace(shift(adata, K.CONDITION, contrasts, **_seeded(shift, {}, cfg.seed)), adata)
-    res = adata.uns.get(key.default if key is not None else "", {})
-    if isinstance(res, dict) and isinstance(res.get("contrasts"), pd.DataFrame):
-        write_table(res["contrasts"], run_dir, "maturation_shift")
+    write_table(adata.uns[K.MATURATION]["contrasts"], run_dir, "maturation_shift")
     return adata
 
 
