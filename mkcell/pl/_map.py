@@ -22,7 +22,7 @@ def reference_map(
     """Plot mapped query cells on the reference's UMAP: by sample, by state, and as a density.
 
     Reads ``uns['mk_map']['reference_umap']`` and ``obsm['X_mk_umap']`` (both written by
-    :func:`mkcell.tl.map_to_reference`); reference cells are grey, ``unknown`` query
+    ``mk.tl.map_to_reference``); reference cells are grey, ``unknown`` query
     cells black.
 
     Parameters

@@ -28,7 +28,7 @@ def pseudotime_density(
 ) -> Figure:
     """Plot the density of ``adata.obs[pseudotime_key]`` per condition, one panel per species.
 
-    The MkP→Mk transition of :func:`mkcell.tl.maturation_shift` (``adata.uns[key]``)
+    The MkP→Mk transition of ``mk.tl.maturation_shift`` (``adata.uns[key]``)
     is drawn when present, with its Wasserstein and mean-shift results.
 
     Parameters
@@ -42,7 +42,7 @@ def pseudotime_density(
     pseudotime_key
         Column with the Mk pseudotime (NaN off the lineage).
     key
-        Key of :func:`mkcell.tl.maturation_shift` results in ``adata.uns`` (optional).
+        Key of ``mk.tl.maturation_shift`` results in ``adata.uns`` (optional).
     bins
         Histogram bins on [0, 1].
     {panel_save_returns}

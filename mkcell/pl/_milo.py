@@ -23,7 +23,7 @@ def da_neighbourhoods(
     panel_size: tuple[float, float] = (4.0, 3.5),
     save: str | os.PathLike | None = None,
 ) -> Figure:
-    """Plot Milo neighbourhoods of :func:`mkcell.tl.da_neighbourhoods`.
+    """Plot Milo neighbourhoods of ``mk.tl.da_neighbourhoods``.
 
     One row per species and contrast: left, the neighbourhood index cells on the
     embedding coloured by logFC (grey: SpatialFDR ≥ ``alpha``); right, logFC against

@@ -36,7 +36,7 @@ def pool(
 ) -> Figure:
     """Plot the per-sample MkP fraction by condition, one panel per species.
 
-    Reads ``adata.uns[key]`` written by :func:`mkcell.tl.progenitor_pool`: dots are
+    Reads ``adata.uns[key]`` written by ``mk.tl.progenitor_pool``: dots are
     samples, bars the pooled fraction of each condition with its 95% CI, and the panel
     lists each contrast (log2 effect, CI, p-value).
 

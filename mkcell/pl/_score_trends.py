@@ -16,7 +16,7 @@ from ._utils import finish
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-#: ``adata.uns`` key written by :func:`mkcell.tl.score_trends`.
+#: ``adata.uns`` key written by ``mk.tl.score_trends``.
 TRENDS_KEY = f"{K.SCORE}_trends"
 
 
@@ -34,7 +34,7 @@ def score_trends(
 ) -> Figure:
     """Score trends along pseudotime: one panel per score x species, a line per condition.
 
-    Reads the table of :func:`mkcell.tl.score_trends`; computes nothing.
+    Reads the table of ``mk.tl.score_trends``; computes nothing.
 
     Parameters
     ----------

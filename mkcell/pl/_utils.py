@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._docs import fill_doc
 from .._settings import logger
 from .._utils import atomic_path
-from ..tl._design import fill_doc
 
 #: Docstring end shared by the per-panel plots: ``panel_size``, ``save`` and Returns.
 PANEL_SAVE_RETURNS_DOC = """\

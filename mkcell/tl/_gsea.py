@@ -26,7 +26,9 @@ from .._utils import check_adata, check_obs_key, get_counts
 from ._score import translate_genes
 
 RANKINGS = ("signal_to_noise", "t_test")
-COLUMNS = ["term", "nes", "es", "p_value", "fdr", "fwer", "set_size", "tag", "lead_genes"]
+COLUMNS = [
+    "term", "nes", "es", "p_value", "fdr", "fwer", "set_size", "tag", "lead_genes", "genes",
+]  # fmt: skip
 
 
 def pseudobulk(
@@ -294,8 +296,9 @@ def gsea(
     Returns
     -------
     term, nes, es, p_value, fdr, fwer, set_size, tag (hits / set size), lead_genes
-    (``;``-joined), sorted by NES; parameters in ``.attrs['params']``
-    (the ranking itself: :func:`rank_genes`).
+    (``;``-joined), genes (the set's genes found in the table, after mapping to its
+    species; ``;``-joined, what :func:`mkcell.pl.e2f_heatmap` draws), sorted by NES;
+    parameters in ``.attrs['params']`` (the ranking itself: :func:`rank_genes`).
     """
     import gseapy
 
@@ -325,6 +328,9 @@ def gsea(
             "lead_genes": r["Lead_genes"].astype(str),
         }
     )
+    in_table = set(table.columns.astype(str))
+    found = {k: ";".join(g for g in dict.fromkeys(v) if g in in_table) for k, v in sets.items()}
+    out["genes"] = out["term"].map(found).fillna("")
     out = out.sort_values("nes", ascending=False, ignore_index=True)[COLUMNS]
     out.attrs["params"] = {
         "group_key": group_key, "groups": [str(g) for g in groups], "n_a": int(a.sum()), "n_b": int(b.sum()),

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
 from .. import _keys as K
+from .._docs import KEY_ADDED_COPY_DOC, fill_doc
 from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write, rng
-from ._design import KEY_ADDED_COPY_DOC, fill_doc, resolve_contrasts, sample_obs, warn_and_log
+from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
 
-MATURATION = "mk_maturation"
+MATURATION = K.MATURATION
 PER_SAMPLE_COLUMNS = [
     "sample", "species", "condition", "n_lineage", "n_before", "n_after",
     "frac_before", "frac_after", "median_pseudotime", "mean_pseudotime",
@@ -25,11 +24,11 @@ CONTRAST_COLUMNS = [
 ]  # fmt: skip
 
 
-@fill_doc(key_added_copy=KEY_ADDED_COPY_DOC)
+@fill_doc(contrasts=CONTRASTS_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
 def maturation_shift(
     adata: AnnData,
     condition_key: str = K.CONDITION,
-    contrasts: Sequence[Sequence[str]] | None = None,
+    contrasts: Contrasts = None,
     *,
     sample_key: str = K.SAMPLE,
     species_key: str = K.SPECIES,
@@ -58,9 +57,7 @@ def maturation_shift(
         Annotated cells; only ``adata.obs`` is read.
     condition_key
         Column of ``adata.obs`` with the condition of each sample.
-    contrasts
-        Pairs ``[A, B]`` of conditions; default every condition against the reference
-        of its species (``control`` / ``healthy``), as in :func:`progenitor_pool`.
+    {contrasts}
     sample_key
         Column with the sample (the unit resampled by the bootstrap).
     species_key
@@ -99,7 +96,7 @@ def maturation_shift(
     obs = obs.assign(pt=pt)
 
     per_sample = _per_sample(obs, transition)
-    todo = resolve_contrasts(per_sample, contrasts)
+    todo = resolve_contrasts(obs, contrasts)
     gen = rng(seed)
     lineage = obs[on]
     rows = [_contrast_row(lineage, per_sample, s, a, b, n_boot, gen) for s, a, b in todo]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,12 +12,13 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
+from .._docs import KEY_ADDED_COPY_DOC, fill_doc
 from .._settings import MkcellError, logger
 from .._utils import check_adata, log_write
 from ._composition import pertpy_session
-from ._design import KEY_ADDED_COPY_DOC, fill_doc, resolve_contrasts, sample_obs, warn_and_log
+from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
 
-MILO = "mk_milo"
+MILO = K.MILO
 NHOOD_COLUMNS = [
     "species", "contrast", "nhood", "index_cell", "n_cells", "logFC", "PValue", "SpatialFDR",
     "mean_pseudotime", "frac_lineage", "state",
@@ -26,12 +26,12 @@ NHOOD_COLUMNS = [
 BIN_COLUMNS = ["species", "contrast", "bin", "bin_mid", "n_nhoods", "mean_logFC", "n_up", "n_down"]
 
 
-@fill_doc(key_added_copy=KEY_ADDED_COPY_DOC)
+@fill_doc(contrasts=CONTRASTS_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
 def da_neighbourhoods(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
     condition_key: str = K.CONDITION,
-    contrasts: Sequence[Sequence[str]] | None = None,
+    contrasts: Contrasts = None,
     *,
     species_key: str = K.SPECIES,
     use_rep: str = K.LATENT,
@@ -64,8 +64,7 @@ def da_neighbourhoods(
         Column of ``adata.obs`` with the samples (replicates).
     condition_key
         Column of ``adata.obs`` with the conditions.
-    contrasts
-        Pairs ``[A, B]``; default every condition against its species' reference.
+    {contrasts}
     species_key
         Column with the species; contrasts are computed within species.
     use_rep
@@ -108,7 +107,7 @@ def da_neighbourhoods(
         .first()
         .reset_index()
     )
-    todo = resolve_contrasts(per_sample, contrasts)
+    todo = resolve_contrasts(obs, contrasts)
     X = np.asarray(adata.obsm[use_rep], dtype=float)
     pt_all = (
         pd.to_numeric(adata.obs[pseudotime_key], errors="coerce").to_numpy(float)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -12,14 +10,15 @@ from anndata import AnnData
 from scipy import stats
 
 from .. import _keys as K
+from .._docs import KEY_ADDED_COPY_DOC, fill_doc
 from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write
-from ._design import KEY_ADDED_COPY_DOC, fill_doc, resolve_contrasts, sample_obs, warn_and_log
+from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
 
 #: Pseudo-count added to the MkP counts of every sample of a contrast when a whole
 #: group has no MkP, so that the log ratio stays finite.
 PSEUDO_COUNT = 0.5
-DENOMINATORS = {"mk_lineage": K.MK_LINEAGE, "hspc": K.HSPC, "all": None}
+DENOMINATORS = {K.DENOM_MK_LINEAGE: K.MK_LINEAGE, K.DENOM_HSPC: K.HSPC, K.DENOM_ALL: None}
 #: ``denominator`` values the API and the config accept ("auto" picks one of DENOMINATORS).
 DENOMINATOR_CHOICES = ("auto", *DENOMINATORS)
 #: ``denominator="auto"`` keeps MkP / (MkP + Mk) only when every sample of a species has at
@@ -54,16 +53,16 @@ PER_CONDITION_COLUMNS = [
 METHOD = "quasi-Poisson GLM, log link, offset log(n_denominator), Pearson dispersion, t-test on residual df"
 
 
-@fill_doc(key_added_copy=KEY_ADDED_COPY_DOC)
+@fill_doc(contrasts=CONTRASTS_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
 def progenitor_pool(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
     condition_key: str = K.CONDITION,
-    contrasts: Sequence[Sequence[str]] | None = None,
+    contrasts: Contrasts = None,
     *,
     species_key: str = K.SPECIES,
     state_key: str = K.STATE,
-    denominator: Literal["auto", "mk_lineage", "hspc", "all"] = "auto",
+    denominator: str = "auto",
     key_added: str = K.POOL,
     copy: bool = False,
 ) -> AnnData | None:
@@ -97,10 +96,7 @@ def progenitor_pool(
         Column of ``adata.obs`` with the sample (replicate) of each cell.
     condition_key
         Column of ``adata.obs`` with the condition of each sample.
-    contrasts
-        Pairs ``[A, B]`` of conditions (``"A vs B"`` strings also work); the effect is
-        A over B. Default: every condition against the reference of its species, the
-        first of ``control`` / ``healthy`` present (else the first condition).
+    {contrasts}
     species_key
         Column with the species; contrasts are computed within each species that has
         both conditions. If the column is missing, all cells form one group ``"all"``.
@@ -158,7 +154,7 @@ def progenitor_pool(
         ignore_index=True,
     ).sort_values("species", kind="stable", ignore_index=True)  # fmt: skip
     _warn_saturated(per_sample)
-    todo = resolve_contrasts(per_sample, contrasts)
+    todo = resolve_contrasts(obs, contrasts)
     rows = [_contrast_row(per_sample, sp_name, a, b) for sp_name, a, b in todo]
     table = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
     per_condition = _per_condition(per_sample)
@@ -219,7 +215,7 @@ def choose_denominator(
         sat = share[share > SATURATED]
         if low.empty and sat.empty:
             den, reason = (
-                "mk_lineage",
+                K.DENOM_MK_LINEAGE,
                 f"every sample has >= {AUTO_MIN_MK} mature Mk cells (min {int(n_mk.min())}) and MkP/(MkP+Mk) <= {SATURATED}",
             )
         elif not low.empty:

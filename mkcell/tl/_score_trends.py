@@ -17,7 +17,7 @@ from ._compare import _default_keys
 from ._score import log_normalize
 
 #: ``adata.uns`` key of :func:`score_trends`.
-TRENDS_KEY = f"{K.SCORE}_trends"
+TRENDS_KEY = K.SCORE_TRENDS
 COLUMNS = [
     "species", "condition", "key", "bin", "pseudotime", "mean", "ci_low", "ci_high",
     "binned_mean", "n_cells", "n_samples",
@@ -79,7 +79,8 @@ def score_trends(
     layer: str | None = None,
     seed: int = 0,
     key_added: str = TRENDS_KEY,
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> AnnData | None:
     """Score trends along pseudotime per species x condition, with CIs over samples.
 
     Pseudotime is cut into ``n_bins`` equal bins over [0, 1]; the trend is the mean over
@@ -115,11 +116,15 @@ def score_trends(
         Seed of the bootstrap.
     key_added
         ``adata.uns`` key: ``{"table": ..., "params": ...}``.
+    copy
+        Return a copy instead of writing to ``adata``.
 
     Returns
     -------
-    species, condition, key, bin, pseudotime (bin centre), mean, ci_low, ci_high,
-    binned_mean, n_cells, n_samples (samples with cells in the bin).
+    ``None`` or a copy of ``adata`` (``copy=True``), with ``adata.uns[key_added]``:
+    ``table`` (species, condition, key, bin, pseudotime (bin centre), mean, ci_low,
+    ci_high, binned_mean, n_cells, n_samples (samples with cells in the bin)) and
+    ``params``.
     """
     check_adata(adata)
     for k in (pseudotime_key, condition_key, sample_key):
@@ -141,7 +146,7 @@ def score_trends(
     keys = list(keys) if keys is not None else _default_keys(adata)
     values = pd.DataFrame(index=adata.obs_names)
     for k in keys:
-        if k == "cycling_fraction" and k not in adata.obs.columns and K.PHASE in adata.obs.columns:
+        if k == K.CYCLING_FRACTION and k not in adata.obs.columns and K.PHASE in adata.obs.columns:
             values[k] = (adata.obs[K.PHASE].astype(str) != "G1").to_numpy(float)
         elif k in adata.obs.columns:
             values[k] = pd.to_numeric(adata.obs[k], errors="raise").to_numpy(float)
@@ -232,6 +237,8 @@ def score_trends(
                     )
                 )  # fmt: skip
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
+    if copy:
+        adata = adata.copy()
     adata.uns[key_added] = {
         "table": table,
         "params": {
@@ -248,4 +255,4 @@ def score_trends(
         len(frames) // max(len(names), 1),
         n_bins,
     )
-    return table
+    return adata if copy else None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .._settings import MkcellError
 
@@ -333,15 +333,7 @@ def check_config(cfg: DictConfig) -> None:
     if data.max_cells is not None and data.max_cells < 10:
         msg = f"data.max_cells={data.max_cells}: use at least 10 cells, or null for all cells"
         raise MkcellError(msg)
-    contrasts = cfg.pool.contrasts
-    if contrasts is not None:
-        for c in contrasts:
-            if len(c) != 2 or c[0] == c[1]:
-                msg = (
-                    f"pool.contrasts entry {list(c)} is not a pair of two conditions; write "
-                    "'pool.contrasts=[[MDS,control],[MDS_drug,MDS]]'"
-                )
-                raise MkcellError(msg)
+    _check_contrasts(cfg)
     label_map = cfg.annotate.label_map
     if label_map is not None and not (
         isinstance(label_map, DictConfig) and all(isinstance(v, str) for v in label_map.values())
@@ -370,6 +362,20 @@ def check_config(cfg: DictConfig) -> None:
         raise MkcellError(msg)
     _check_choices(cfg)
     _check_reference(cfg)
+
+
+def _check_contrasts(cfg: DictConfig) -> None:
+    """``pool.contrasts`` must parse as the tools parse it (:mod:`mkcell.tl._design`)."""
+    from ..tl._design import parse_contrasts
+
+    contrasts = cfg.pool.contrasts
+    if contrasts is None:
+        return
+    try:
+        parse_contrasts(OmegaConf.to_container(contrasts, resolve=True))
+    except MkcellError as err:
+        msg = f"pool.contrasts: {err} — e.g. 'pool.contrasts=[[MDS,control],[MDS_drug,MDS]]'"
+        raise MkcellError(msg) from None
 
 
 def _check_reference(cfg: DictConfig) -> None:

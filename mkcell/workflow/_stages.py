@@ -236,18 +236,33 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
 
 def _check_against_data(cfg: DictConfig, data: dict[str, AnnData]) -> None:
     """Fail before integration when the config names conditions or columns the data lack."""
-    from ..tl._design import resolve_contrasts
+    from ..tl._design import check_nesting, resolve_contrasts
 
+    table = pd.concat(
+        pd.DataFrame({
+            "species": s,
+            "sample": a.obs[K.SAMPLE].astype(str).to_numpy(),
+            "condition": a.obs[K.CONDITION].astype(str).to_numpy(),
+        })
+        for s, a in data.items()
+    )  # fmt: skip
+    d = cfg.data
+    try:  # the tools check this too, but only after integration
+        check_nesting(
+            table, sample_key=d.sample_key or K.SAMPLE, condition_key=d.condition_key or K.CONDITION
+        )
+    except MkcellError as err:
+        msg = f"data: {err}"
+        raise MkcellError(msg) from None
     contrasts = contrasts_of(cfg)
     if contrasts is not None:
-        table = pd.concat(
-            pd.DataFrame({"species": s, "condition": a.obs[K.CONDITION].astype(str).to_numpy()})
-            for s, a in data.items()
-        )
         try:
             resolve_contrasts(table, contrasts)
         except MkcellError as err:
-            msg = f"pool.contrasts: {err} — set 'pool.contrasts=[[A,B]]' with these conditions, or pool.contrasts=null"
+            msg = (
+                f"pool.contrasts: {err} — set 'pool.contrasts=[[A,B]]' with these conditions, "
+                "or pool.contrasts=null"
+            )
             raise MkcellError(msg) from None
     key = cfg.annotate.labels_key
     lacking = [s for s, a in data.items() if key is not None and key not in a.obs.columns]
@@ -501,13 +516,13 @@ def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     adata = _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
     if K.PSEUDOTIME in adata.obs.columns and adata.obs[K.PSEUDOTIME].notna().any():
         trends = mk.tl.score_trends
-        table = trends(adata, **_seeded(trends, {}, cfg.seed))
-        if isinstance(table, pd.DataFrame):
-            write_table(table, run_dir, "score_trends")
+        adata = _inplace(trends(adata, **_seeded(trends, {}, cfg.seed)), adata)
+        write_table(adata.uns[K.SCORE_TRENDS]["table"], run_dir, "score_trends")
     else:
         logger.info("no pseudotime (the trajectory was skipped): no score trends along it")
-    compare = mk.tl.compare_scores(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg))
-    write_table(compare, run_dir, "score_contrasts")
+    compare = mk.tl.compare_scores
+    adata = _inplace(compare(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg)), adata)
+    write_table(adata.uns[K.SCORE_COMPARE]["table"], run_dir, "score_contrasts")
     return adata
 
 
@@ -527,11 +542,8 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path, denominator: str | None
         logger.info("no Mk cells with a pseudotime: the maturation shift is skipped")
         return adata
     shift = mk.tl.maturation_shift
-    key = inspect.signature(shift).parameters.get("key_added")
     adata = _inplace(shift(adata, K.CONDITION, contrasts, **_seeded(shift, {}, cfg.seed)), adata)
-    res = adata.uns.get(key.default if key is not None else "", {})
-    if isinstance(res, dict) and isinstance(res.get("contrasts"), pd.DataFrame):
-        write_table(res["contrasts"], run_dir, "maturation_shift")
+    write_table(adata.uns[K.MATURATION]["contrasts"], run_dir, "maturation_shift")
     return adata
 
 
