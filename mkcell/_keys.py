@@ -30,6 +30,9 @@ UMAP = "X_mk_umap"
 COUNTS = "counts"
 HVG = "mk_highly_variable"
 TRAJECTORY_FEATURE = "mk_trajectory_feature"
+LOGNORM = "mk_lognorm"  # layer: cached log1p(counts per 10,000) (mkcell.pp._normalize)
+CONNECTIVITIES = "mk_connectivities"  # obsp: kNN graph of the latent space (mkcell._graph)
+DISTANCES = "mk_distances"  # obsp: its kNN distances
 
 # uns
 ORTHOLOGS = "mk_orthologs"
@@ -43,6 +46,8 @@ POOL = "mk_pool"
 TRUTH = "mk_truth"
 MAP = "mk_map"
 POOL_VS_REFERENCE = "mk_pool_vs_reference"
+LOGNORM_RECORD = "mk_lognorm"  # what the cached `layers[LOGNORM]` was computed from
+NEIGHBORS = "mk_neighbors"  # scanpy-style neighbors record of obsp[CONNECTIVITIES / DISTANCES]
 
 # states
 MKP = "MkP"
