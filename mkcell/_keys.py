@@ -44,6 +44,9 @@ COUNTS = "counts"
 # ---------------------------------------------------------------- var (per gene)
 HVG = "mk_highly_variable"
 TRAJECTORY_FEATURE = "mk_trajectory_feature"
+LOGNORM = "mk_lognorm"  # layer: cached log1p(counts per 10,000) (mkcell.pp._normalize)
+CONNECTIVITIES = "mk_connectivities"  # obsp: kNN graph of the latent space (mkcell._graph)
+DISTANCES = "mk_distances"  # obsp: its kNN distances
 
 # ---------------------------------------------------------------- uns (per step)
 INPUT = "mk_input"
@@ -64,6 +67,8 @@ MILO = "mk_milo"
 TRUTH = "mk_truth"
 MAP = "mk_map"
 POOL_VS_REFERENCE = "mk_pool_vs_reference"
+LOGNORM_RECORD = "mk_lognorm"  # what the cached `layers[LOGNORM]` was computed from
+NEIGHBORS = "mk_neighbors"  # scanpy-style neighbors record of obsp[CONNECTIVITIES / DISTANCES]
 
 # --------------------------------------------------------------- states (values of obs['mk_state'])
 HSC_MPP = "HSC/MPP"

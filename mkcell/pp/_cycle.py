@@ -38,6 +38,7 @@ def cycle_scores(adata: AnnData, *, layer: str | None = None, seed: int = 0) -> 
     ----------
     adata
         Raw counts (``layer``, else ``layers['counts']``, else ``X``); human or mouse symbols.
+        The log-normalised counts are cached in ``layers['mk_lognorm']``.
     layer
         Layer with raw counts.
     seed
@@ -47,10 +48,9 @@ def cycle_scores(adata: AnnData, *, layer: str | None = None, seed: int = 0) -> 
     -------
     A table (cells x ``["S", "G2M"]``) indexed like ``adata.obs``.
     """
-    from .._utils import get_counts
-    from ..tl._score import log_normalize
+    from ._normalize import log_normalize
 
-    return scores_from_lognorm(adata, log_normalize(get_counts(adata, layer)), seed=seed)
+    return scores_from_lognorm(adata, log_normalize(adata, layer), seed=seed)
 
 
 def scores_from_lognorm(

@@ -113,7 +113,7 @@ def highly_variable_genes(
         hvg[list(cyc)] = False
     linked = None
     if exclude_cycle_linked:
-        linked = _cycle_linked(adata, counts, hvg, markers, cycle_r, seed)
+        linked = _cycle_linked(adata, layer, hvg, markers, cycle_r, seed)
         hvg[linked.loc[linked["cycle_linked"], "gene"].to_numpy()] = False
     adata.var[key_added] = hvg.to_numpy()
     adata.uns[key_added] = {
@@ -136,14 +136,19 @@ def highly_variable_genes(
 
 
 def _cycle_linked(
-    adata: AnnData, counts: object, hvg: pd.Series, markers: set[str], threshold: float, seed: int
+    adata: AnnData,
+    layer: str | None,
+    hvg: pd.Series,
+    markers: set[str],
+    threshold: float,
+    seed: int,
 ) -> pd.DataFrame:
     """Test the non-marker candidate features for cycle linkage (see ``_cycle.cycle_linked_genes``)."""
     from ..tl._annotate import panel_scores
-    from ..tl._score import log_normalize
     from ._cycle import cycle_linked_genes, scores_from_lognorm
+    from ._normalize import log_normalize
 
-    X = log_normalize(counts)
+    X = log_normalize(adata, layer)
     panels, _ = panel_scores(adata, X)
     if panels.shape[1] == 0:
         logger.info(

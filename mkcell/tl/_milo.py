@@ -13,6 +13,7 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._docs import KEY_ADDED_COPY_DOC, fill_doc
+from .._graph import stored_distances
 from .._settings import MkcellError, logger
 from .._utils import check_adata, log_write
 from ._composition import pertpy_session
@@ -144,6 +145,7 @@ def da_neighbourhoods(
                 n_neighbors,
                 prop,
                 seed,
+                graph=_stored_graph(adata, idx, use_rep, n_neighbors),
             )
             tables.append(res.assign(species=sp_name, contrast=f"{a} vs {b}"))
             logger.info(
@@ -189,9 +191,21 @@ def _knn(X: np.ndarray, k: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     return dist, conn
 
 
+def _stored_graph(
+    adata: AnnData, idx: np.ndarray, use_rep: str, k: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix] | None:
+    """:func:`_knn` from the stored latent graph when it agrees: all cells, same rep and k."""
+    if idx.size != adata.n_obs:
+        logger.debug("Milo on %d of %d cells builds its own kNN graph", idx.size, adata.n_obs)
+        return None
+    dist = stored_distances(adata, use_rep, k, what="Milo")
+    return None if dist is None else (dist, ((dist + dist.T) > 0).astype(float).tocsr())
+
+
 def _milo_one(
     pt: object, obs: pd.DataFrame, X: np.ndarray, ptime: np.ndarray, states: np.ndarray | None,
     a: str, b: str, n_neighbors: int, prop: float, seed: int,
+    graph: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
 ) -> pd.DataFrame:  # fmt: skip
     cells = AnnData(
         obs=pd.DataFrame(
@@ -203,7 +217,7 @@ def _milo_one(
         ),  # fmt: skip
         obsm={"X_milo": X},
     )
-    dist, conn = _knn(X, n_neighbors)
+    dist, conn = _knn(X, n_neighbors) if graph is None else graph
     cells.obsp["distances"], cells.obsp["connectivities"] = dist, conn
     cells.uns["neighbors"] = {
         "params": {"use_rep": "X_milo", "n_neighbors": n_neighbors},

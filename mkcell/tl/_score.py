@@ -27,6 +27,8 @@ from .._genesets import SCORED_SETS, builtin_sets, read_gmt
 from .._settings import MkcellError, MkcellWarning, logger
 from .._species import detect_species, symbol_styles
 from .._utils import check_adata, get_counts, log_write
+from ..pp._normalize import log_normalize as log_normalize_cached
+from ..pp._normalize import log_normalize_matrix as log_normalize  # noqa: F401 (score_trends)
 
 #: Scoring methods for the gene sets (S/G2M always use ``score_genes``).
 METHODS = ("score_genes", "aucell", "ulm")
@@ -259,33 +261,6 @@ def _check_sizes(plans: list[_SetPlan], min_genes: int, on_missing: str) -> None
 # --------------------------------------------------------------------------- scoring
 
 
-def log_normalize(
-    X: sp.spmatrix | np.ndarray, target_sum: float = 1e4
-) -> sp.csr_matrix | np.ndarray:
-    """Return a float32 copy of counts scaled to ``target_sum`` per cell, ``log1p``-transformed.
-
-    Parameters
-    ----------
-    X
-        Raw counts (cells x genes), sparse or dense; never modified.
-    target_sum
-        Total per cell after scaling (cells with no counts stay zero).
-    """
-    if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32, copy=True)
-        lib = np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
-        scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0).astype(np.float32)
-        X.data *= np.repeat(scale, np.diff(X.indptr))
-        np.log1p(X.data, out=X.data)
-        return X
-    X = np.array(X, dtype=np.float32, copy=True)
-    lib = X.sum(axis=1, dtype=np.float64)
-    scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0).astype(np.float32)
-    X *= scale[:, None]
-    np.log1p(X, out=X)
-    return X
-
-
 def score_genes_matrix(
     X: sp.spmatrix | np.ndarray,
     gene_sets: Sequence[np.ndarray],
@@ -409,7 +384,8 @@ def _decoupler_scores(
     net = pd.DataFrame(
         [(p.key, g) for p in plans for g in p.used], columns=["source", "target"]
     ).assign(weight=1.0)
-    tmp = AnnData(X=sp.csr_matrix(X), var=pd.DataFrame(index=var_names.astype(str)))
+    # a copy: X may be the cached `layers['mk_lognorm']`, which decoupler must not alter
+    tmp = AnnData(X=sp.csr_matrix(X, copy=True), var=pd.DataFrame(index=var_names.astype(str)))
     tmp.var_names_make_unique()
     if hasattr(dc, "mt"):  # decoupler >= 2
         getattr(dc.mt, method)(tmp, net, tmin=1, raw=False, verbose=False)
@@ -501,6 +477,56 @@ def score(
     ``uns[key_added]`` (``params``, ``species``, ``sets`` table, ``phase_baseline``).
     """
     check_adata(adata)
+    symbols = _check_inputs(adata, method, on_missing, min_genes, symbols_key, layer)
+    species = _species_of_adata(symbols, gene_symbols)
+    plans = _plan_sets(symbols, species, gmt)
+    _check_sizes(plans, min_genes, on_missing)
+
+    adata = adata.copy() if copy else adata
+    X = log_normalize_cached(adata, layer)
+    scores, n_ctrl, both_cycle = _compute(X, symbols, plans, method, ctrl_size, n_bins, seed)
+    del X
+    baseline = _write_obs(adata, plans, scores, both_cycle, phase_rule, phase_z)
+    params = {
+        "gene_symbols": gene_symbols,
+        "method": method,
+        "gmt": "None" if gmt is None else (str(gmt) if not isinstance(gmt, Mapping) else "dict"),
+        "min_genes": min_genes,
+        "on_missing": on_missing,
+        "layer": str(layer),
+        "symbols_key": str(symbols_key),
+        "phase_rule": phase_rule,
+        "phase_z": phase_z,
+        "ctrl_size": ctrl_size,
+        "n_bins": n_bins,
+        "seed": seed,
+        "normalization": "normalize_total(1e4) + log1p",
+    }
+    adata.uns[key_added] = {
+        "params": params,
+        "species": species,
+        "sets": _sets_table(plans, n_ctrl),
+        "phase_baseline": baseline,
+    }
+    log_write("uns", key_added)
+    logger.info(
+        "scored %d cells (%s symbols): %s",
+        adata.n_obs,
+        species,
+        ", ".join(f"{p.name} {len(p.used)}/{len(p.genes)}" for p in plans if not p.skipped),
+    )
+    return adata if copy else None
+
+
+def _check_inputs(
+    adata: AnnData,
+    method: str,
+    on_missing: str,
+    min_genes: int,
+    symbols_key: str | None,
+    layer: str | None,
+) -> pd.Index:
+    """Check :func:`score`'s arguments and the counts; return the gene symbols."""
     if method not in METHODS:
         msg = f"method={method!r}; choose one of {list(METHODS)}"
         raise MkcellError(msg)
@@ -513,16 +539,23 @@ def score(
     if symbols_key is not None and symbols_key not in adata.var.columns:
         msg = f"no `adata.var[{symbols_key!r}]`; available var columns: {list(adata.var.columns)}"
         raise MkcellError(msg)
-    counts = get_counts(adata, layer)
-    symbols = pd.Index(
+    get_counts(adata, layer)  # raw counts, or a clear error before any work
+    return pd.Index(
         adata.var[symbols_key].astype(str) if symbols_key else adata.var_names.astype(str)
     )
-    species = _species_of_adata(symbols, gene_symbols)
-    plans = _plan_sets(symbols, species, gmt)
-    _check_sizes(plans, min_genes, on_missing)
-    active = [p for p in plans if not p.skipped]
 
-    X = log_normalize(counts)
+
+def _compute(
+    X: sp.csr_matrix,
+    symbols: pd.Index,
+    plans: list[_SetPlan],
+    method: str,
+    ctrl_size: int,
+    n_bins: int,
+    seed: int,
+) -> tuple[dict[str, np.ndarray], dict[str, int], bool]:
+    """Scores of the sets not skipped, their control-gene counts, and whether S + G2M were scored."""
+    active = [p for p in plans if not p.skipped]
     cols = {p.key: np.flatnonzero(symbols.isin(p.used)) for p in active}
     cycle = [p for p in active if p.key in CYCLE_SETS]
     other = [p for p in active if p.key not in CYCLE_SETS]
@@ -546,9 +579,18 @@ def score(
     elif other:
         est = _decoupler_scores(X, symbols, other, method, seed)
         scores |= {p.key: est[p.key].to_numpy(dtype=np.float64) for p in other}
-    del X
+    return scores, n_ctrl, len(cycle) == 2
 
-    adata = adata.copy() if copy else adata
+
+def _write_obs(
+    adata: AnnData,
+    plans: list[_SetPlan],
+    scores: dict[str, np.ndarray],
+    both_cycle: bool,
+    phase_rule: str,
+    phase_z: float,
+) -> dict[str, float]:
+    """Write the score columns and the phase; return the phase baseline."""
     for p in plans:  # drop stale columns of sets skipped now
         if p.skipped and p.key in adata.obs.columns:
             del adata.obs[p.key]
@@ -556,7 +598,7 @@ def score(
         adata.obs[key] = pd.Series(val, index=adata.obs_names, dtype=np.float64)
         log_write("obs", key)
     baseline: dict[str, float] = {}
-    if len(cycle) == 2:
+    if both_cycle:
         phase, baseline = call_phase(
             scores[K.S_SCORE], scores[K.G2M_SCORE], rule=phase_rule, z=phase_z
         )
@@ -564,8 +606,12 @@ def score(
         log_write("obs", K.PHASE)
     elif K.PHASE in adata.obs.columns:
         del adata.obs[K.PHASE]
+    return baseline
 
-    table = pd.DataFrame(
+
+def _sets_table(plans: list[_SetPlan], n_ctrl: dict[str, int]) -> pd.DataFrame:
+    """One row per gene set: what was asked, found, translated and scored."""
+    return pd.DataFrame(
         {
             "key": [p.key for p in plans],
             "set": [p.name for p in plans],
@@ -581,32 +627,3 @@ def score(
             "no_ortholog": [";".join(p.no_ortholog) for p in plans],
         }
     )
-    params = {
-        "gene_symbols": gene_symbols,
-        "method": method,
-        "gmt": "None" if gmt is None else (str(gmt) if not isinstance(gmt, Mapping) else "dict"),
-        "min_genes": min_genes,
-        "on_missing": on_missing,
-        "layer": str(layer),
-        "symbols_key": str(symbols_key),
-        "phase_rule": phase_rule,
-        "phase_z": phase_z,
-        "ctrl_size": ctrl_size,
-        "n_bins": n_bins,
-        "seed": seed,
-        "normalization": "normalize_total(1e4) + log1p",
-    }
-    adata.uns[key_added] = {
-        "params": params,
-        "species": species,
-        "sets": table,
-        "phase_baseline": baseline,
-    }
-    log_write("uns", key_added)
-    logger.info(
-        "scored %d cells (%s symbols): %s",
-        adata.n_obs,
-        species,
-        ", ".join(f"{p.name} {len(p.used)}/{len(p.genes)}" for p in active),
-    )
-    return adata if copy else None

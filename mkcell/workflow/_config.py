@@ -142,6 +142,9 @@ class AnnotateConf:
     label_map_file: str | None = None
     n_neighbors: int = 15
     resolution: float = 1.0
+    cluster_weight: float = 0.5  # weight of the cluster-mean panel scores (0 cells ... 1 clusters)
+    min_score: float = 0.0  # best combined score at or below this: `other`
+    softmax_scale: float = 3.0  # inverse temperature of the confidence softmax
 
 
 @dataclass

@@ -453,6 +453,9 @@ def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa
         "label_map": user_label_map(cfg),
         "n_neighbors": c.n_neighbors,
         "resolution": c.resolution,
+        "cluster_weight": c.cluster_weight,
+        "min_score": c.min_score,
+        "softmax_scale": c.softmax_scale,
     }
     kwargs = _seeded(f, kwargs, cfg.seed)
     return _inplace(f(adata, **kwargs), adata)
