@@ -48,19 +48,9 @@ TL_WRITERS = sorted(
     for name in mk.tl.__all__
     if "key_added" in inspect.signature(getattr(mk.tl, name)).parameters
 )
-#: Writers that do not follow the convention yet, each owned by another change.
-NOT_YET = {"umap": "tl/_embed.py: umap has no copy= yet"}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=NOT_YET[n], strict=True))
-        if n in NOT_YET
-        else n
-        for n in TL_WRITERS
-    ],
-)
+@pytest.mark.parametrize("name", TL_WRITERS)
 def test_tools_that_write_take_copy_and_return_none_or_the_copy(name):
     """scanpy's convention: write to adata and return None; copy=True returns the copy."""
     sig = inspect.signature(getattr(mk.tl, name))

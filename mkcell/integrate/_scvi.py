@@ -107,8 +107,8 @@ def marker_states(
     adata: AnnData, species_key: str = K.SPECIES, layer: str | None = None
 ) -> np.ndarray:
     """A rough state per cell before integration: the best marker panel within its species ('other' if none scores above 0)."""
+    from .._markers import panel_scores
     from ..pp._normalize import log_normalize
-    from ..tl._annotate import panel_scores
 
     species = adata.obs[species_key].astype(str).to_numpy()
     out = np.full(adata.n_obs, "other", dtype=object)
@@ -262,7 +262,7 @@ def scvi(
 
         cc = cycle_scores(adata, layer=layer, seed=seed)
         adata.obsm[K.CYCLE_COVARIATES] = cc.to_numpy(np.float32)
-        continuous = [f"mk_cycle_{c}" for c in cc.columns]
+        continuous = [f"{K.CYCLE_COVARIATE_PREFIX}{c}" for c in cc.columns]
         sub.obs[continuous] = cc.to_numpy(np.float32)
         log_write("obsm", K.CYCLE_COVARIATES)
     if model == "scvi":

@@ -59,7 +59,7 @@ def scores_from_lognorm(
     """:func:`cycle_scores` from log-normalised expression ``X`` of all of ``adata``'s genes."""
     from .._species import species_gene_set
     from .._utils import species_of, zscore_within
-    from ..tl._score import score_genes_matrix
+    from ._score_genes import score_genes_matrix
 
     sets = builtin_sets()
     idx = []

@@ -144,7 +144,7 @@ def _cycle_linked(
     seed: int,
 ) -> pd.DataFrame:
     """Test the non-marker candidate features for cycle linkage (see ``_cycle.cycle_linked_genes``)."""
-    from ..tl._annotate import panel_scores
+    from .._markers import panel_scores
     from ._cycle import cycle_linked_genes, scores_from_lognorm
     from ._normalize import log_normalize
 

@@ -210,8 +210,8 @@ def _milo_one(
     cells = AnnData(
         obs=pd.DataFrame(
             {
-                "mk_sample": obs["sample"].to_numpy(),
-                "mk_condition": pd.Categorical(obs["condition"].to_numpy(), categories=[b, a]),
+                K.TMP_SAMPLE: obs["sample"].to_numpy(),
+                K.TMP_CONDITION: pd.Categorical(obs["condition"].to_numpy(), categories=[b, a]),
             },
             index=obs.index.astype(str),
         ),  # fmt: skip
@@ -229,7 +229,7 @@ def _milo_one(
         warnings.filterwarnings("ignore", message="Transforming to str index")
         mdata = milo.load(cells)
     milo.make_nhoods(mdata["rna"], prop=prop, seed=seed)
-    mdata = milo.count_nhoods(mdata, sample_col="mk_sample")
+    mdata = milo.count_nhoods(mdata, sample_col=K.TMP_SAMPLE)
     out = io.StringIO()
     with (
         warnings.catch_warnings(record=True) as caught,
@@ -237,7 +237,7 @@ def _milo_one(
         contextlib.redirect_stderr(out),  # pydeseq2 prints its progress
     ):
         warnings.simplefilter("always")
-        milo.da_nhoods(mdata, design="~mk_condition", solver="pydeseq2")
+        milo.da_nhoods(mdata, design=f"~{K.TMP_CONDITION}", solver="pydeseq2")
     logger.debug("pydeseq2 output:\n%s", out.getvalue())
     for w in caught:
         logger.info("Milo/pydeseq2 (%s vs %s): %s", a, b, w.message)

@@ -12,9 +12,9 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._settings import MkcellError, logger
-from .._utils import check_adata, check_obs_key, get_counts, log_write, rng
+from .._utils import check_adata, check_obs_key, log_write, rng
+from ..pp._normalize import log_normalize
 from ._compare import _default_keys
-from ._score import log_normalize
 
 #: ``adata.uns`` key of :func:`score_trends`.
 TRENDS_KEY = K.SCORE_TRENDS
@@ -54,7 +54,7 @@ def _expression(adata: AnnData, genes: Sequence[str], layer: str | None) -> pd.D
     if missing:
         msg = f"genes {missing} are not in adata.var_names; check the species' symbols (e.g. 'Mcm5' vs 'MCM5')"
         raise MkcellError(msg)
-    X = log_normalize(get_counts(adata, layer))
+    X = log_normalize(adata, layer)
     idx = adata.var_names.get_indexer(list(genes))
     sub = X[:, idx]
     sub = sub.toarray() if hasattr(sub, "toarray") else np.asarray(sub)

@@ -11,10 +11,10 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._graph import knn_graph, neighbors
+from .._markers import panel_scores
 from .._settings import MkcellError, logger
 from .._utils import check_adata, log_write, species_of, zscore_within
 from ..pp._normalize import log_normalize
-from ._annotate import panel_scores
 from ._fate import fate_probabilities
 
 #: Other terminal states competing with mature Mk for the fate probabilities.
@@ -330,10 +330,10 @@ def _global_time(
     uncorrected ``obsm[use_rep]`` and the parameters agree; else one built here.
     """
     ga = neighbors(adata, X, use_rep=use_rep, n_neighbors=n_neighbors, seed=seed, store=False)
-    hsc = np.flatnonzero(states == "HSC/MPP")
+    hsc = np.flatnonzero(states == K.HSC_MPP)
     global_root = root_all
     if hsc.size:
-        global_root = _auto_root(ga, states == "HSC/MPP", on_lin)
+        global_root = _auto_root(ga, states == K.HSC_MPP, on_lin)
     gpt = _dpt(ga, global_root, n_dcs)
     gpt = np.where(np.isfinite(gpt), gpt, np.nanmax(np.where(np.isfinite(gpt), gpt, np.nan)))
     # on the lineage, the kernel follows the lineage pseudotime (MkP -> mature Mk) within

@@ -339,7 +339,7 @@ def _check_labels(cfg: DictConfig, data: dict[str, AnnData]) -> None:
 
 def _check_markers(cfg: DictConfig, data: dict[str, AnnData]) -> None:
     """Without labels, the marker panels must cover MkP; warn (and say what still runs) when Mk is not covered."""
-    from ..tl._annotate import MIN_PANEL_GENES, panel_coverage
+    from .._markers import MIN_PANEL_GENES, panel_coverage
 
     a = cfg.annotate
     if a.labels_key is not None or a.labels_file is not None:
