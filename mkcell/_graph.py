@@ -91,9 +91,12 @@ def _bare(X: np.ndarray, conn: sp.spmatrix, dist: sp.spmatrix, params: dict) -> 
 def _stored_params(n_obs: int, use_rep: str, n_neighbors: int, seed: int) -> dict:
     k = int(min(n_neighbors, n_obs - 1))
     return {
-        "n_neighbors": k, "method": "umap", "random_state": seed, "metric": "euclidean",
+        "n_neighbors": k,
+        "method": "umap",
+        "random_state": seed,
+        "metric": "euclidean",
         "use_rep": use_rep,
-    }  # fmt: skip
+    }
 
 
 #: Parameters that must agree for the stored graph to serve a call.

@@ -73,11 +73,16 @@ def _design_adata():
             for state, n in (("MkP", 12 + 4 * i), ("Mk", 10), ("HSC/MPP", 20)):
                 for _ in range(n):
                     t = rng.uniform(0, 0.5) if state == "MkP" else rng.uniform(0.5, 1.0)
-                    rows.append({
-                        "sample": f"{cond}_{i}", "condition": cond, "species": "mouse",
-                        "mk_state": state, "mk_pseudotime": t if state != "HSC/MPP" else np.nan,
-                        "mk_score_e2f_targets": rng.normal(shift, 1.0),
-                    })  # fmt: skip
+                    rows.append(
+                        {
+                            "sample": f"{cond}_{i}",
+                            "condition": cond,
+                            "species": "mouse",
+                            "mk_state": state,
+                            "mk_pseudotime": t if state != "HSC/MPP" else np.nan,
+                            "mk_score_e2f_targets": rng.normal(shift, 1.0),
+                        }
+                    )
     obs = pd.DataFrame(rows, index=[f"c{i}" for i in range(len(rows))])
     return ad.AnnData(X=np.zeros((len(obs), 1), dtype=np.float32), obs=obs)
 
@@ -96,4 +101,3 @@ def test_copy_returns_new_adata_and_leaves_input(tool, key, kwargs):
     b = fn(a, copy=True, **kwargs)
     assert b is not a and key in b.uns and key not in a.uns
     assert fn(a, **kwargs) is None and key in a.uns
-

@@ -163,6 +163,10 @@ def e2f_heatmap(
     fig.colorbar(im, cax=ax_cb, label="z-score across samples")
     ax_top.legend(
         handles=[Patch(color=palette(i), label=lv) for i, lv in enumerate(levels)],
-        loc="lower left", bbox_to_anchor=(1.0, 0.0), frameon=False, fontsize=8, title=group_key,
-    )  # fmt: skip
+        loc="lower left",
+        bbox_to_anchor=(1.0, 0.0),
+        frameon=False,
+        fontsize=8,
+        title=group_key,
+    )
     return finish(fig, save)

@@ -146,7 +146,13 @@ def cycle_linked_genes(
         better = top > best
         best[better], r_best[better], where[better] = top[better], r[better], state
         linked |= top > max(threshold, Z_MIN / np.sqrt(cells.size))
-    return pd.DataFrame({
-        "gene": np.asarray(var_names, dtype=str), "r_S": r_best[:, 0], "r_G2M": r_best[:, 1],
-        "state": where.astype(str), "max_abs_r": best, "cycle_linked": linked,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "gene": np.asarray(var_names, dtype=str),
+            "r_S": r_best[:, 0],
+            "r_G2M": r_best[:, 1],
+            "state": where.astype(str),
+            "max_abs_r": best,
+            "cycle_linked": linked,
+        }
+    )

@@ -118,20 +118,30 @@ def highly_variable_genes(
     adata.var[key_added] = hvg.to_numpy()
     adata.uns[key_added] = {
         "params": {
-            "n_top_genes": n_top_genes, "batch_key": batch_key, "flavor": "seurat_v3",
-            "exclude_cycle_genes": exclude_cycle_genes, "exclude_cycle_linked": exclude_cycle_linked,
-            "cycle_r": cycle_r, "include_markers": include_markers, "seed": seed,
+            "n_top_genes": n_top_genes,
+            "batch_key": batch_key,
+            "flavor": "seurat_v3",
+            "exclude_cycle_genes": exclude_cycle_genes,
+            "exclude_cycle_linked": exclude_cycle_linked,
+            "cycle_r": cycle_r,
+            "include_markers": include_markers,
+            "seed": seed,
         },
-        "n_highly_variable": n_hvg, "n_markers_added": len(markers), "n_cycle_genes_excluded": len(cyc) if exclude_cycle_genes else 0,
+        "n_highly_variable": n_hvg,
+        "n_markers_added": len(markers),
+        "n_cycle_genes_excluded": len(cyc) if exclude_cycle_genes else 0,
         "n_cycle_linked_excluded": int(linked["cycle_linked"].sum()) if linked is not None else 0,
         "n_features": int(hvg.sum()),
-    }  # fmt: skip
+    }
     if linked is not None:
         adata.uns[key_added]["cycle_linked"] = linked
     logger.info(
         "%d integration features (%d HVG, markers forced in, %d listed cycle genes and %d cycle-linked genes left out)",
-        hvg.sum(), n_hvg, len(cyc) if exclude_cycle_genes else 0, adata.uns[key_added]["n_cycle_linked_excluded"],
-    )  # fmt: skip
+        hvg.sum(),
+        n_hvg,
+        len(cyc) if exclude_cycle_genes else 0,
+        adata.uns[key_added]["n_cycle_linked_excluded"],
+    )
     log_write("var", key_added)
 
 

@@ -120,8 +120,9 @@ def annotate(
     if K.MK in missing:
         logger.warning(
             "no mature-Mk markers (fewer than %d Mk panel genes present): MkP and the other states are still called, "
-            "no cell is called Mk; pass labels= to call Mk yourself", MIN_PANEL_GENES,
-        )  # fmt: skip
+            "no cell is called Mk; pass labels= to call Mk yourself",
+            MIN_PANEL_GENES,
+        )
     if missing:
         logger.warning(
             "not scoring %s: fewer than %d panel genes present", missing, MIN_PANEL_GENES
@@ -241,8 +242,11 @@ def _from_labels(
     if n_unmapped or n_unlabelled:
         logger.warning(
             "%s: %d cells with labels the map does not cover (%s) and %d cells without a label are 'other'",
-            where, n_unmapped, ", ".join(unmapped.loc[unmapped["label"] != "", "label"].head(5)), n_unlabelled,
-        )  # fmt: skip
+            where,
+            n_unmapped,
+            ", ".join(unmapped.loc[unmapped["label"] != "", "label"].head(5)),
+            n_unlabelled,
+        )
     logger.info(
         "states from %s: %s",
         where,

@@ -26,13 +26,33 @@ DE_KEY = K.SCORE_DE
 CYCLING = K.CYCLING_FRACTION
 
 COLUMNS = [
-    "species", "contrast", "state", "score", "mean_a", "mean_b", "diff",
-    "ci_low", "ci_high", "p_value", "p_adj", "n_a", "n_b", "method",
-]  # fmt: skip
+    "species",
+    "contrast",
+    "state",
+    "score",
+    "mean_a",
+    "mean_b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_adj",
+    "n_a",
+    "n_b",
+    "method",
+]
 #: Columns of the :func:`pseudobulk_de` table.
 DE_COLUMNS = [
-    "species", "contrast", "gene", "base_mean", "log2fc", "lfc_se", "stat", "p_value", "p_adj",
-]  # fmt: skip
+    "species",
+    "contrast",
+    "gene",
+    "base_mean",
+    "log2fc",
+    "lfc_se",
+    "stat",
+    "p_value",
+    "p_adj",
+]
 
 
 def _default_keys(adata: AnnData) -> list[str]:
@@ -113,8 +133,10 @@ def _sample_means(
     if small.any():
         logger.info(
             "dropped %d sample x state groups with fewer than %d cells: %s",
-            int(small.sum()), min_cells, ", ".join(out.loc[small, "sample"] + "/" + out.loc[small, "state"]),
-        )  # fmt: skip
+            int(small.sum()),
+            min_cells,
+            ", ".join(out.loc[small, "sample"] + "/" + out.loc[small, "state"]),
+        )
     return out[~small].reset_index(drop=True)
 
 
@@ -250,12 +272,23 @@ def compare_scores(
                     res = _welch(a, b, ci)
                 else:
                     res = _ols(a, b, [g[k].to_numpy(float) for g in rest], ci)
-                rows.append({
-                    "species": sp_name, "contrast": f"{a_name} vs {b_name}", "state": st, "score": k,
-                    "mean_a": a.mean() if a.size else np.nan, "mean_b": b.mean() if b.size else np.nan,
-                    "diff": res[0], "ci_low": res[1], "ci_high": res[2], "p_value": res[3],
-                    "n_a": a.size, "n_b": b.size, "method": method,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "species": sp_name,
+                        "contrast": f"{a_name} vs {b_name}",
+                        "state": st,
+                        "score": k,
+                        "mean_a": a.mean() if a.size else np.nan,
+                        "mean_b": b.mean() if b.size else np.nan,
+                        "diff": res[0],
+                        "ci_low": res[1],
+                        "ci_high": res[2],
+                        "p_value": res[3],
+                        "n_a": a.size,
+                        "n_b": b.size,
+                        "method": method,
+                    }
+                )
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_adj"])
     if table.empty:
         logger.warning(
@@ -271,12 +304,18 @@ def compare_scores(
         "table": table,
         "sample_means": means,
         "params": {
-            "sample_key": sample_key, "condition_key": condition_key, "species_key": species_key,
-            "state_key": state_key, "states": "all" if states is None else list(states), "keys": keys,
-            "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)), "min_cells": min_cells,
-            "method": method, "ci": ci,
+            "sample_key": sample_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "state_key": state_key,
+            "states": "all" if states is None else list(states),
+            "keys": keys,
+            "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)),
+            "min_cells": min_cells,
+            "method": method,
+            "ci": ci,
         },
-    }  # fmt: skip
+    }
     log_write("uns", key_added)
     return adata if copy else None
 
@@ -395,12 +434,16 @@ def pseudobulk_de(
     adata.uns[key_added] = {
         "table": table,
         "params": {
-            "sample_key": sample_key, "condition_key": condition_key, "species_key": species_key,
-            "state_key": state_key, "states": "all" if states is None else list(states),
-            "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)), "min_cells": min_cells,
+            "sample_key": sample_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "state_key": state_key,
+            "states": "all" if states is None else list(states),
+            "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)),
+            "min_cells": min_cells,
             "min_counts": min_counts,
             "layer": str(layer),
         },
-    }  # fmt: skip
+    }
     log_write("uns", key_added)
     return adata if copy else None

@@ -22,9 +22,17 @@ PERTPY_HINT = (
     "pip install 'mkcell[da]'  (pertpy 1.0.x, numpyro==0.21.*, statsmodels<0.15, pydeseq2)"
 )
 EFFECT_COLUMNS = [
-    "species", "contrast", "cell_type", "effect", "hdi_low", "hdi_high", "inclusion_probability",
-    "log2_fold_change", "credible", "reference_cell_type",
-]  # fmt: skip
+    "species",
+    "contrast",
+    "cell_type",
+    "effect",
+    "hdi_low",
+    "hdi_high",
+    "inclusion_probability",
+    "log2_fold_change",
+    "credible",
+    "reference_cell_type",
+]
 
 
 @contextlib.contextmanager
@@ -167,34 +175,57 @@ def composition(
         "effects": effect_df,
         "counts": count_df[["species", "sample", "condition", "cell_type", "n_cells", "fraction"]],
         "params": {
-            "sample_key": sample_key, "condition_key": condition_key, "species_key": species_key,
-            "state_key": state_key, "reference": refs, "reference_cell_type": reference_cell_type,
-            "num_samples": num_samples, "num_warmup": num_warmup, "est_fdr": est_fdr, "seed": seed,
+            "sample_key": sample_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "state_key": state_key,
+            "reference": refs,
+            "reference_cell_type": reference_cell_type,
+            "num_samples": num_samples,
+            "num_warmup": num_warmup,
+            "est_fdr": est_fdr,
+            "seed": seed,
             "nuts_kwargs": dict(nuts_kwargs or {}),
             "method": "scCODA (pertpy), NUTS",
         },
-    }  # fmt: skip
+    }
     log_write("uns", key_added)
     return adata if copy else None
 
 
 def _fit_species(
-    pt: ModuleType, obs: pd.DataFrame, ref: str, reference_cell_type: str,
-    num_samples: int, num_warmup: int, est_fdr: float, seed: int, nuts_kwargs: dict,
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    pt: ModuleType,
+    obs: pd.DataFrame,
+    ref: str,
+    reference_cell_type: str,
+    num_samples: int,
+    num_warmup: int,
+    est_fdr: float,
+    seed: int,
+    nuts_kwargs: dict,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "'" in ref:
         msg = f"reference condition {ref!r} contains a quote, which scCODA formulas cannot hold; rename it"
         raise MkcellError(msg)
-    cells = AnnData(obs=pd.DataFrame({
-        K.TMP_SAMPLE: pd.Categorical(obs["sample"]),
-        K.TMP_CONDITION: pd.Categorical(obs["condition"]),
-        K.TMP_CELL_TYPE: pd.Categorical(obs["cell_type"]),
-    }, index=obs.index.astype(str)))  # fmt: skip
+    cells = AnnData(
+        obs=pd.DataFrame(
+            {
+                K.TMP_SAMPLE: pd.Categorical(obs["sample"]),
+                K.TMP_CONDITION: pd.Categorical(obs["condition"]),
+                K.TMP_CELL_TYPE: pd.Categorical(obs["cell_type"]),
+            },
+            index=obs.index.astype(str),
+        )
+    )
     sccoda = pt.tl.Sccoda()
     mdata = sccoda.load(
-        cells, type="cell_level", generate_sample_level=True, cell_type_identifier=K.TMP_CELL_TYPE,
-        sample_identifier=K.TMP_SAMPLE, covariate_obs=[K.TMP_CONDITION],
-    )  # fmt: skip
+        cells,
+        type="cell_level",
+        generate_sample_level=True,
+        cell_type_identifier=K.TMP_CELL_TYPE,
+        sample_identifier=K.TMP_SAMPLE,
+        covariate_obs=[K.TMP_CONDITION],
+    )
     mdata = sccoda.prepare(
         mdata,
         formula=f"C({K.TMP_CONDITION}, Treatment('{ref}'))",
@@ -213,17 +244,19 @@ def _fit_species(
     eff = sccoda.get_effect_df(mdata).reset_index()
     level = eff["Covariate"].astype(str).str.extract(r"T\.(.+?)\]?$", expand=False)
     ref_type = str(mdata["coda"].uns["scCODA_params"]["reference_cell_type"])
-    out = pd.DataFrame({
-        "contrast": level + f" vs {ref}",
-        "cell_type": eff["Cell Type"].astype(str),
-        "effect": eff["Final Parameter"].astype(float),
-        "hdi_low": eff["HDI 3%"].astype(float),
-        "hdi_high": eff["HDI 97%"].astype(float),
-        "inclusion_probability": eff["Inclusion probability"].astype(float),
-        "log2_fold_change": eff["log2-fold change"].astype(float),
-        "credible": eff["Final Parameter"].astype(float) != 0,
-        "reference_cell_type": ref_type,
-    })  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "contrast": level + f" vs {ref}",
+            "cell_type": eff["Cell Type"].astype(str),
+            "effect": eff["Final Parameter"].astype(float),
+            "hdi_low": eff["HDI 3%"].astype(float),
+            "hdi_high": eff["HDI 97%"].astype(float),
+            "inclusion_probability": eff["Inclusion probability"].astype(float),
+            "log2_fold_change": eff["log2-fold change"].astype(float),
+            "credible": eff["Final Parameter"].astype(float) != 0,
+            "reference_cell_type": ref_type,
+        }
+    )
     coda = mdata["coda"]
     X = np.asarray(coda.X, dtype=float)
     cnt = pd.DataFrame(X, index=coda.obs_names.astype(str), columns=coda.var_names.astype(str))

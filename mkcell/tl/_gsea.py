@@ -27,8 +27,17 @@ from ._score import translate_genes
 
 RANKINGS = ("signal_to_noise", "t_test")
 COLUMNS = [
-    "term", "nes", "es", "p_value", "fdr", "fwer", "set_size", "tag", "lead_genes", "genes",
-]  # fmt: skip
+    "term",
+    "nes",
+    "es",
+    "p_value",
+    "fdr",
+    "fwer",
+    "set_size",
+    "tag",
+    "lead_genes",
+    "genes",
+]
 
 
 def pseudobulk(
@@ -310,9 +319,17 @@ def gsea(
         "GSEA prerank: %d genes, %d sets, %d permutations", ranks.size, len(sets), permutations
     )
     res = gseapy.prerank(
-        rnk=ranks, gene_sets=sets, min_size=min_size, max_size=max_size, permutation_num=permutations,
-        seed=seed, threads=threads, outdir=None, no_plot=True, verbose=False,
-    )  # fmt: skip
+        rnk=ranks,
+        gene_sets=sets,
+        min_size=min_size,
+        max_size=max_size,
+        permutation_num=permutations,
+        seed=seed,
+        threads=threads,
+        outdir=None,
+        no_plot=True,
+        verbose=False,
+    )
     r = res.res2d
     tag = r["Tag %"].astype(str)
     out = pd.DataFrame(
@@ -333,8 +350,15 @@ def gsea(
     out["genes"] = out["term"].map(found).fillna("")
     out = out.sort_values("nes", ascending=False, ignore_index=True)[COLUMNS]
     out.attrs["params"] = {
-        "group_key": group_key, "groups": [str(g) for g in groups], "n_a": int(a.sum()), "n_b": int(b.sum()),
-        "gene_sets": gene_sets if isinstance(gene_sets, str) else "custom", "method": method,
-        "permutations": permutations, "min_size": min_size, "max_size": max_size, "seed": seed,
-    }  # fmt: skip
+        "group_key": group_key,
+        "groups": [str(g) for g in groups],
+        "n_a": int(a.sum()),
+        "n_b": int(b.sum()),
+        "gene_sets": gene_sets if isinstance(gene_sets, str) else "custom",
+        "method": method,
+        "permutations": permutations,
+        "min_size": min_size,
+        "max_size": max_size,
+        "seed": seed,
+    }
     return out

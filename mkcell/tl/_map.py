@@ -187,8 +187,10 @@ def map_to_reference(
     if missing:
         logger.warning(
             "the query lacks %d of the reference's %d features (zero-filled; e.g. %s)",
-            len(missing), len(ref.features), ", ".join(missing[:5]),
-        )  # fmt: skip
+            len(missing),
+            len(ref.features),
+            ", ".join(missing[:5]),
+        )
     s = ref.setup
     match = _profile_match(X, species, ref, missing)
     X = _thin(X, species, s, seed)
@@ -240,22 +242,36 @@ def map_to_reference(
     confident = (~unknown) & (conf >= CONFIDENT)
     per_sample = (
         pd.DataFrame(
-            {"species": species, "sample": samples, "unknown": unknown, "confident": confident, "conf": conf}
+            {
+                "species": species,
+                "sample": samples,
+                "unknown": unknown,
+                "confident": confident,
+                "conf": conf,
+            }
         )
         .groupby(["species", "sample"], observed=True, sort=False)
         .agg(
-            n_cells=("unknown", "size"), n_unknown=("unknown", "sum"),
-            share_confident=("confident", "mean"), mean_confidence=("conf", "mean"),
+            n_cells=("unknown", "size"),
+            n_unknown=("unknown", "sum"),
+            share_confident=("confident", "mean"),
+            mean_confidence=("conf", "mean"),
         )
         .reset_index()
-    )  # fmt: skip
+    )
     per_sample["share_unknown"] = per_sample["n_unknown"] / per_sample["n_cells"]
     ref_umap = ref.cells.obsm.get(K.UMAP)
     adata.uns[K.MAP] = {
         "params": {
-            "reference": str(ref.path), "sample_key": sample_key, "species_key": species_key,
-            "max_epochs": epochs, "n_neighbors": n_neighbors, "unknown_distance": unknown_distance,
-            "confident": CONFIDENT, "accelerator": acc, "seed": seed,
+            "reference": str(ref.path),
+            "sample_key": sample_key,
+            "species_key": species_key,
+            "max_epochs": epochs,
+            "n_neighbors": n_neighbors,
+            "unknown_distance": unknown_distance,
+            "confident": CONFIDENT,
+            "accelerator": acc,
+            "seed": seed,
         },
         "reference_version": str(ref.manifest.get("mkcell_version")),
         "reference_species": list(ref.species),
@@ -271,15 +287,21 @@ def map_to_reference(
         "train_seconds": train_seconds,
         "seconds": time.perf_counter() - t0,
         "scvi_tools_version": scvi.__version__,
-    }  # fmt: skip
+    }
     if ref_umap is not None:
         adata.uns[K.MAP]["reference_umap"] = np.asarray(ref_umap, dtype=np.float32)[:, :2]
         adata.uns[K.MAP]["reference_state"] = ref.cells.obs[K.STATE].astype(str).to_numpy()
     logger.info(
         "mapped %d cells onto %s in %.1f s (fine-tuning %d epochs: %.1f s): %.1f%% confidently, %d unknown (%.1f%%)",
-        adata.n_obs, ref.path, time.perf_counter() - t0, epochs, train_seconds,
-        100 * confident.mean(), unknown.sum(), 100 * unknown.mean(),
-    )  # fmt: skip
+        adata.n_obs,
+        ref.path,
+        time.perf_counter() - t0,
+        epochs,
+        train_seconds,
+        100 * confident.mean(),
+        unknown.sum(),
+        100 * unknown.mean(),
+    )
     if unknown.mean() > 0.1:
         logger.warning(
             "%.0f%% of the query's cells are far from every reference cell (state 'unknown'): the query holds "
@@ -400,10 +422,27 @@ def _transfer(
 
 #: Columns of :func:`pool_vs_reference`'s table.
 POOL_VS_REFERENCE_COLUMNS = [
-    "species", "sample", "condition", "n_cells", "n_mkp", "n_unknown", "n_denominator", "denominator",
-    "mkp_fraction", "reference_condition", "n_reference_samples", "reference_min", "reference_median",
-    "reference_max", "percentile", "logit_z", "range_low", "range_high", "in_range", "own_condition",
-]  # fmt: skip
+    "species",
+    "sample",
+    "condition",
+    "n_cells",
+    "n_mkp",
+    "n_unknown",
+    "n_denominator",
+    "denominator",
+    "mkp_fraction",
+    "reference_condition",
+    "n_reference_samples",
+    "reference_min",
+    "reference_median",
+    "reference_max",
+    "percentile",
+    "logit_z",
+    "range_low",
+    "range_high",
+    "in_range",
+    "own_condition",
+]
 
 
 def _logit(n_mkp: np.ndarray, n_den: np.ndarray) -> np.ndarray:
@@ -483,10 +522,16 @@ def pool_vs_reference(
         n_mkp = int((g["state"] == K.MKP).sum())
         frac = n_mkp / n_den if n_den else np.nan
         base = {
-            "species": sp_name, "sample": sample, "condition": g["condition"].iloc[0], "n_cells": len(g),
-            "n_mkp": n_mkp, "n_unknown": int((g["state"] == K.UNKNOWN).sum()), "n_denominator": n_den,
-            "denominator": den, "mkp_fraction": frac,
-        }  # fmt: skip
+            "species": sp_name,
+            "sample": sample,
+            "condition": g["condition"].iloc[0],
+            "n_cells": len(g),
+            "n_mkp": n_mkp,
+            "n_unknown": int((g["state"] == K.UNKNOWN).sum()),
+            "n_denominator": n_den,
+            "denominator": den,
+            "mkp_fraction": frac,
+        }
         q = float(_logit(n_mkp, n_den)) if n_den else np.nan
         rs = ref.pool[(ref.pool["species"] == sp_name) & (ref.pool["n_denominator"] > 0)]
         for cond, r in rs.groupby("condition", sort=False):
@@ -507,15 +552,21 @@ def pool_vs_reference(
                 else np.nan
             )
             rows.append(
-                base | {
-                    "reference_condition": cond, "n_reference_samples": int(lr.size),
-                    "reference_min": float(fr.min()), "reference_median": float(np.median(fr)),
-                    "reference_max": float(fr.max()), "percentile": pct, "logit_z": z,
-                    "range_low": lo, "range_high": hi,
+                base
+                | {
+                    "reference_condition": cond,
+                    "n_reference_samples": int(lr.size),
+                    "reference_min": float(fr.min()),
+                    "reference_median": float(np.median(fr)),
+                    "reference_max": float(fr.max()),
+                    "percentile": pct,
+                    "logit_z": z,
+                    "range_low": lo,
+                    "range_high": hi,
                     "in_range": bool(np.isfinite(q) and np.isfinite(half) and abs(q - mu) <= half),
                     "own_condition": cond == base["condition"],
                 }
-            )  # fmt: skip
+            )
     table = pd.DataFrame(rows, columns=POOL_VS_REFERENCE_COLUMNS)
     adata.uns[key_added] = table
     log_write("uns", key_added)

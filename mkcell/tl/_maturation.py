@@ -14,14 +14,36 @@ from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, wa
 
 MATURATION = K.MATURATION
 PER_SAMPLE_COLUMNS = [
-    "sample", "species", "condition", "n_lineage", "n_before", "n_after",
-    "frac_before", "frac_after", "median_pseudotime", "mean_pseudotime",
-]  # fmt: skip
+    "sample",
+    "species",
+    "condition",
+    "n_lineage",
+    "n_before",
+    "n_after",
+    "frac_before",
+    "frac_after",
+    "median_pseudotime",
+    "mean_pseudotime",
+]
 CONTRAST_COLUMNS = [
-    "species", "contrast", "wasserstein", "wasserstein_ci_low", "wasserstein_ci_high",
-    "ks_stat", "ks_ci_low", "ks_ci_high", "mean_shift", "mean_shift_ci_low", "mean_shift_ci_high",
-    "frac_after_a", "frac_after_b", "n_samples_a", "n_samples_b", "n_boot", "note",
-]  # fmt: skip
+    "species",
+    "contrast",
+    "wasserstein",
+    "wasserstein_ci_low",
+    "wasserstein_ci_high",
+    "ks_stat",
+    "ks_ci_low",
+    "ks_ci_high",
+    "mean_shift",
+    "mean_shift_ci_low",
+    "mean_shift_ci_high",
+    "frac_after_a",
+    "frac_after_b",
+    "n_samples_a",
+    "n_samples_b",
+    "n_boot",
+    "note",
+]
 
 
 @fill_doc(contrasts=CONTRASTS_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
@@ -153,13 +175,20 @@ def _per_sample(obs: pd.DataFrame, transition: float) -> pd.DataFrame:
         t = t[np.isfinite(t)]
         n = t.size
         before = int((t < transition).sum())
-        rows.append({
-            "sample": sample, "species": sp_name, "condition": g["condition"].iat[0], "n_lineage": n,
-            "n_before": before, "n_after": n - before,
-            "frac_before": before / n if n else np.nan, "frac_after": (n - before) / n if n else np.nan,
-            "median_pseudotime": float(np.median(t)) if n else np.nan,
-            "mean_pseudotime": float(t.mean()) if n else np.nan,
-        })  # fmt: skip
+        rows.append(
+            {
+                "sample": sample,
+                "species": sp_name,
+                "condition": g["condition"].iat[0],
+                "n_lineage": n,
+                "n_before": before,
+                "n_after": n - before,
+                "frac_before": before / n if n else np.nan,
+                "frac_after": (n - before) / n if n else np.nan,
+                "median_pseudotime": float(np.median(t)) if n else np.nan,
+                "mean_pseudotime": float(t.mean()) if n else np.nan,
+            }
+        )
     order = {c: i for i, c in enumerate(obs.attrs["condition_order"])}
     tab = pd.DataFrame(rows, columns=PER_SAMPLE_COLUMNS)
     tab = tab.assign(_o=tab["condition"].map(order)).sort_values(
@@ -213,9 +242,17 @@ def _contrast_row(
     }
     n_a, n_b = len(groups[a]), len(groups[b])
     row = {
-        "species": sp_name, "contrast": f"{a} vs {b}", "wasserstein": w, "ks_stat": ks, "mean_shift": shift,
-        "frac_after_a": frac[a], "frac_after_b": frac[b], "n_samples_a": n_a, "n_samples_b": n_b, "n_boot": n_boot,
-    }  # fmt: skip
+        "species": sp_name,
+        "contrast": f"{a} vs {b}",
+        "wasserstein": w,
+        "ks_stat": ks,
+        "mean_shift": shift,
+        "frac_after_a": frac[a],
+        "frac_after_b": frac[b],
+        "n_samples_a": n_a,
+        "n_samples_b": n_b,
+        "n_boot": n_boot,
+    }
     ci = dict.fromkeys(["wasserstein", "ks", "mean_shift"], (np.nan, np.nan))
     single = [
         f"{c} has {k} sample{'s' if k != 1 else ''} on the lineage"
@@ -238,7 +275,11 @@ def _contrast_row(
             for i, k in enumerate(["wasserstein", "ks", "mean_shift"])
         }
     return row | {
-        "wasserstein_ci_low": ci["wasserstein"][0], "wasserstein_ci_high": ci["wasserstein"][1],
-        "ks_ci_low": ci["ks"][0], "ks_ci_high": ci["ks"][1],
-        "mean_shift_ci_low": ci["mean_shift"][0], "mean_shift_ci_high": ci["mean_shift"][1], "note": note,
-    }  # fmt: skip
+        "wasserstein_ci_low": ci["wasserstein"][0],
+        "wasserstein_ci_high": ci["wasserstein"][1],
+        "ks_ci_low": ci["ks"][0],
+        "ks_ci_high": ci["ks"][1],
+        "mean_shift_ci_low": ci["mean_shift"][0],
+        "mean_shift_ci_high": ci["mean_shift"][1],
+        "note": note,
+    }

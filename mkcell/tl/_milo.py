@@ -21,9 +21,18 @@ from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, wa
 
 MILO = K.MILO
 NHOOD_COLUMNS = [
-    "species", "contrast", "nhood", "index_cell", "n_cells", "logFC", "PValue", "SpatialFDR",
-    "mean_pseudotime", "frac_lineage", "state",
-]  # fmt: skip
+    "species",
+    "contrast",
+    "nhood",
+    "index_cell",
+    "n_cells",
+    "logFC",
+    "PValue",
+    "SpatialFDR",
+    "mean_pseudotime",
+    "frac_lineage",
+    "state",
+]
 BIN_COLUMNS = ["species", "contrast", "bin", "bin_mid", "n_nhoods", "mean_logFC", "n_up", "n_down"]
 
 
@@ -150,8 +159,13 @@ def da_neighbourhoods(
             tables.append(res.assign(species=sp_name, contrast=f"{a} vs {b}"))
             logger.info(
                 "Milo %s, %s vs %s: %d neighbourhoods, %d at SpatialFDR < %g",
-                sp_name, a, b, len(res), int((res["SpatialFDR"] < alpha).sum()), alpha,
-            )  # fmt: skip
+                sp_name,
+                a,
+                b,
+                len(res),
+                int((res["SpatialFDR"] < alpha).sum()),
+                alpha,
+            )
     nhoods = (
         pd.concat(tables, ignore_index=True)[NHOOD_COLUMNS]
         if tables
@@ -165,13 +179,22 @@ def da_neighbourhoods(
         "nhoods": nhoods,
         "by_pseudotime": bins,
         "params": {
-            "sample_key": sample_key, "condition_key": condition_key, "species_key": species_key,
-            "use_rep": use_rep, "pseudotime_key": pseudotime_key, "state_key": state_key,
-            "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)], "skipped": skipped,
-            "n_neighbors": n_neighbors, "prop": prop, "alpha": alpha, "n_bins": n_bins, "seed": seed,
+            "sample_key": sample_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "use_rep": use_rep,
+            "pseudotime_key": pseudotime_key,
+            "state_key": state_key,
+            "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)],
+            "skipped": skipped,
+            "n_neighbors": n_neighbors,
+            "prop": prop,
+            "alpha": alpha,
+            "n_bins": n_bins,
+            "seed": seed,
             "method": "Milo (pertpy), solver pydeseq2, design ~condition",
         },
-    }  # fmt: skip
+    }
     log_write("uns", key_added)
     return adata if copy else None
 
@@ -203,10 +226,18 @@ def _stored_graph(
 
 
 def _milo_one(
-    pt: object, obs: pd.DataFrame, X: np.ndarray, ptime: np.ndarray, states: np.ndarray | None,
-    a: str, b: str, n_neighbors: int, prop: float, seed: int,
+    pt: object,
+    obs: pd.DataFrame,
+    X: np.ndarray,
+    ptime: np.ndarray,
+    states: np.ndarray | None,
+    a: str,
+    b: str,
+    n_neighbors: int,
+    prop: float,
+    seed: int,
     graph: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     cells = AnnData(
         obs=pd.DataFrame(
             {
@@ -214,7 +245,7 @@ def _milo_one(
                 K.TMP_CONDITION: pd.Categorical(obs["condition"].to_numpy(), categories=[b, a]),
             },
             index=obs.index.astype(str),
-        ),  # fmt: skip
+        ),
         obsm={"X_milo": X},
     )
     dist, conn = _knn(X, n_neighbors) if graph is None else graph
@@ -248,16 +279,20 @@ def _milo_one(
     n_lin = np.asarray(nh[on].sum(0)).ravel()
     sum_pt = np.asarray(nh[on].T @ ptime[on]).ravel()
     size = np.asarray(nh.sum(0)).ravel()
-    res = pd.DataFrame({
-        "nhood": np.arange(nh.shape[1]),
-        "index_cell": var["index_cell"].astype(str).to_numpy(),
-        "n_cells": size.astype(int),
-        "logFC": var["logFC"].to_numpy(float) if "logFC" in var else np.nan,
-        "PValue": var["PValue"].to_numpy(float) if "PValue" in var else np.nan,
-        "SpatialFDR": var["SpatialFDR"].to_numpy(float) if "SpatialFDR" in var else np.nan,
-        "mean_pseudotime": np.divide(sum_pt, n_lin, out=np.full(n_lin.size, np.nan), where=n_lin > 0),
-        "frac_lineage": n_lin / np.maximum(size, 1),
-    })  # fmt: skip
+    res = pd.DataFrame(
+        {
+            "nhood": np.arange(nh.shape[1]),
+            "index_cell": var["index_cell"].astype(str).to_numpy(),
+            "n_cells": size.astype(int),
+            "logFC": var["logFC"].to_numpy(float) if "logFC" in var else np.nan,
+            "PValue": var["PValue"].to_numpy(float) if "PValue" in var else np.nan,
+            "SpatialFDR": var["SpatialFDR"].to_numpy(float) if "SpatialFDR" in var else np.nan,
+            "mean_pseudotime": np.divide(
+                sum_pt, n_lin, out=np.full(n_lin.size, np.nan), where=n_lin > 0
+            ),
+            "frac_lineage": n_lin / np.maximum(size, 1),
+        }
+    )
     if states is not None:
         codes, uniq = pd.factorize(states)
         onehot = sp.csr_matrix(
@@ -280,10 +315,16 @@ def _by_pseudotime(nhoods: pd.DataFrame, n_bins: int, alpha: float) -> pd.DataFr
         for i in range(n_bins):
             s = g[which == i]
             sig = s["SpatialFDR"] < alpha
-            rows.append({
-                "species": sp_name, "contrast": contrast, "bin": f"[{edges[i]:.2f}, {edges[i + 1]:.2f}{']' if i == n_bins - 1 else ')'}",
-                "bin_mid": 0.5 * (edges[i] + edges[i + 1]), "n_nhoods": len(s),
-                "mean_logFC": float(s["logFC"].mean()) if len(s) else np.nan,
-                "n_up": int((sig & (s["logFC"] > 0)).sum()), "n_down": int((sig & (s["logFC"] < 0)).sum()),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "species": sp_name,
+                    "contrast": contrast,
+                    "bin": f"[{edges[i]:.2f}, {edges[i + 1]:.2f}{']' if i == n_bins - 1 else ')'}",
+                    "bin_mid": 0.5 * (edges[i] + edges[i + 1]),
+                    "n_nhoods": len(s),
+                    "mean_logFC": float(s["logFC"].mean()) if len(s) else np.nan,
+                    "n_up": int((sig & (s["logFC"] > 0)).sum()),
+                    "n_down": int((sig & (s["logFC"] < 0)).sum()),
+                }
+            )
     return pd.DataFrame(rows, columns=BIN_COLUMNS)

@@ -37,9 +37,17 @@ PER_SAMPLE_COLUMNS = [
     "denominator",
 ]
 CONTRAST_COLUMNS = [
-    "species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value",
-    "n_samples_a", "n_samples_b", "method", "note",
-]  # fmt: skip
+    "species",
+    "contrast",
+    "effect_log2",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_samples_a",
+    "n_samples_b",
+    "method",
+    "note",
+]
 PER_CONDITION_COLUMNS = [
     "species",
     "condition",
@@ -149,10 +157,14 @@ def progenitor_pool(
     )
     choice = choose_denominator(obs, states, mature, denominator)
     per_sample = pd.concat(
-        [_per_sample(obs[obs["species"] == sp_name], states[(obs["species"] == sp_name).to_numpy()], den)
-         for sp_name, den in zip(choice["species"], choice["denominator"], strict=True)],
+        [
+            _per_sample(
+                obs[obs["species"] == sp_name], states[(obs["species"] == sp_name).to_numpy()], den
+            )
+            for sp_name, den in zip(choice["species"], choice["denominator"], strict=True)
+        ],
         ignore_index=True,
-    ).sort_values("species", kind="stable", ignore_index=True)  # fmt: skip
+    ).sort_values("species", kind="stable", ignore_index=True)
     _warn_saturated(per_sample)
     todo = resolve_contrasts(obs, contrasts)
     rows = [_contrast_row(per_sample, sp_name, a, b) for sp_name, a, b in todo]
@@ -183,8 +195,10 @@ def progenitor_pool(
     log_write("uns", key_added)
     logger.info(
         "MkP pool: %d samples, %d contrast rows (`adata.uns[%r]['per_sample']`, ['contrasts'])",
-        len(per_sample), len(table), key_added,
-    )  # fmt: skip
+        len(per_sample),
+        len(table),
+        key_added,
+    )
     return adata if copy else None
 
 
@@ -238,8 +252,12 @@ def _warn_saturated(per_sample: pd.DataFrame) -> None:
         logger.warning(
             "the MkP fraction saturates (> %s) in %d samples (e.g. %s: %.3f of its %s cells): a change in MkP "
             "can hardly show; choose a wider denominator (denominator='hspc' or 'all')",
-            SATURATED, len(sat), sat["sample"].iloc[0], sat["mkp_fraction"].iloc[0], sat["denominator"].iloc[0],
-        )  # fmt: skip
+            SATURATED,
+            len(sat),
+            sat["sample"].iloc[0],
+            sat["mkp_fraction"].iloc[0],
+            sat["denominator"].iloc[0],
+        )
 
 
 def _per_sample(obs: pd.DataFrame, states: np.ndarray, denominator: str) -> pd.DataFrame:
@@ -361,8 +379,16 @@ def _per_condition(per_sample: pd.DataFrame) -> pd.DataFrame:
             se = np.sqrt(phi / yy.sum())
             half = stats.t.ppf(0.975, k - 1) * se
             lo, hi = (0.0 if y.sum() == 0 else rate * np.exp(-half)), rate * np.exp(half)
-        rows.append({
-            "species": sp_name, "condition": cond, "n_samples": k, "n_mkp": int(y.sum()),
-            "n_denominator": int(n.sum()), "mkp_fraction": frac, "ci_low": lo, "ci_high": hi,
-        })  # fmt: skip
+        rows.append(
+            {
+                "species": sp_name,
+                "condition": cond,
+                "n_samples": k,
+                "n_mkp": int(y.sum()),
+                "n_denominator": int(n.sum()),
+                "mkp_fraction": frac,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
     return pd.DataFrame(rows, columns=PER_CONDITION_COLUMNS)

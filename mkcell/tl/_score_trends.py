@@ -19,9 +19,18 @@ from ._compare import _default_keys
 #: ``adata.uns`` key of :func:`score_trends`.
 TRENDS_KEY = K.SCORE_TRENDS
 COLUMNS = [
-    "species", "condition", "key", "bin", "pseudotime", "mean", "ci_low", "ci_high",
-    "binned_mean", "n_cells", "n_samples",
-]  # fmt: skip
+    "species",
+    "condition",
+    "key",
+    "bin",
+    "pseudotime",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "binned_mean",
+    "n_cells",
+    "n_samples",
+]
 
 
 def _local_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, frac: float) -> np.ndarray:
@@ -230,24 +239,41 @@ def score_trends(
                 frames.append(
                     pd.DataFrame(
                         {
-                            "species": sp_name, "condition": c, "key": k, "bin": np.arange(n_bins),
-                            "pseudotime": centres, "mean": est[:, j], "ci_low": lo[:, j], "ci_high": hi[:, j],
-                            "binned_mean": binned[:, j], "n_cells": n_all.astype(int), "n_samples": n_samp,
+                            "species": sp_name,
+                            "condition": c,
+                            "key": k,
+                            "bin": np.arange(n_bins),
+                            "pseudotime": centres,
+                            "mean": est[:, j],
+                            "ci_low": lo[:, j],
+                            "ci_high": hi[:, j],
+                            "binned_mean": binned[:, j],
+                            "n_cells": n_all.astype(int),
+                            "n_samples": n_samp,
                         }
                     )
-                )  # fmt: skip
+                )
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
     if copy:
         adata = adata.copy()
     adata.uns[key_added] = {
         "table": table,
         "params": {
-            "keys": names, "pseudotime_key": pseudotime_key, "condition_key": condition_key,
-            "species_key": species_key, "sample_key": sample_key, "n_bins": n_bins, "smooth": smooth,
-            "frac": frac, "n_boot": n_boot, "ci": ci, "min_cells": min_cells, "seed": seed,
+            "keys": names,
+            "pseudotime_key": pseudotime_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "sample_key": sample_key,
+            "n_bins": n_bins,
+            "smooth": smooth,
+            "frac": frac,
+            "n_boot": n_boot,
+            "ci": ci,
+            "min_cells": min_cells,
+            "seed": seed,
             "band": "percentile bootstrap over samples",
         },
-    }  # fmt: skip
+    }
     log_write("uns", key_added)
     logger.info(
         "score trends: %d keys x %d groups x %d bins",

@@ -137,9 +137,17 @@ def trajectory(
     # 1. pseudotime on the lineage
     X, cycle_note, cycle_share = _cycle_correction(adata, X, lin_idx, states, regress_cycle, seed)
     pt, root_i, reach, n_comp, n_unreached = _lineage_pseudotime(
-        adata, X, lin_idx, states, root, lineage, (root_state, terminal_state),
-        n_neighbors, n_dcs, seed,
-    )  # fmt: skip
+        adata,
+        X,
+        lin_idx,
+        states,
+        root,
+        lineage,
+        (root_state, terminal_state),
+        n_neighbors,
+        n_dcs,
+        seed,
+    )
     adata.obs[K.PSEUDOTIME] = pt
     by_markers = adata.uns.get(K.ANNOTATE, {}).get("method") == "markers"
     stages = None
@@ -161,12 +169,21 @@ def trajectory(
     drivers, trends = _drivers(adata, pt, lin_idx[reach], n_drivers, condition_key)
     adata.uns[K.TRAJECTORY] = {
         "params": {
-            "root": str(adata.obs_names[root_all]), "lineage": list(lineage),
-            "root_state": root_state, "terminal_state": terminal_state, "state_key": state_key,
-            "use_rep": use_rep, "n_neighbors": n_neighbors, "n_dcs": n_dcs,
-            "connectivity_weight": connectivity_weight, "terminal_quantile": terminal_quantile,
-            "solver": solver, "tol": tol, "regress_cycle": regress_cycle,
-            "refine_states": refine_states, "seed": seed,
+            "root": str(adata.obs_names[root_all]),
+            "lineage": list(lineage),
+            "root_state": root_state,
+            "terminal_state": terminal_state,
+            "state_key": state_key,
+            "use_rep": use_rep,
+            "n_neighbors": n_neighbors,
+            "n_dcs": n_dcs,
+            "connectivity_weight": connectivity_weight,
+            "terminal_quantile": terminal_quantile,
+            "solver": solver,
+            "tol": tol,
+            "regress_cycle": regress_cycle,
+            "refine_states": refine_states,
+            "seed": seed,
         },
         "fate_method": method,
         "n_lineage": int(on_lin.sum()),
@@ -180,7 +197,7 @@ def trajectory(
         "drivers": drivers,
         "trends": trends,
         "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
+    }
     _log_done(adata, pt, on_lin, method, t0, state_key if stages else None)
     return adata if copy else None
 
@@ -297,8 +314,9 @@ def _lineage_pseudotime(
         logger.warning(
             "the lineage kNN graph has %d connected components (each with MkP and Mk rooted separately); "
             "%d cells in parts without both ends get NaN pseudotime",
-            n_comp, n_unreached,
-        )  # fmt: skip
+            n_comp,
+            n_unreached,
+        )
     pt = np.full(adata.n_obs, np.nan)
     main = reach & (comp == comp[root_i])
     lo, hi = np.nanmin(dpt[main]), np.nanmax(dpt[main])
@@ -308,9 +326,16 @@ def _lineage_pseudotime(
 
 
 def _root_part(
-    X: np.ndarray, states: np.ndarray, ends: tuple[str, str], dpt: np.ndarray, reach: np.ndarray,
-    part: np.ndarray, n_neighbors: int, n_dcs: int, seed: int,
-) -> None:  # fmt: skip
+    X: np.ndarray,
+    states: np.ndarray,
+    ends: tuple[str, str],
+    dpt: np.ndarray,
+    reach: np.ndarray,
+    part: np.ndarray,
+    n_neighbors: int,
+    n_dcs: int,
+    seed: int,
+) -> None:
     """Root one more component of the lineage graph on its own; fill its ``dpt`` and ``reach``."""
     sub = knn_graph(X, n_neighbors, seed)
     r = _auto_root(sub, states == ends[0], states == ends[1])
@@ -321,9 +346,17 @@ def _root_part(
 
 
 def _global_time(
-    adata: AnnData, X: np.ndarray, states: np.ndarray, on_lin: np.ndarray, pt: np.ndarray,
-    root_all: int, use_rep: str, n_neighbors: int, n_dcs: int, seed: int,
-) -> tuple[AnnData, np.ndarray]:  # fmt: skip
+    adata: AnnData,
+    X: np.ndarray,
+    states: np.ndarray,
+    on_lin: np.ndarray,
+    pt: np.ndarray,
+    root_all: int,
+    use_rep: str,
+    n_neighbors: int,
+    n_dcs: int,
+    seed: int,
+) -> tuple[AnnData, np.ndarray]:
     """The all-cells kNN graph, and a diffusion pseudotime over it following ``pt`` on the lineage.
 
     The graph is the stored latent graph (``obsp['mk_connectivities']``) when ``X`` is the
@@ -375,9 +408,13 @@ def _kernel(  # noqa: ANN202 - a CellRank kernel (lazy import)
 
 
 def _terminals(
-    states: np.ndarray, on_lin: np.ndarray, pt: np.ndarray, gpt: np.ndarray,
-    terminal_state: str, terminal_quantile: float,
-) -> dict[str, np.ndarray]:  # fmt: skip
+    states: np.ndarray,
+    on_lin: np.ndarray,
+    pt: np.ndarray,
+    gpt: np.ndarray,
+    terminal_state: str,
+    terminal_quantile: float,
+) -> dict[str, np.ndarray]:
     """Mature Mk (lineage end above the pseudotime quantile) and the other terminal states."""
     mature = (
         on_lin
@@ -394,13 +431,20 @@ def _terminals(
 
 
 def _log_done(
-    adata: AnnData, pt: np.ndarray, on_lin: np.ndarray, method: str, t0: float,
+    adata: AnnData,
+    pt: np.ndarray,
+    on_lin: np.ndarray,
+    method: str,
+    t0: float,
     refined_key: str | None,
-) -> None:  # fmt: skip
+) -> None:
     logger.info(
         "trajectory: %d of %d lineage cells with pseudotime; fate by %s in %.1f s",
-        np.isfinite(pt).sum(), on_lin.sum(), method, time.perf_counter() - t0,
-    )  # fmt: skip
+        np.isfinite(pt).sum(),
+        on_lin.sum(),
+        method,
+        time.perf_counter() - t0,
+    )
     for key in (K.PSEUDOTIME, K.FATE) + ((K.STAGE, refined_key) if refined_key else ()):
         log_write("obs", key)
     log_write("uns", K.TRAJECTORY)
@@ -470,15 +514,22 @@ def _refine_stages(
     full[cells] = stage
     adata.obs[K.STAGE] = pd.Categorical(full, categories=[K.MKP, "immature_Mk", "mature_Mk"])
     out = {
-        "refined": True, "onset_pseudotime": t0, "plateau_pseudotime": t1, "rise_z": rise,
-        "onset_share": ONSET_SHARE, "plateau_share": PLATEAU_SHARE,
+        "refined": True,
+        "onset_pseudotime": t0,
+        "plateau_pseudotime": t1,
+        "rise_z": rise,
+        "onset_share": ONSET_SHARE,
+        "plateau_share": PLATEAU_SHARE,
         "n_mkp_to_mk": int(((before == K.MKP) & (after == K.MK)).sum()),
         "n_mk_to_mkp": int(((before == K.MK) & (after == K.MKP)).sum()),
-    }  # fmt: skip
+    }
     logger.info(
         "MkP / Mk boundary at pseudotime %.2f (Mk program onset), plateau at %.2f; %d MkP -> Mk, %d Mk -> MkP",
-        t0, t1, out["n_mkp_to_mk"], out["n_mk_to_mkp"],
-    )  # fmt: skip
+        t0,
+        t1,
+        out["n_mkp_to_mk"],
+        out["n_mk_to_mkp"],
+    )
     return out
 
 
