@@ -39,7 +39,7 @@ def knn_graph(X: np.ndarray, n_neighbors: int = 15, seed: int = 0) -> AnnData:
 def knn_query(
     reference: np.ndarray, query: np.ndarray, n_neighbors: int = 15, *, exclude_self: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact nearest reference rows of each query row (the same scikit-learn search as :func:`knn_graph`).
+    """Exact nearest reference rows of each query row (the search of :func:`knn_graph`).
 
     Parameters
     ----------

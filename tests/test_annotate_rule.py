@@ -1,4 +1,4 @@
-"""The annotation rule's numbers are parameters; annotate and umap share one graph and one lognorm."""
+"""The annotation rule's numbers are parameters; annotate and umap share one graph and lognorm."""
 
 from __future__ import annotations
 

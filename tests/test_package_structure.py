@@ -34,7 +34,11 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = "import sys, mkcell; heavy = [m for m in ('scvi', 'cellrank', 'torch', 'pertpy') if m in sys.modules]; print(heavy)"
+    code = (
+        "import sys, mkcell; "
+        "heavy = [m for m in ('scvi', 'cellrank', 'torch', 'pertpy') if m in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

@@ -307,7 +307,10 @@ def test_results_survive_h5ad(sim, tmp_path, obs_adata):
 
 
 def test_auto_denominator_without_mature_mk(sim, obs_adata, caplog):
-    """CD34+-like cohorts (mature Mk removed): auto takes MkP / HSPC and says why; whole marrow keeps MkP / (MkP + Mk)."""
+    """CD34+-like cohorts (mature Mk removed): auto takes MkP / HSPC and says why.
+
+    Whole marrow keeps MkP / (MkP + Mk).
+    """
     a = obs_adata(sim["mouse"], sim["human"])
     human_mk = ((a.obs["species"] == "human") & (a.obs["mk_state"] == "Mk")).to_numpy()
     a = a[~human_mk].copy()
@@ -329,7 +332,7 @@ def test_auto_denominator_without_mature_mk(sim, obs_adata, caplog):
 
 
 def test_auto_denominator_counts_mature_mk_by_stage(obs_adata):
-    """A CD34+ sort keeps immature Mk: with the trajectory's stages, only mature_Mk count as mature."""
+    """A CD34+ sort keeps immature Mk: with the trajectory's stages only mature_Mk count."""
     a = obs_adata(
         mk.datasets.simulate_marrow(4000, n_genes=800, species=("human",), seed=3)["human"]
     )

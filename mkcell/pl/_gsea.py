@@ -104,7 +104,10 @@ def e2f_heatmap(
     sd = X.std(axis=1)
     X, genes = X[sd > 0], [g for g, s in zip(genes, sd, strict=True) if s > 0]
     if len(genes) < 2 or X.shape[1] < 2:
-        msg = f"{gene_set}: {len(genes)} varying genes over {X.shape[1]} samples; need 2 of each to cluster"
+        msg = (
+            f"{gene_set}: {len(genes)} varying genes over {X.shape[1]} samples; "
+            "need 2 of each to cluster"
+        )
         raise MkcellError(msg)
     Z = (X - X.mean(1, keepdims=True)) / X.std(1, keepdims=True)
     row_link = hierarchy.linkage(Z, method=method, metric=metric)

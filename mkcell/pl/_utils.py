@@ -24,7 +24,7 @@ panel_save_returns_doc = fill_doc(panel_save_returns=PANEL_SAVE_RETURNS_DOC)
 
 
 def finish(fig, save: str | Path | None):  # noqa: ANN001, ANN201
-    """Return ``fig``; with ``save``, first write it atomically (150 dpi, format from the suffix)."""
+    """Return ``fig``; with ``save``, first write it atomically (150 dpi, format by suffix)."""
     if save is not None:
         path = Path(save)
         with atomic_path(path) as tmp:

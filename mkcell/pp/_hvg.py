@@ -136,7 +136,8 @@ def highly_variable_genes(
     if linked is not None:
         adata.uns[key_added]["cycle_linked"] = linked
     logger.info(
-        "%d integration features (%d HVG, markers forced in, %d listed cycle genes and %d cycle-linked genes left out)",
+        "%d integration features (%d HVG, markers forced in, %d listed cycle genes and "
+        "%d cycle-linked genes left out)",
         hvg.sum(),
         n_hvg,
         len(cyc) if exclude_cycle_genes else 0,
@@ -153,7 +154,7 @@ def _cycle_linked(
     threshold: float,
     seed: int,
 ) -> pd.DataFrame:
-    """Test the non-marker candidate features for cycle linkage (see ``_cycle.cycle_linked_genes``)."""
+    """Test non-marker candidate features for cycle linkage (``_cycle.cycle_linked_genes``)."""
     from .._markers import panel_scores
     from ._cycle import cycle_linked_genes, scores_from_lognorm
     from ._normalize import log_normalize

@@ -96,7 +96,7 @@ def _same_record(record: object, want: dict[str, object]) -> bool:
 def log_normalize(
     adata: AnnData, layer: str | None = None, *, target_sum: float = TARGET_SUM
 ) -> sp.csr_matrix:
-    """``log1p`` of the counts scaled to ``target_sum`` per cell, cached in ``layers['mk_lognorm']``.
+    """``log1p`` of counts scaled to ``target_sum`` per cell, cached in ``layers['mk_lognorm']``.
 
     The first call computes the float32 CSR matrix and stores it with a record in
     ``uns['mk_lognorm']`` (source layer, ``target_sum``, :func:`counts_signature` of the

@@ -113,13 +113,15 @@ def annotate(
     missing = [s for s in K.STATES if s != "other" and s not in scores]
     if K.MKP in missing:
         msg = (
-            f"too few MkP marker genes to call MkP (need {MIN_PANEL_GENES}; present: {used[K.MKP]}); "
+            f"too few MkP marker genes to call MkP (need {MIN_PANEL_GENES}; "
+            f"present: {used[K.MKP]}); "
             "pass your own labels with labels= (a file) or labels_key="
         )
         raise MkcellError(msg)
     if K.MK in missing:
         logger.warning(
-            "no mature-Mk markers (fewer than %d Mk panel genes present): MkP and the other states are still called, "
+            "no mature-Mk markers (fewer than %d Mk panel genes present): "
+            "MkP and the other states are still called, "
             "no cell is called Mk; pass labels= to call Mk yourself",
             MIN_PANEL_GENES,
         )
@@ -174,7 +176,10 @@ def annotate(
         if counts.get(state, 0) == 0:
             import warnings
 
-            msg = f"no {state} cells were called; the trajectory needs them — check the data or pass labels_key="
+            msg = (
+                f"no {state} cells were called; the trajectory needs them — "
+                "check the data or pass labels_key="
+            )
             warnings.warn(msg, MkcellWarning, stacklevel=2)
     logger.info("states: %s", ", ".join(f"{k} {v}" for k, v in counts.items() if v))
     for key in (key_added, K.STATE_CONFIDENCE, K.STATE_CLUSTER):
@@ -241,7 +246,8 @@ def _from_labels(
     }
     if n_unmapped or n_unlabelled:
         logger.warning(
-            "%s: %d cells with labels the map does not cover (%s) and %d cells without a label are 'other'",
+            "%s: %d cells with labels the map does not cover (%s) "
+            "and %d cells without a label are 'other'",
             where,
             n_unmapped,
             ", ".join(unmapped.loc[unmapped["label"] != "", "label"].head(5)),

@@ -61,7 +61,10 @@ def _default_keys(adata: AnnData) -> list[str]:
     if K.PHASE in adata.obs.columns:
         keys.append(CYCLING)
     if not keys:
-        msg = "no scores in adata.obs (S_score, mk_score_*); run mk.tl.score(adata) first or pass keys="
+        msg = (
+            "no scores in adata.obs (S_score, mk_score_*); "
+            "run mk.tl.score(adata) first or pass keys="
+        )
         raise MkcellError(msg)
     return keys
 
@@ -258,7 +261,8 @@ def compare_scores(
             few = ta.shape[0] < 2 or tb.shape[0] < 2
             if few:
                 warnings.warn(
-                    f"{sp_name}: '{a_name} vs {b_name}' in {st} has {ta.shape[0]} and {tb.shape[0]} "
+                    f"{sp_name}: '{a_name} vs {b_name}' in {st} has "
+                    f"{ta.shape[0]} and {tb.shape[0]} "
                     f"samples with >= {min_cells} cells; need 2 per group, so no p-value or CI",
                     MkcellWarning,
                     stacklevel=2,

@@ -205,7 +205,10 @@ def _fit_species(
     nuts_kwargs: dict,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "'" in ref:
-        msg = f"reference condition {ref!r} contains a quote, which scCODA formulas cannot hold; rename it"
+        msg = (
+            f"reference condition {ref!r} contains a quote, "
+            "which scCODA formulas cannot hold; rename it"
+        )
         raise MkcellError(msg)
     cells = AnnData(
         obs=pd.DataFrame(

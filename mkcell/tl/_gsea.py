@@ -147,7 +147,8 @@ def _align(
     missing = idx.difference(meta_idx)
     if len(missing):
         msg = (
-            f"{len(missing)} samples of the table are not in sample_meta's index (e.g. {list(missing[:3])}); "
+            f"{len(missing)} samples of the table are not in sample_meta's index "
+            f"(e.g. {list(missing[:3])}); "
             "index sample_meta by the table's sample names (rows of table)"
         )
         raise MkcellError(msg)
@@ -248,8 +249,9 @@ def _gene_sets(
             else ""
         )
         text = (
-            f"gene sets are in {sets_sp} symbols and the table in {table_sp} symbols: {given} genes overlap as "
-            f"given, {after} after mapping to {table_sp} orthologs (HGNC HCOP + Ensembl); used the mapped sets"
+            f"gene sets are in {sets_sp} symbols and the table in {table_sp} symbols: "
+            f"{given} genes overlap as given, {after} after mapping to {table_sp} orthologs "
+            "(HGNC HCOP + Ensembl); used the mapped sets"
         )
         if how:
             logger.info("%s (%s)", text, how)

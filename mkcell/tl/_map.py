@@ -33,15 +33,16 @@ def query_epochs(n_cells: int) -> int:
 
 
 def check_features(adata: AnnData, reference: Reference) -> list[str]:
-    """The reference features the query lacks; refuse a query with under :data:`MIN_FEATURE_SHARE` of them."""
+    """The reference features the query lacks; refuse one with under :data:`MIN_FEATURE_SHARE`."""
     feats = reference.features
     have = feats.isin(adata.var_names)
     share = float(have.mean())
     if share < MIN_FEATURE_SHARE:
         msg = (
-            f"the query holds only {int(have.sum())} of the reference's {len(feats)} features ({share:.0%}; "
-            f"need {MIN_FEATURE_SHARE:.0%}, e.g. {', '.join(map(str, feats[:3]))}); name the query's genes like "
-            "the reference's (human symbols; mouse genes are mapped through orthologs), or use another reference"
+            f"the query holds only {int(have.sum())} of the reference's {len(feats)} features "
+            f"({share:.0%}; need {MIN_FEATURE_SHARE:.0%}, e.g. {', '.join(map(str, feats[:3]))}); "
+            "name the query's genes like the reference's (human symbols; mouse genes are mapped "
+            "through orthologs), or use another reference"
         )
         raise MkcellError(msg)
     return [str(g) for g in feats[~have]]
@@ -179,7 +180,8 @@ def map_to_reference(
     lacking = sorted(set(species) - set(ref.species))
     if lacking:
         msg = (
-            f"the query holds {lacking[0]} cells but the reference {ref.path} has only {ref.species} cells; "
+            f"the query holds {lacking[0]} cells but the reference {ref.path} "
+            f"has only {ref.species} cells; "
             f"map them onto a reference that has {lacking[0]} cells, or leave them out"
         )
         raise MkcellError(msg)
@@ -292,7 +294,8 @@ def map_to_reference(
         adata.uns[K.MAP]["reference_umap"] = np.asarray(ref_umap, dtype=np.float32)[:, :2]
         adata.uns[K.MAP]["reference_state"] = ref.cells.obs[K.STATE].astype(str).to_numpy()
     logger.info(
-        "mapped %d cells onto %s in %.1f s (fine-tuning %d epochs: %.1f s): %.1f%% confidently, %d unknown (%.1f%%)",
+        "mapped %d cells onto %s in %.1f s (fine-tuning %d epochs: %.1f s): "
+        "%.1f%% confidently, %d unknown (%.1f%%)",
         adata.n_obs,
         ref.path,
         time.perf_counter() - t0,
@@ -304,8 +307,9 @@ def map_to_reference(
     )
     if unknown.mean() > 0.1:
         logger.warning(
-            "%.0f%% of the query's cells are far from every reference cell (state 'unknown'): the query holds "
-            "cells the reference lacks (another cell type or tissue?); their states and pseudotime are not transferred",
+            "%.0f%% of the query's cells are far from every reference cell (state 'unknown'): "
+            "the query holds cells the reference lacks (another cell type or tissue?); "
+            "their states and pseudotime are not transferred",
             100 * unknown.mean(),
         )
     log_write("obsm", K.LATENT)
@@ -318,10 +322,11 @@ def map_to_reference(
 def _profile_match(
     X: sp.csr_matrix, species: np.ndarray, ref: Reference, missing: list[str]
 ) -> np.ndarray | None:
-    """Each cell's best expression match to a reference profile of its species, over that profile's own calibration.
+    """Each cell's best expression match to a same-species reference profile, over its calibration.
 
-    For every (species, state) profile of the reference (:func:`mkcell.tl._reference.state_profiles`),
-    the Pearson correlation of the cell's log expression with the profile, over the
+    For every (species, state) profile of the reference
+    (:func:`mkcell.tl._reference.state_profiles`), the Pearson correlation of the cell's log
+    expression with the profile, over the
     features the query has, is divided by the correlation that only
     ``PROFILE_QUANTILE`` of the profile's own reference cells fall below. The best ratio
     over the profiles is returned: below 1, the cell is less like any reference state
@@ -473,7 +478,8 @@ def pool_vs_reference(
     scale), the reference's min / median / max, and ``range_low`` / ``range_high``: the
     95% prediction interval of one new sample of that condition (logit scale, t with
     ``n - 1`` df, ``mean +- t * SD * sqrt(1 + 1/n)``, back-transformed; wide when the
-    reference has few samples). ``in_range`` when the query lies within it. ``own_condition`` marks the reference condition named like the query's.
+    reference has few samples). ``in_range`` when the query lies within it.
+    ``own_condition`` marks the reference condition named like the query's.
 
     Parameters
     ----------
@@ -515,7 +521,10 @@ def pool_vs_reference(
     for (sp_name, sample), g in obs.groupby(["species", "sample"], sort=False):
         den = den_tab.get(sp_name)
         if den is None:
-            msg = f"the reference has no pool table for {sp_name}; map {sp_name} cells onto a reference with them"
+            msg = (
+                f"the reference has no pool table for {sp_name}; "
+                f"map {sp_name} cells onto a reference with them"
+            )
             raise MkcellError(msg)
         allowed = DENOMINATORS[den]
         n_den = int(len(g) if allowed is None else np.isin(g["state"], allowed).sum())

@@ -149,18 +149,27 @@ def maturation_shift(
 def _transition(adata: AnnData, pt: np.ndarray, state_key: str, transition: float | None) -> float:
     if transition is not None:
         if not 0 <= float(transition) <= 1:
-            msg = f"transition={transition} is outside [0, 1]; give the pseudotime where MkP turn into Mk"
+            msg = (
+                f"transition={transition} is outside [0, 1]; "
+                "give the pseudotime where MkP turn into Mk"
+            )
             raise MkcellError(msg)
         return float(transition)
     if state_key not in adata.obs.columns:
-        msg = f"no `adata.obs[{state_key!r}]` to place the MkP→Mk transition; pass transition=<float> or state_key="
+        msg = (
+            f"no `adata.obs[{state_key!r}]` to place the MkP→Mk transition; "
+            "pass transition=<float> or state_key="
+        )
         raise MkcellError(msg)
     states = adata.obs[state_key].astype(str).to_numpy()
     med = {}
     for s in (K.MKP, K.MK):
         vals = pt[(states == s) & np.isfinite(pt)]
         if vals.size == 0:
-            msg = f"no {s} cell with a pseudotime in `adata.obs[{state_key!r}]`; pass transition=<float>"
+            msg = (
+                f"no {s} cell with a pseudotime in `adata.obs[{state_key!r}]`; "
+                "pass transition=<float>"
+            )
             raise MkcellError(msg)
         med[s] = float(np.median(vals))
     value = 0.5 * (med[K.MKP] + med[K.MK])

@@ -109,7 +109,10 @@ def da_neighbourhoods(
     """
     check_adata(adata, min_vars=0)
     if use_rep not in adata.obsm:
-        msg = f"no embedding `adata.obsm[{use_rep!r}]`; run mk.integrate.scvi first or pass use_rep= (e.g. 'X_pca')"
+        msg = (
+            f"no embedding `adata.obsm[{use_rep!r}]`; "
+            "run mk.integrate.scvi first or pass use_rep= (e.g. 'X_pca')"
+        )
         raise MkcellError(msg)
     obs = sample_obs(adata, sample_key, condition_key, species_key)
     per_sample = (
@@ -137,7 +140,8 @@ def da_neighbourhoods(
             few = [c for c in (a, b) if n_s.get(c, 0) < 2]
             if few:
                 warn_and_log(
-                    f"Milo {sp_name}, {a} vs {b} skipped: {', '.join(few)} has fewer than 2 samples (no replicate-aware test)"
+                    f"Milo {sp_name}, {a} vs {b} skipped: {', '.join(few)} "
+                    "has fewer than 2 samples (no replicate-aware test)"
                 )
                 skipped.append(f"{sp_name}: {a} vs {b}")
                 continue

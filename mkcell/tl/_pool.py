@@ -58,7 +58,10 @@ PER_CONDITION_COLUMNS = [
     "ci_low",
     "ci_high",
 ]
-METHOD = "quasi-Poisson GLM, log link, offset log(n_denominator), Pearson dispersion, t-test on residual df"
+METHOD = (
+    "quasi-Poisson GLM, log link, offset log(n_denominator), Pearson dispersion, "
+    "t-test on residual df"
+)
 
 
 @fill_doc(contrasts=CONTRASTS_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
@@ -148,8 +151,9 @@ def progenitor_pool(
             "no cell of `adata.obs[%r]` is %r: every MkP count is zero", state_key, K.MKP
         )
 
-    # mature Mk are the cells the trajectory staged mature (obs['mk_stage']) when it ran: in a CD34+ sort the
-    # Mk that remain are immature, and MkP / (MkP + immature Mk) does not measure the pool
+    # mature Mk are the cells the trajectory staged mature (obs['mk_stage']) when it ran: in a
+    # CD34+ sort the Mk that remain are immature, and MkP / (MkP + immature Mk) does not measure
+    # the pool
     mature = (
         adata.obs[K.STAGE].astype(str).to_numpy() == "mature_Mk"
         if K.STAGE in adata.obs
@@ -205,7 +209,7 @@ def progenitor_pool(
 def choose_denominator(
     obs: pd.DataFrame, states: np.ndarray, mature: np.ndarray, denominator: str
 ) -> pd.DataFrame:
-    """The denominator of each species (species, denominator, reason); ``"auto"`` decides from the data.
+    """The denominator of each species (species, denominator, reason); ``"auto"`` reads the data.
 
     ``mature`` marks mature Mk: cells staged ``mature_Mk`` by the trajectory when it ran, else
     every Mk call.
@@ -230,17 +234,22 @@ def choose_denominator(
         if low.empty and sat.empty:
             den, reason = (
                 K.DENOM_MK_LINEAGE,
-                f"every sample has >= {AUTO_MIN_MK} mature Mk cells (min {int(n_mk.min())}) and MkP/(MkP+Mk) <= {SATURATED}",
+                f"every sample has >= {AUTO_MIN_MK} mature Mk cells (min {int(n_mk.min())}) "
+                f"and MkP/(MkP+Mk) <= {SATURATED}",
             )
         elif not low.empty:
             den = "hspc"
             reason = (
-                f"mature Mk absent or scarce: {len(low)} of {len(n_mk)} samples with < {AUTO_MIN_MK} mature Mk cells "
-                f"(e.g. {low.index[0]}: {int(low.iloc[0])}); MkP/(MkP+Mk) would saturate near 1, so MkP/HSPC is used"
+                f"mature Mk absent or scarce: {len(low)} of {len(n_mk)} samples "
+                f"with < {AUTO_MIN_MK} mature Mk cells (e.g. {low.index[0]}: {int(low.iloc[0])}); "
+                "MkP/(MkP+Mk) would saturate near 1, so MkP/HSPC is used"
             )
         else:
             den = "hspc"
-            reason = f"MkP/(MkP+Mk) saturates (> {SATURATED}) in {len(sat)} samples (e.g. {sat.index[0]}: {sat.iloc[0]:.3f}), so MkP/HSPC is used"
+            reason = (
+                f"MkP/(MkP+Mk) saturates (> {SATURATED}) in {len(sat)} samples "
+                f"(e.g. {sat.index[0]}: {sat.iloc[0]:.3f}), so MkP/HSPC is used"
+            )
         rows.append({"species": sp_name, "denominator": den, "reason": reason})
         logger.info("pool denominator for %s: %s (%s)", sp_name, den, reason)
     return pd.DataFrame(rows, columns=["species", "denominator", "reason"])
@@ -250,7 +259,8 @@ def _warn_saturated(per_sample: pd.DataFrame) -> None:
     sat = per_sample[per_sample["mkp_fraction"] > SATURATED]
     if not sat.empty:
         logger.warning(
-            "the MkP fraction saturates (> %s) in %d samples (e.g. %s: %.3f of its %s cells): a change in MkP "
+            "the MkP fraction saturates (> %s) in %d samples (e.g. %s: %.3f of its %s cells): "
+            "a change in MkP "
             "can hardly show; choose a wider denominator (denominator='hspc' or 'all')",
             SATURATED,
             len(sat),
@@ -345,7 +355,8 @@ def _contrast_row(per_sample: pd.DataFrame, sp_name: str, a: str, b: str) -> dic
         note = "no replicate-aware test possible: " + ", ".join(single)
         notes.insert(0, note)
         warn_and_log(
-            f"{sp_name}, {a} vs {b}: {note}; only per-sample numbers and a point estimate are reported"
+            f"{sp_name}, {a} vs {b}: {note}; "
+            "only per-sample numbers and a point estimate are reported"
         )
         ci_low = ci_high = p = np.nan
     else:

@@ -187,8 +187,9 @@ def _plan_sets(
         key = K.SCORE_PREFIX + slug(name)
         if key in taken:
             msg = (
-                f"gene set {name!r} from {src} would be stored as `adata.obs[{key!r}]`, which is "
-                "already taken (a built-in set or a set with a similar name); rename it in the GMT file"
+                f"gene set {name!r} from {src} would be stored as `adata.obs[{key!r}]`, "
+                "which is already taken (a built-in set or a set with a similar name); "
+                "rename it in the GMT file"
             )
             raise MkcellError(msg)
         taken.add(key)
@@ -252,7 +253,10 @@ def _check_sizes(plans: list[_SetPlan], min_genes: int, on_missing: str) -> None
             f"fewer than min_genes={need}; {done}. Missing: {_names(p.missing)}"
         )
         if p.no_ortholog:
-            msg += f" (no {'mouse' if p.species == 'human' else 'human'} ortholog: {_names(p.no_ortholog)})"
+            msg += (
+                f" (no {'mouse' if p.species == 'human' else 'human'} ortholog: "
+                f"{_names(p.no_ortholog)})"
+            )
         warnings.warn(msg, MkcellWarning, stacklevel=3)
         logger.warning(msg)
 
@@ -497,7 +501,7 @@ def _compute(
     n_bins: int,
     seed: int,
 ) -> tuple[dict[str, np.ndarray], dict[str, int], bool]:
-    """Scores of the sets not skipped, their control-gene counts, and whether S + G2M were scored."""
+    """Scores of the sets not skipped, their control-gene counts, whether S + G2M were scored."""
     active = [p for p in plans if not p.skipped]
     cols = {p.key: np.flatnonzero(symbols.isin(p.used)) for p in active}
     cycle = [p for p in active if p.key in CYCLE_SETS]

@@ -61,7 +61,10 @@ def _local_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, frac: float) -> n
 def _expression(adata: AnnData, genes: Sequence[str], layer: str | None) -> pd.DataFrame:
     missing = [g for g in genes if g not in adata.var_names]
     if missing:
-        msg = f"genes {missing} are not in adata.var_names; check the species' symbols (e.g. 'Mcm5' vs 'MCM5')"
+        msg = (
+            f"genes {missing} are not in adata.var_names; "
+            "check the species' symbols (e.g. 'Mcm5' vs 'MCM5')"
+        )
         raise MkcellError(msg)
     X = log_normalize(adata, layer)
     idx = adata.var_names.get_indexer(list(genes))

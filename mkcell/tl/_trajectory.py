@@ -312,7 +312,8 @@ def _lineage_pseudotime(
     n_unreached = int((~reach).sum())
     if n_comp > 1:
         logger.warning(
-            "the lineage kNN graph has %d connected components (each with MkP and Mk rooted separately); "
+            "the lineage kNN graph has %d connected components "
+            "(each with MkP and Mk rooted separately); "
             "%d cells in parts without both ends get NaN pseudotime",
             n_comp,
             n_unreached,
@@ -498,7 +499,8 @@ def _refine_stages(
     t0, t1, rise = _rise_points(t, y)
     if not np.isfinite(t0):
         logger.info(
-            "the Mk panel score does not rise along pseudotime: the MkP / Mk boundary stays as annotated"
+            "the Mk panel score does not rise along pseudotime: "
+            "the MkP / Mk boundary stays as annotated"
         )
         return None
     stage = np.where(t < t0, K.MKP, np.where(t < t1, "immature_Mk", "mature_Mk"))
@@ -524,7 +526,8 @@ def _refine_stages(
         "n_mk_to_mkp": int(((before == K.MK) & (after == K.MKP)).sum()),
     }
     logger.info(
-        "MkP / Mk boundary at pseudotime %.2f (Mk program onset), plateau at %.2f; %d MkP -> Mk, %d Mk -> MkP",
+        "MkP / Mk boundary at pseudotime %.2f (Mk program onset), plateau at %.2f; "
+        "%d MkP -> Mk, %d Mk -> MkP",
         t0,
         t1,
         out["n_mkp_to_mk"],
@@ -567,7 +570,10 @@ def _regress_cycle(
     C = np.column_stack([C, phase == "S", phase == "G2M"]).astype(np.float64)
     panels, _ = panel_scores(sub, Xn)
     if not {K.MKP, K.MK} <= set(panels.columns):
-        msg = "the MkP and Mk marker panels cannot both be scored, so cycling cannot be told from maturation"
+        msg = (
+            "the MkP and Mk marker panels cannot both be scored, "
+            "so cycling cannot be told from maturation"
+        )
         raise MkcellError(msg)
     P = panels[[K.MKP, K.MK]].to_numpy(np.float64)
     groups = (pd.Series(states.astype(str)) + "|" + pd.Series(species_of(sub))).to_numpy()
