@@ -31,7 +31,8 @@ def peak_rss_gb() -> float:
 
 
 def save(name: str, result: dict, path: Path | None = None) -> Path:
-    """Write ``result`` with the machine description to ``path`` (default ``results/<name>.json``), atomically."""
+    """Write ``result`` with the machine description to ``path`` (default
+    ``results/<name>.json``), atomically."""
     path = path or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
@@ -51,10 +52,16 @@ def thread_env(cores: int) -> dict[str, str]:
     """This environment with every thread pool capped at ``cores`` (and no plotting window)."""
     env = {k: v for k, v in os.environ.items() if k not in {"MKCELL_DEBUG", "HYDRA_FULL_ERROR"}}
     threads = str(cores)
-    env.update({
-        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-        "NUMBA_NUM_THREADS": threads, "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore",
-    })  # fmt: skip
+    env.update(
+        {
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads,
+            "NUMBA_NUM_THREADS": threads,
+            "MPLBACKEND": "Agg",
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
     return env
 
 

@@ -19,7 +19,8 @@ contrast's effect, CI and p next to the true direction.
 Conditions of a species are compared with the realised truth too (``true_effect_log2``: the
 pooled true MkP fraction, same denominator), since per-sample noise moves it from the design.
 
-usage: python benchmarks/bench_cd34.py [--seeds 21,22] [--cells 16000] [--scenarios cd34_panel,same,mixed]
+usage: python benchmarks/bench_cd34.py [--seeds 21,22] [--cells 16000]
+       [--scenarios cd34_panel,same,mixed]
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from mkcell.datasets._scenarios import sample_truth
 from mkcell.integrate._metrics import knn, knn_purity
 
 CONTRASTS = [["MDS", "control"], ["MDS_drug", "MDS"], ["MDS", "healthy"]]
-#: True sign of each contrast's MkP effect in the simulation (MDS accumulates MkP; the drug rescues half).
+#: True sign of each contrast's MkP effect in the simulation (MDS accumulates MkP; the drug
+#: rescues half).
 TRUE_SIGN = {"MDS vs control": 1, "MDS_drug vs MDS": -1, "MDS vs healthy": 1}
 TRUTH_COLUMN = {
     "hspc": "mkp_fraction_of_hspc",
@@ -84,7 +86,9 @@ def evaluate(a, truth: pd.DataFrame) -> dict:
                 f1_score(o.loc[m, "true_state"] == "MkP", o.loc[m, "mk_state"] == "MkP")
             ),
             "denominator": den,
-            "denominator_reason": str(pool["denominator_choice"].set_index("species").loc[sp_name, "reason"]),
+            "denominator_reason": str(
+                pool["denominator_choice"].set_index("species").loc[sp_name, "reason"]
+            ),
             "fraction_pearson_r": float(
                 pearsonr(s["mkp_fraction"], s[f"true_{TRUTH_COLUMN[den]}"])[0]
             ),
@@ -103,10 +107,14 @@ def evaluate(a, truth: pd.DataFrame) -> dict:
             )
             r[c["contrast"]] = {
                 "true_effect_log2": true_effect,
-                "effect_log2": float(c["effect_log2"]), "ci": [float(c["ci_low"]), float(c["ci_high"])], "p": float(c["p_value"]),
+                "effect_log2": float(c["effect_log2"]),
+                "ci": [float(c["ci_low"]), float(c["ci_high"])],
+                "p": float(c["p_value"]),
                 "right_sign": bool(np.sign(c["effect_log2"]) == TRUE_SIGN[c["contrast"]]),
-                "ci_excludes_0_right_side": bool(c["ci_low"] > 0 if TRUE_SIGN[c["contrast"]] > 0 else c["ci_high"] < 0),
-            }  # fmt: skip
+                "ci_excludes_0_right_side": bool(
+                    c["ci_low"] > 0 if TRUE_SIGN[c["contrast"]] > 0 else c["ci_high"] < 0
+                ),
+            }
         out[sp_name] = r
     return out
 

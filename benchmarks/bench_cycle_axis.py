@@ -7,8 +7,8 @@ species, within each true phase and each condition, coverage, MkP F1, cross-spec
 mixing and state purity, time. Two settings are held out of every choice of default
 and reported separately; the worst case over the tuning grid is reported too.
 
-usage: python benchmarks/bench_cycle_axis.py [--cells N] [--variants a,b] [--settings tune|held_out|all]
-       [--out NAME]
+usage: python benchmarks/bench_cycle_axis.py [--cells N] [--variants a,b]
+       [--settings tune|held_out|all] [--out NAME]
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def evaluate(a) -> dict:
 
 
 def worst(res: dict) -> dict:
-    """Worst Spearman overall / within a phase / within a condition over both species, and worst F1."""
+    """Worst Spearman overall / within a phase / within a condition over both species, and
+    worst F1."""
     out = {}
     for species in ("mouse", "human"):
         r = res[species]
@@ -126,7 +127,7 @@ def paul15() -> dict:
     out["cycle_regression"] = a.uns["mk_trajectory"]["cycle_regression"]
     mk.tl.score(a, on_missing="score")
     o = a.obs
-    lin = o["paul15_state"].isin(["MEP", "Mk"]) & o["mk_pseudotime"].notna()
+    lin = o["paul15_state"].isin(["MEP", "MkP"]) & o["mk_pseudotime"].notna()
     for key in ("mk_score_e2f_targets", "mk_score_g2m_checkpoint", "G2M_score", "S_score"):
         out[f"spearman_{key}_vs_pseudotime"] = float(
             spearmanr(o.loc[lin, key], o.loc[lin, "mk_pseudotime"])[0]

@@ -145,7 +145,8 @@ def main() -> None:
     for bs in a.batch_sizes:
         run = mkcell_run(adata, bs, a.epochs, a.accelerator)
         print(
-            f"mkcell batch {bs}: {run['cells_per_second_steady']:,} cells/s per epoch, GPU peak {run['gpu_peak_gb']} GB",
+            f"mkcell batch {bs}: {run['cells_per_second_steady']:,} cells/s per epoch, "
+            f"GPU peak {run['gpu_peak_gb']} GB",
             flush=True,
         )
         result["sweep"]["mkcell"].append(run)

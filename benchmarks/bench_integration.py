@@ -1,4 +1,5 @@
-"""Issue 3 targets: cross-species mixing and state purity of scVI vs the unintegrated baseline, training speed.
+"""Issue 3 targets: cross-species mixing and state purity of scVI vs the unintegrated
+baseline, training speed.
 
 usage: python benchmarks/bench_integration.py [n_cells]   (default 20000)
 """

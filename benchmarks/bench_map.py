@@ -87,7 +87,8 @@ def main() -> None:  # noqa: PLR0915
         shutil.rmtree(work / "run_map", ignore_errors=True)
     n_query = sum(int(ad.read_h5ad(p, backed="r").n_obs) for p in files["query"].values())
     print(
-        f"{a.n_cells} cells, query {n_query} cells ({a.hold_out} samples per condition), work {work}"
+        f"{a.n_cells} cells, query {n_query} cells ({a.hold_out} samples per condition), "
+        f"work {work}"
     )
 
     def inputs(part: str) -> list[str]:
@@ -126,10 +127,15 @@ def main() -> None:  # noqa: PLR0915
     stages_map = stage_seconds(work / "run_map")
     stages_all = stage_seconds(work / "run_all")
     res = {
-        "n_cells": a.n_cells, "n_query_cells": n_query, "n_samples_per_condition": a.n_samples,
-        "hold_out_per_condition": a.hold_out, "cycle_strength": a.cycle_strength, "n_cycle_genes": 120,
+        "n_cells": a.n_cells,
+        "n_query_cells": n_query,
+        "n_samples_per_condition": a.n_samples,
+        "hold_out_per_condition": a.hold_out,
+        "cycle_strength": a.cycle_strength,
+        "n_cycle_genes": 120,
         "state_agreement_with_de_novo": float((st_m == st_d).mean()),
-        "mkp_f1_mapped": _f1(st_m == K.MKP, truth), "mkp_f1_de_novo": _f1(st_d == K.MKP, truth),
+        "mkp_f1_mapped": _f1(st_m == K.MKP, truth),
+        "mkp_f1_de_novo": _f1(st_d == K.MKP, truth),
         "pseudotime_spearman_vs_de_novo": float(spearmanr(pt_m[both], pt_d[both]).statistic),
         "n_lineage_cells_compared": int(both.sum()),
         "share_query_samples_in_prediction_interval": float(own["in_range"].mean()),
@@ -140,12 +146,15 @@ def main() -> None:  # noqa: PLR0915
         ),
         "share_unknown": float((st_m == K.UNKNOWN).mean()),
         "share_confident": float(mapped.uns[K.MAP]["share_confident"]),
-        "map_workflow_seconds": runs["map"]["seconds"], "map_peak_rss_gb": runs["map"]["peak_rss_gb"],
+        "map_workflow_seconds": runs["map"]["seconds"],
+        "map_peak_rss_gb": runs["map"]["peak_rss_gb"],
         "map_stage_seconds": stages_map,
         "retrain_integrate_seconds_all_samples": stages_all.get("integrate"),
-        "de_novo_workflow_seconds": round(sum(v or 0 for v in stages_all.values()), 2),  # from the markers (--reuse)
+        "de_novo_workflow_seconds": round(
+            sum(v or 0 for v in stages_all.values()), 2
+        ),  # from the markers (--reuse)
         "pool_vs_reference_own_condition": own.to_dict("records"),
-    }  # fmt: skip
+    }
     res["mkp_f1_gap"] = res["mkp_f1_de_novo"] - res["mkp_f1_mapped"]
 
     # 30% of the reference's features missing from the query, and an unrelated cell type (API)

@@ -26,21 +26,34 @@ import mkcell as mk
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SUBSETS = Path(__file__).resolve().parents[1] / "tests" / "data" / "panel_references"
 #: Reference populations that belong to each mkcell state. The sorted mouse "MEP" expresses the
-#: terminal erythroid genes (Gypa, Slc4a1, Alas2, Trim10) above pre-CFU-E: it is erythroid-committed,
-#: so it counts for both MEP and erythroid there. Olsson's HSCP-1 and HSCP-2 are both LSK progenitor
-#: clusters. Only HematoMap has all six states, so only there must every population's top panel be
-#: its own (without mature Mk in a reference, the Mk panel tops the MkP population, as it should).
+#: terminal erythroid genes (Gypa, Slc4a1, Alas2, Trim10) above pre-CFU-E: it is
+#: erythroid-committed, so it counts for both MEP and erythroid there. Olsson's HSCP-1 and HSCP-2
+#: are both LSK progenitor clusters. Only HematoMap has all six states, so only there must every
+#: population's top panel be its own (without mature Mk in a reference, the Mk panel tops the MkP
+#: population, as it should).
 POPULATIONS = {
     "hematomap": {
-        "HSC/MPP": ["HSC/MPP"], "MEP": ["MEP"], "MkP": ["MKP"], "Mk": ["MK"],
-        "erythroid": ["pro-Ery1", "pro-Ery2", "Ery"], "myeloid": ["GMP", "pro-Mono", "CD14 Mono"],
+        "HSC/MPP": ["HSC/MPP"],
+        "MEP": ["MEP"],
+        "MkP": ["MKP"],
+        "Mk": ["MK"],
+        "erythroid": ["pro-Ery1", "pro-Ery2", "Ery"],
+        "myeloid": ["GMP", "pro-Mono", "CD14 Mono"],
     },
     "ciber_mouse_sorted": {
-        "HSC/MPP": ["HSC", "MPPa", "MPPb"], "MEP": ["MEP"], "MkP": ["MkP"],
-        "erythroid": ["pCFU-E", "MEP"], "myeloid": ["GMP"],
+        "HSC/MPP": ["HSC", "MPPa", "MPPb"],
+        "MEP": ["MEP"],
+        "MkP": ["MkP"],
+        "erythroid": ["pCFU-E", "MEP"],
+        "myeloid": ["GMP"],
     },
-    "olsson2016": {"HSC/MPP": ["HSCP-1", "HSCP-2"], "MkP": ["Meg"], "erythroid": ["Eryth"], "myeloid": ["Gran", "Mono", "Myelocyte"]},
-}  # fmt: skip
+    "olsson2016": {
+        "HSC/MPP": ["HSCP-1", "HSCP-2"],
+        "MkP": ["Meg"],
+        "erythroid": ["Eryth"],
+        "myeloid": ["Gran", "Mono", "Myelocyte"],
+    },
+}
 
 
 def references(full: bool) -> dict[str, tuple[pd.DataFrame, str, bool]]:
@@ -114,11 +127,13 @@ def main() -> None:
         print(f"== {name}")
         for state, r in out[name]["panels"].items():
             print(
-                f"  panel {state:10s} top {r['top_population']:10s} margin {r['margin']:+.2f} {'ok' if r['ok'] else 'WRONG'}"
+                f"  panel {state:10s} top {r['top_population']:10s} margin "
+                f"{r['margin']:+.2f} {'ok' if r['ok'] else 'WRONG'}"
             )
         for pop, r in out[name]["populations"].items():
             print(
-                f"  population {pop:10s} ({r['state']}) top panel {r['top_panel']} {'ok' if r['ok'] else 'WRONG'}"
+                f"  population {pop:10s} ({r['state']}) top panel {r['top_panel']} "
+                f"{'ok' if r['ok'] else 'WRONG'}"
             )
     save("panels", {"references": out, "populations": POPULATIONS})
 

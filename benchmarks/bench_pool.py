@@ -143,7 +143,8 @@ def main() -> None:
     res["effects_6000_cells_4v4_seed0"] = effects(6000, seed=0)
     for r in res["effects_6000_cells_4v4_seed0"]:
         print(
-            f"  {r['contrast']}: {r['effect_log2']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] p={r['p_value']:.2g} (true {truth[r['contrast']]:+.3f})"
+            f"  {r['contrast']}: {r['effect_log2']:+.3f} [{r['ci_low']:+.3f}, "
+            f"{r['ci_high']:+.3f}] p={r['p_value']:.2g} (true {truth[r['contrast']]:+.3f})"
         )
 
     res["null"] = {}
@@ -152,13 +153,15 @@ def main() -> None:
         p = null["p_value"].to_numpy(float)
         width = (null["ci_high"] - null["ci_low"]).to_numpy(float)
         res["null"][f"{n_samples}v{n_samples}"] = {
-            "n_simulations": args.n_null, "n_tests": int(p.size), "n_cells_per_sim": 1500,
+            "n_simulations": args.n_null,
+            "n_tests": int(p.size),
+            "n_cells_per_sim": 1500,
             "false_positive_rate_p05": float(np.mean(p < 0.05)),
             "false_positive_rate_p01": float(np.mean(p < 0.01)),
             "binomial_se": float(np.sqrt(0.05 * 0.95 / p.size)),
             "median_p": float(np.median(p)),
             "median_ci_width_log2": float(np.median(width)),
-        }  # fmt: skip
+        }
         print(f"null {n_samples}v{n_samples}:", res["null"][f"{n_samples}v{n_samples}"])
 
     res["ci"] = {}
@@ -193,11 +196,13 @@ def _time_call() -> float:
     """Seconds of one progenitor_pool call on 100,000 cells x 24 samples (obs only)."""
     rng = np.random.default_rng(0)
     n = 100_000
-    obs = pd.DataFrame({
-        "species": "mouse",
-        "sample": rng.integers(0, 24, n).astype(str),
-        "mk_state": rng.choice(["MkP", "Mk", "MEP", "myeloid"], n),
-    })  # fmt: skip
+    obs = pd.DataFrame(
+        {
+            "species": "mouse",
+            "sample": rng.integers(0, 24, n).astype(str),
+            "mk_state": rng.choice(["MkP", "Mk", "MEP", "myeloid"], n),
+        }
+    )
     obs["condition"] = np.where(obs["sample"].astype(int) < 12, "MDS", "control")
     a = ad.AnnData(obs=obs.set_axis(obs.index.astype(str)))
     t = time.time()

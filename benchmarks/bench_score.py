@@ -47,7 +47,8 @@ def run(sim: dict[str, ad.AnnData]) -> dict:
             a.obs["S_score"].to_numpy(), a.obs["G2M_score"].to_numpy(), rule="scanpy"
         )
         a.obs["mk_state"] = a.obs["true_state"]
-        tab = mk.tl.compare_scores(a, keys=[E2F, "S_score", "G2M_score", "cycling_fraction"])
+        mk.tl.compare_scores(a, keys=[E2F, "S_score", "G2M_score", "cycling_fraction"])
+        tab = a.uns["mk_score_compare"]["table"]
         rows = tab[(tab["contrast"] == CONTRAST[species]) & (tab["state"] == "MkP")]
         out[species] = {
             "n_cells": a.n_obs,

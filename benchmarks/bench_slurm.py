@@ -63,8 +63,12 @@ def sweep(base: Path) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "workflows.main", *args],
-        cwd=base, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=base,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - t0
     jobs = sorted(p.parent.name for p in (folder / ".submitit").glob("*/*_submitted.pkl"))
     return {
@@ -84,8 +88,10 @@ def main() -> None:
     start = slurm("up")
     node = subprocess.run(
         ["sinfo", "-N", "-h", "-o", "%N %T cpus=%c mem=%mMB partition=%P"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     print(f"cold start (packages present, daemons down): {start:.1f} s; {node}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         result = sweep(Path(tmp))

@@ -1,7 +1,9 @@
-"""Issue 4 targets: pseudotime vs truth under strong cycling, MkP F1, Paul 2015 order, 100k-cell time and memory.
+"""Issue 4 targets: pseudotime vs truth under strong cycling, MkP F1, Paul 2015 order,
+100k-cell time and memory.
 
 usage: python benchmarks/bench_trajectory.py [n_cells] [n_scale]   (defaults 20000, 100000)
-       python benchmarks/bench_trajectory.py --stage FILE.h5ad       (trajectory stage alone; prints JSON)
+       python benchmarks/bench_trajectory.py --stage FILE.h5ad
+           (trajectory stage alone; prints JSON)
 """
 
 from __future__ import annotations
@@ -51,23 +53,24 @@ def simulated(n_cells: int) -> dict:
 
 
 def paul15_adata():
-    """The shipped Paul 2015 subset through scVI, its published labels and the MEP -> Mk trajectory."""
+    """The shipped Paul 2015 subset through scVI, its published labels and the MEP -> MkP
+    (cluster 8) trajectory."""
     a = mk.datasets.paul15_subset()
     mk.pp.highly_variable_genes(a, n_top_genes=240, batch_key=None)
     mk.integrate.scvi(a, batch_key="Amp_batch_ID", max_epochs=60, seed=0)
     mk.tl.annotate(a, labels_key="paul15_state")
-    mk.tl.trajectory(a, lineage=("MEP", "Mk"), root_state="MEP", terminal_state="Mk")
+    mk.tl.trajectory(a, lineage=("MEP", "MkP"), root_state="MEP", terminal_state="MkP")
     return a
 
 
 def paul15(a=None) -> dict:
     a = paul15_adata() if a is None else a
     o = a.obs
-    lin = o["paul15_state"].isin(["MEP", "Mk"]) & o["mk_pseudotime"].notna()
+    lin = o["paul15_state"].isin(["MEP", "MkP"]) & o["mk_pseudotime"].notna()
     med = o[lin].groupby("paul15_state", observed=True)["mk_pseudotime"].median()
     out = {
         "median_pseudotime_MEP": float(med["MEP"]),
-        "median_pseudotime_Mk": float(med["Mk"]),
+        "median_pseudotime_MkP": float(med["MkP"]),
         "spearman_vs_slingshot_lineage1": float(
             spearmanr(
                 o.loc[lin, "mk_pseudotime"], o.loc[lin, "slingPseudotime_1"], nan_policy="omit"
@@ -113,13 +116,18 @@ def stage(path: str) -> None:
     base = peak_rss_gb()
     t = time.perf_counter()
     mk.tl.trajectory(a)
-    print(json.dumps({
-        "trajectory_seconds": time.perf_counter() - t,
-        "peak_rss_gb": peak_rss_gb(),
-        "rss_after_load_gb": base,
-        "fate_method": a.uns["mk_trajectory"]["fate_method"],
-        "share_lineage_with_pseudotime": a.uns["mk_trajectory"]["n_with_pseudotime"] / a.uns["mk_trajectory"]["n_lineage"],
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "trajectory_seconds": time.perf_counter() - t,
+                "peak_rss_gb": peak_rss_gb(),
+                "rss_after_load_gb": base,
+                "fate_method": a.uns["mk_trajectory"]["fate_method"],
+                "share_lineage_with_pseudotime": a.uns["mk_trajectory"]["n_with_pseudotime"]
+                / a.uns["mk_trajectory"]["n_lineage"],
+            }
+        )
+    )
 
 
 def main(n_cells: int, n_scale: int) -> None:
@@ -135,7 +143,7 @@ def main(n_cells: int, n_scale: int) -> None:
         ),
         "coverage_ge_0.8": all(sim[s]["share_with_pseudotime"] >= 0.8 for s in ("mouse", "human")),
         "mkp_f1_ge_0.6": sim["mkp_f1"] >= 0.6,
-        "paul_mk_after_mep": res["paul15"]["median_pseudotime_Mk"]
+        "paul_mk_after_mep": res["paul15"]["median_pseudotime_MkP"]
         > res["paul15"]["median_pseudotime_MEP"],
         "scale_under_10_min": res["scale"]["trajectory_seconds"] < 600,
         "scale_under_8_gb": res["scale"]["peak_rss_gb"] < 8,

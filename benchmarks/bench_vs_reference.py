@@ -1,4 +1,4 @@
-"""mkcell's whole workflow side by side with a hand-written reference, 10k -> 200k cells.
+r"""mkcell's whole workflow side by side with a hand-written reference, 10k -> 200k cells.
 
 For each size: simulate mouse + human marrow once (``simulate_marrow``, not timed) and
 write it as two h5ad files; then, one after the other on the same data,
@@ -12,11 +12,13 @@ every 0.2 s) are recorded; a run whose memory passes ``--mem-cap-gb`` is killed 
 marked ``out_of_memory``. The reference runs at 10k and 50k cells by default: at 50k its
 dense Schur matrix alone is 8 n^2 bytes = 20 GB, so it cannot finish on a 24 GB
 machine, and at 100k (80 GB) or 200k (320 GB) even less; ``--reference-sizes`` runs
-it anywhere (each run costs its full scVI training before it fails). The fit of log(time) on log(cells) over the mkcell runs from
-20k cells up is the scaling exponent. Writes ``benchmarks/results/vs_reference.json``.
+it anywhere (each run costs its full scVI training before it fails). The fit of log(time)
+on log(cells) over the mkcell runs from 20k cells up is the scaling exponent. Writes
+``benchmarks/results/vs_reference.json``.
 
     .venv/bin/python benchmarks/bench_vs_reference.py                       # 10k..200k (~80 min)
-    .venv/bin/python benchmarks/bench_vs_reference.py --sizes 3000 --reference-sizes 3000 --epochs 2 --name check
+    .venv/bin/python benchmarks/bench_vs_reference.py --sizes 3000 --reference-sizes 3000 \
+        --epochs 2 --name check
 """
 
 from __future__ import annotations
@@ -136,11 +138,17 @@ def main() -> None:
             run_dir = folder / "mkcell"
             shutil.rmtree(run_dir, ignore_errors=True)
             cmd = [
-                sys.executable, "-m", "workflows.main", "data=files",
-                f"data.inputs.mouse={paths['mouse']}", f"data.inputs.human={paths['human']}",
-                f"integrate.max_epochs={epochs}", "integrate.early_stopping=false",
-                f"seed={a.seed}", f"hydra.run.dir={run_dir}",
-            ]  # fmt: skip
+                sys.executable,
+                "-m",
+                "workflows.main",
+                "data=files",
+                f"data.inputs.mouse={paths['mouse']}",
+                f"data.inputs.human={paths['human']}",
+                f"integrate.max_epochs={epochs}",
+                "integrate.early_stopping=false",
+                f"seed={a.seed}",
+                f"hydra.run.dir={run_dir}",
+            ]
             res = run_watched(cmd, cwd=ROOT, env=env, log=folder / "mkcell.log", cap_gb=cap)
             res["stage_seconds"] = stage_seconds(run_dir)
             res.pop("stdout")

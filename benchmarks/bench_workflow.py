@@ -39,8 +39,13 @@ def run(args: list[str], *, cwd: Path, cores: int, log: Path) -> dict:
     with log.open("w") as err:
         proc = subprocess.run(
             [sys.executable, "-m", "workflows.main", *args],
-            cwd=cwd, env=thread_env(cores), stdout=subprocess.PIPE, stderr=err, text=True, check=False,
-        )  # fmt: skip
+            cwd=cwd,
+            env=thread_env(cores),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            check=False,
+        )
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     out = {

@@ -52,7 +52,8 @@ def rows() -> list[tuple[str, str, str]]:
             (
                 "trajectory",
                 "Spearman pseudotime vs true time, strong cycling (mouse / human)",
-                f"{sim['mouse']['spearman_vs_true_time']:.3f} / {sim['human']['spearman_vs_true_time']:.3f}",
+                f"{sim['mouse']['spearman_vs_true_time']:.3f} / "
+                f"{sim['human']['spearman_vs_true_time']:.3f}",
             ),
             ("trajectory", "MkP F1", f"{sim['mkp_f1']:.2f}"),
             (
@@ -68,7 +69,8 @@ def rows() -> list[tuple[str, str, str]]:
             (
                 "trajectory",
                 f"{traj['scale']['n_cells']:,} cells: trajectory stage time, peak memory",
-                f"{traj['scale']['trajectory_seconds']:.0f} s, {traj['scale']['peak_rss_gb']:.1f} GB"
+                f"{traj['scale']['trajectory_seconds']:.0f} s, "
+                f"{traj['scale']['peak_rss_gb']:.1f} GB"
                 if "trajectory_seconds" in traj["scale"]
                 else "not measured yet (see trajectory.json)",
             ),
@@ -90,7 +92,8 @@ def rows() -> list[tuple[str, str, str]]:
                 (
                     "score",
                     f"MkP E2F score, {e['contrast']} ({sp}): diff [CI], p; null p",
-                    f"{e['diff']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}], p={e['p_value']:.1e}; null p={n['p_value']:.2f}",
+                    f"{e['diff']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}], "
+                    f"p={e['p_value']:.1e}; null p={n['p_value']:.2f}",
                 )
             )
     pool = _load("pool")
@@ -108,7 +111,8 @@ def rows() -> list[tuple[str, str, str]]:
                 (
                     "pool",
                     f"mouse {e['contrast']}: effect_log2 [CI], p",
-                    f"{e['effect_log2']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}], p={e['p_value']:.3f}",
+                    f"{e['effect_log2']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}], "
+                    f"p={e['p_value']:.3f}",
                 )
             )
     wf = _load("workflow")
@@ -122,7 +126,8 @@ def rows() -> list[tuple[str, str, str]]:
             (
                 "workflow",
                 f"full workflow, {wf['n_cells']:,} cells, 2 cores (s; peak RSS)",
-                f"{full['seconds']:.0f} s; {full['peak_rss_gb_max_child']:.1f} GB (rc {full['returncode']})",
+                f"{full['seconds']:.0f} s; {full['peak_rss_gb_max_child']:.1f} GB "
+                f"(rc {full['returncode']})",
             ),
             (
                 "workflow",
@@ -146,7 +151,10 @@ def _secs(run: dict | None) -> str:
     if not run:
         return "not run"
     if run["status"] == "out_of_memory":
-        return f"out of memory ({run.get('failed_after_stage') or 'start'} done; killed at {run['killed_at_rss_gb']:.0f} GB)"
+        return (
+            f"out of memory ({run.get('failed_after_stage') or 'start'} done; "
+            f"killed at {run['killed_at_rss_gb']:.0f} GB)"
+        )
     if run["status"] != "ok":
         return f"failed after {run.get('failed_after_stage')}"
     return f"{run['seconds']:.0f}"
@@ -158,7 +166,8 @@ def reference_table() -> list[str]:
     if not res:
         return []
     out = [
-        "| cells | scVI epochs | mkcell workflow (s) | mkcell peak RSS (GB) | reference (s) | reference peak RSS (GB) | mkcell / reference time |",
+        "| cells | scVI epochs | mkcell workflow (s) | mkcell peak RSS (GB) | reference (s) "
+        "| reference peak RSS (GB) | mkcell / reference time |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in res["runs"]:
@@ -176,17 +185,18 @@ def reference_table() -> list[str]:
             )
         )
         out.append(
-            f"| {r['n_cells']:,} | {r['scvi_epochs']} | {_secs(m)} | {_gb(m)} | {ref_secs} | {_gb(ref)} | "
-            + (f"{ratio:.2f}" if ratio is not None else "-")
-            + " |"
+            f"| {r['n_cells']:,} | {r['scvi_epochs']} | {_secs(m)} | {_gb(m)} | {ref_secs} | "
+            f"{_gb(ref)} | " + (f"{ratio:.2f}" if ratio is not None else "-") + " |"
         )
     exp = res.get("mkcell_scaling_exponent_20k_up")
     sizes = res.get("scaling_sizes", [])
     out.append("")
     if exp is not None:
         out.append(
-            f"mkcell time grows as cells^{exp:.2f} over {', '.join(f'{n // 1000}k' for n in sizes)} cells "
-            f"({res['cores']} cores; runs killed above {res['memory_cap_gb']:.0f} GB of the machine's {res['machine_memory_gb']:.0f} GB)."
+            f"mkcell time grows as cells^{exp:.2f} over "
+            f"{', '.join(f'{n // 1000}k' for n in sizes)} cells "
+            f"({res['cores']} cores; runs killed above {res['memory_cap_gb']:.0f} GB "
+            f"of the machine's {res['machine_memory_gb']:.0f} GB)."
         )
     return out
 
@@ -198,26 +208,33 @@ def gpu_table() -> list[str]:
         return []
     sw = res["sweep"]
     out = [
-        f"scVI on {res['machine']['cuda']} ({sw['n_cells']:,} cells x {sw['n_features']:,} features, `benchmarks/bench_gpu.py`):",
+        f"scVI on {res['machine']['cuda']} "
+        f"({sw['n_cells']:,} cells x {sw['n_features']:,} features, `benchmarks/bench_gpu.py`):",
         "",
         "| trainer | batch size | cells/s per epoch | GPU peak (GB) |",
         "|---|---|---|---|",
     ]
     for r in sw["mkcell"]:
         out.append(
-            f"| mkcell (sparse minibatches) | {r['batch_size']} | {r['cells_per_second_steady']:,} | {r['gpu_peak_gb']:.2f} |"
+            f"| mkcell (sparse minibatches) | {r['batch_size']} | "
+            f"{r['cells_per_second_steady']:,} | {r['gpu_peak_gb']:.2f} |"
         )
     ref = sw["plain_scvi_tools"]
     out.append(
-        f"| plain scvi-tools (defaults) | {ref['batch_size']} | {ref['cells_per_second_steady']:,} | {ref['gpu_peak_gb']:.2f} |"
+        f"| plain scvi-tools (defaults) | {ref['batch_size']} | "
+        f"{ref['cells_per_second_steady']:,} | {ref['gpu_peak_gb']:.2f} |"
     )
     big = res.get("large")
     if big:
         out += [
             "",
-            f"{big['n_cells']:,} cells ({big['tiled']}): integration stage {big['integrate_seconds']:.0f} s, "
-            f"{big['epochs']} epochs in {big['train_seconds']:.0f} s at batch size {big['batch_size']} "
-            f"({big['cells_per_second_steady']:,} cells/s per epoch), GPU peak {big['gpu_peak_gb']:.2f} GB, host peak RSS {big['peak_rss_gb']:.0f} GB.",
+            f"{big['n_cells']:,} cells ({big['tiled']}): "
+            f"integration stage {big['integrate_seconds']:.0f} s, "
+            f"{big['epochs']} epochs in {big['train_seconds']:.0f} s "
+            f"at batch size {big['batch_size']} "
+            f"({big['cells_per_second_steady']:,} cells/s per epoch), "
+            f"GPU peak {big['gpu_peak_gb']:.2f} GB, "
+            f"host peak RSS {big['peak_rss_gb']:.0f} GB.",
         ]
     return out
 
@@ -234,8 +251,8 @@ CYCLE_VARIANTS = {
 }
 
 
-#: The cycle-axis grid as measured in issue 13, with the marker panels and species equalisation before
-#: issue 14 ...
+#: The cycle-axis grid as measured in issue 13, with the marker panels and species equalisation
+#: before issue 14 ...
 BEFORE_ISSUE_14 = ("cycle_axis_compare", "cycle_axis_exclude", "cycle_axis_grid")
 #: ... and the settings re-run after them (none / regress / default).
 AFTER_ISSUE_14 = ("cycle_axis_issue14",)
@@ -258,11 +275,13 @@ def _cycle_table(grid: dict[str, dict], settings: list[str], title: str) -> list
     """One markdown table: each variant run on every one of ``settings``, worst case over them."""
     out = [
         "",
-        f"Cell-cycle confounding, {title}: {'; '.join(k.split(':', 1)[1] for k in settings)} (6,000 cells, "
-        "`benchmarks/bench_cycle_axis.py`). Worst case over these settings and both species: Spearman of "
-        "`mk_pseudotime` with true time on true MkP/Mk cells, overall, within each true phase and each condition.",
+        f"Cell-cycle confounding, {title}: {'; '.join(k.split(':', 1)[1] for k in settings)} "
+        "(6,000 cells, `benchmarks/bench_cycle_axis.py`). "
+        "Worst case over these settings and both species: Spearman of `mk_pseudotime` "
+        "with true time on true MkP/Mk cells, overall, within each true phase and each condition.",
         "",
-        "| method | overall | within phase | within condition | coverage | MkP F1 | mixing | purity |",
+        "| method | overall | within phase | within condition | coverage | MkP F1 "
+        "| mixing | purity |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for v, label in CYCLE_VARIANTS.items():
@@ -275,20 +294,25 @@ def _cycle_table(grid: dict[str, dict], settings: list[str], title: str) -> list
             return min(min(x[f"mouse_{key}"], x[f"human_{key}"]) for x in w)
 
         out.append(
-            f"| {label} | {low('overall'):.2f} | {low('phase_min'):.2f} | {low('condition_min'):.2f} | "
-            f"{low('coverage'):.3f} | {min(x['mkp_f1'] for x in w):.2f} | {min(r['cross_species_mixing'] for r in runs):.2f} | "
+            f"| {label} | {low('overall'):.2f} | {low('phase_min'):.2f} "
+            f"| {low('condition_min'):.2f} | {low('coverage'):.3f} "
+            f"| {min(x['mkp_f1'] for x in w):.2f} | "
+            f"{min(r['cross_species_mixing'] for r in runs):.2f} | "
             f"{min(r['knn_state_purity'] for r in runs):.3f} |"
         )
     return out
 
 
 def cycle_tables() -> list[str]:
-    """Before issue 14: every method where all ran, the default on the tuning grid, held out. After: the settings re-run."""
+    """Before issue 14: every method where all ran, the default on the tuning grid, held out.
+    After: the settings re-run."""
     before, after = _cycle_grid(BEFORE_ISSUE_14), _cycle_grid(AFTER_ISSUE_14)
     out = []
 
     def split(grid: dict) -> tuple[list[str], list[str]]:
-        return sorted(k for k in grid if k.startswith("tune")), sorted(k for k in grid if k.startswith("held_out"))
+        return sorted(k for k in grid if k.startswith("tune")), sorted(
+            k for k in grid if k.startswith("held_out")
+        )
 
     tune, held = split(before)
     every = [k for k in tune if set(CYCLE_VARIANTS) <= set(before[k])]
@@ -309,7 +333,8 @@ def cycle_tables() -> list[str]:
 
 
 def cd34_table() -> list[str]:
-    """CD34+ sorts, a targeted panel and species of different composition (bench_cd34), worst over seeds."""
+    """CD34+ sorts, a targeted panel and species of different composition (bench_cd34), worst
+    over seeds."""
     runs = _load("cd34").get("runs", {})
     if not runs:
         return []
@@ -318,22 +343,32 @@ def cd34_table() -> list[str]:
         groups.setdefault(key.rsplit(":seed=", 1)[0], []).append(r)
     seeds = sorted({k.rsplit(":seed=", 1)[1] for k in runs})
     out = [
-        f"CD34+ sorts and targeted panels (`benchmarks/bench_cd34.py`, {_load('cd34')['n_cells_simulated']:,} cells simulated "
-        f"before the sort, seeds {', '.join(seeds)}; worst over seeds). `cd34_panel`: human patients, CD34+-sorted, "
-        "400-gene panel without PF4/PPBP/GP9/GATA1; `same`: both species whole marrow; `mixed`: mouse whole marrow "
-        "beside human CD34+. Human MDS vs healthy: called effect [CI] against the realised true effect (log2).",
+        "CD34+ sorts and targeted panels (`benchmarks/bench_cd34.py`, "
+        f"{_load('cd34')['n_cells_simulated']:,} cells simulated before the sort, "
+        f"seeds {', '.join(seeds)}; worst over seeds). "
+        "`cd34_panel`: human patients, CD34+-sorted, 400-gene panel without PF4/PPBP/GP9/GATA1; "
+        "`same`: both species whole marrow; `mixed`: mouse whole marrow beside human CD34+. "
+        "Human MDS vs healthy: called effect [CI] against the realised true effect (log2).",
         "",
-        "| scenario | equalize | state purity | MkP F1 mouse / human | per-sample fraction r (human) | human denominator | human MDS vs healthy: called [CI] / true |",
+        "| scenario | equalize | state purity | MkP F1 mouse / human "
+        "| per-sample fraction r (human) | human denominator "
+        "| human MDS vs healthy: called [CI] / true |",
         "|---|---|---|---|---|---|---|",
     ]
     for key, rs in groups.items():
         scenario, eq = key.split(":equalize=")
         f1m = min((r["mouse"]["mkp_f1"] for r in rs if "mouse" in r), default=None)
         con = [r["human"]["MDS vs healthy"] for r in rs]
-        eff = "; ".join(f"{c['effect_log2']:.2f} [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}] / {c['true_effect_log2']:.2f}" for c in con)
+        eff = "; ".join(
+            f"{c['effect_log2']:.2f} [{c['ci'][0]:.2f}, {c['ci'][1]:.2f}] / "
+            f"{c['true_effect_log2']:.2f}"
+            for c in con
+        )
         out.append(
-            f"| {scenario} | {eq} | {min(r['knn_state_purity'] for r in rs):.3f} | {'-' if f1m is None else f'{f1m:.2f}'} / "
-            f"{min(r['human']['mkp_f1'] for r in rs):.2f} | {min(r['human']['fraction_pearson_r'] for r in rs):.2f} | "
+            f"| {scenario} | {eq} | {min(r['knn_state_purity'] for r in rs):.3f} "
+            f"| {'-' if f1m is None else f'{f1m:.2f}'} / "
+            f"{min(r['human']['mkp_f1'] for r in rs):.2f} "
+            f"| {min(r['human']['fraction_pearson_r'] for r in rs):.2f} | "
             f"{', '.join(sorted({r['human']['denominator'] for r in rs}))} | {eff} |"
         )
     return out

@@ -42,7 +42,10 @@ def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            msg = f"{path}:{i}: not UTF-8 text; a GMT file is plain text (name<TAB>description<TAB>gene...) — save it as UTF-8"
+            msg = (
+                f"{path}:{i}: not UTF-8 text; a GMT file is plain text "
+                "(name<TAB>description<TAB>gene...) — save it as UTF-8"
+            )
             raise MkcellError(msg) from None
         if not line.strip() or line.startswith("#"):
             continue
@@ -50,7 +53,8 @@ def read_gmt(path: str | os.PathLike) -> dict[str, list[str]]:
         genes = [g.strip() for g in parts[2:] if g.strip()]
         if len(parts) < 3 or not parts[0].strip() or not genes:
             msg = (
-                f"{path}:{i}: not a GMT line (need 'name<TAB>description<TAB>gene...', tab-separated); "
+                f"{path}:{i}: not a GMT line "
+                "(need 'name<TAB>description<TAB>gene...', tab-separated); "
                 f"got {line[:60]!r}"
             )
             raise MkcellError(msg)

@@ -1,12 +1,13 @@
-"""AnnData key names shared across mkcell (obs, obsm, layers, var, uns) and the cell-state names.
+"""Every AnnData key and state name that mkcell reads or writes, grouped by slot.
 
-A few ``uns`` keys that one tool writes and its plot reads are defined next to that tool
-instead, e.g. ``MATURATION`` (tl/_maturation.py) and ``COMPARE_KEY`` (tl/_compare.py).
+Other modules import these names (``from mkcell import _keys as K``) and never spell an
+``mk_…`` string themselves: ``tests/test_architecture.py`` rejects such literals. Tools take
+``key_added=`` to write under another name; the defaults are here.
 """
 
 from __future__ import annotations
 
-# obs
+# ---------------------------------------------------------------- obs (per cell)
 SPECIES = "species"
 SAMPLE = "sample"
 CONDITION = "condition"
@@ -16,46 +17,78 @@ STATE_CLUSTER = "mk_cluster"
 PSEUDOTIME = "mk_pseudotime"
 PSEUDOTIME_SPREAD = "mk_pseudotime_spread"  # mapping: weighted SD of the neighbours' pseudotime
 MAP_DISTANCE = "mk_map_distance"  # mapping: distance to the reference, in units of its own spacing
-MAP_PROFILE = (
-    "mk_map_profile_match"  # mapping: best expression-profile correlation over its calibration
-)
+#: Mapping: best expression-profile correlation over its calibration.
+MAP_PROFILE = "mk_map_profile_match"
 STAGE = "mk_stage"
 FATE = "mk_fate"
 S_SCORE = "S_score"
 G2M_SCORE = "G2M_score"
 PHASE = "phase"
 SCORE_PREFIX = "mk_score_"
+#: Pseudo-score compared between conditions: the share of cells not in G1 (from ``phase``).
+CYCLING_FRACTION = "cycling_fraction"
+#: Prefix of the cycle covariates handed to scVI as continuous covariates (obs of its copy).
+CYCLE_COVARIATE_PREFIX = "mk_cycle_"
+#: Scratch obs columns of the per-sample tables handed to pertpy (scCODA, Milo).
+TMP_SAMPLE = "mk_sample"
+TMP_CONDITION = "mk_condition"
+TMP_CELL_TYPE = "mk_cell_type"
 
-# obsm / layers / var
+# ---------------------------------------------------------------- obsm / layers
 LATENT = "X_mk_scvi"
 PCA_BASELINE = "X_mk_pca"
 CYCLE_COVARIATES = "mk_cycle_covariates"
 UMAP = "X_mk_umap"
 COUNTS = "counts"
+
+# ---------------------------------------------------------------- var (per gene)
 HVG = "mk_highly_variable"
 TRAJECTORY_FEATURE = "mk_trajectory_feature"
+LOGNORM = "mk_lognorm"  # layer: cached log1p(counts per 10,000) (mkcell.pp._normalize)
+CONNECTIVITIES = "mk_connectivities"  # obsp: kNN graph of the latent space (mkcell._graph)
+DISTANCES = "mk_distances"  # obsp: its kNN distances
 
-# uns
+# ---------------------------------------------------------------- uns (per step)
+INPUT = "mk_input"
 ORTHOLOGS = "mk_orthologs"
 GENE_IDS = "mk_gene_ids"
 INTEGRATE = "mk_integrate"
 METRICS = "mk_integration_metrics"
 ANNOTATE = "mk_annotate"
 TRAJECTORY = "mk_trajectory"
+MATURATION = "mk_maturation"
 SCORE = "mk_score"
+SCORE_TRENDS = "mk_score_trends"
+SCORE_COMPARE = "mk_score_compare"
+SCORE_DE = "mk_score_de"
 POOL = "mk_pool"
+COMPOSITION = "mk_composition"
+MILO = "mk_milo"
 TRUTH = "mk_truth"
 MAP = "mk_map"
 POOL_VS_REFERENCE = "mk_pool_vs_reference"
+LOGNORM_RECORD = "mk_lognorm"  # what the cached `layers[LOGNORM]` was computed from
+NEIGHBORS = "mk_neighbors"  # scanpy-style neighbors record of obsp[CONNECTIVITIES / DISTANCES]
 
-# states
+# --------------------------------------------------------------- states (values of obs['mk_state'])
+HSC_MPP = "HSC/MPP"
+MEP = "MEP"
 MKP = "MkP"
 MK = "Mk"
-STATES = ("HSC/MPP", "MEP", "MkP", "Mk", "erythroid", "myeloid", "other")
+ERYTHROID = "erythroid"
+MYELOID = "myeloid"
+OTHER = "other"
+STATES = (HSC_MPP, MEP, MKP, MK, ERYTHROID, MYELOID, OTHER)
 #: Mapped cells far from every reference cell (mk.tl.map_to_reference): never a marker state,
 #: counted like ``other`` by the pool (outside the MkP + Mk and HSPC denominators).
 UNKNOWN = "unknown"
 MAPPED_STATES = (*STATES, UNKNOWN)
 MK_LINEAGE = (MKP, MK)
-HSPC = ("HSC/MPP", "MEP", "MkP")
+HSPC = (HSC_MPP, MEP, MKP)
 SPECIES_NAMES = ("mouse", "human")
+
+# ---------------------------------------------------------------- pool denominators
+#: ``denominator=`` values of mk.tl.progenitor_pool and the ``pool`` config.
+DENOM_MK_LINEAGE = "mk_lineage"
+DENOM_HSPC = "hspc"
+DENOM_ALL = "all"

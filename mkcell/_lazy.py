@@ -8,7 +8,7 @@ from typing import Any
 
 
 def lazy_getattr(package: str, names: dict[str, str]) -> Callable[[str], Any]:
-    """Return a module ``__getattr__`` that imports ``names[attr]`` (a submodule) on first access."""
+    """Return a module ``__getattr__`` importing ``names[attr]`` (a submodule) on first access."""
 
     def __getattr__(attr: str) -> Any:
         if attr not in names:

@@ -23,7 +23,10 @@ def log_write(slot: str, key: str) -> None:
 def check_adata(adata: object, *, name: str = "adata", min_obs: int = 1, min_vars: int = 1) -> None:
     """Raise a clear error unless ``adata`` is a non-empty AnnData."""
     if not isinstance(adata, AnnData):
-        msg = f"`{name}` must be an AnnData, got {type(adata).__name__}; read files with mk.io.read(path)"
+        msg = (
+            f"`{name}` must be an AnnData, got {type(adata).__name__}; "
+            "read files with mk.io.read(path)"
+        )
         raise TypeError(msg)
     if adata.n_obs < min_obs or adata.n_vars < min_vars:
         msg = (
@@ -60,21 +63,32 @@ def get_counts(adata: AnnData, layer: str | None = None) -> sp.csr_matrix | np.n
 def check_counts(
     X: sp.spmatrix | np.ndarray, *, where: str = "adata.X", n_check: int = 200_000
 ) -> None:
-    """Raise if ``X`` is not a non-negative integer count matrix (checks up to ``n_check`` values)."""
+    """Raise if ``X`` is not a non-negative integer count matrix.
+
+    Checks up to ``n_check`` values.
+    """
     data = X.data if sp.issparse(X) else np.asarray(X).ravel()
     sample = np.asarray(data[:n_check], dtype=np.float64)
     if sample.size == 0:
         return
     if not np.all(np.isfinite(sample)):
-        msg = f"{where} contains NaN or inf; raw counts are finite non-negative integers — pass the raw count matrix"
+        msg = (
+            f"{where} contains NaN or inf; raw counts are finite non-negative integers — "
+            "pass the raw count matrix"
+        )
         raise MkcellError(msg)
     if (sample < 0).any():
-        msg = f"{where} contains negative values (min {sample.min():.3g}); it looks scaled — pass raw counts (e.g. layer='counts')"
+        msg = (
+            f"{where} contains negative values (min {sample.min():.3g}); it looks scaled — "
+            "pass raw counts (e.g. layer='counts')"
+        )
         raise MkcellError(msg)
     if not np.allclose(sample, np.round(sample)):
         msg = (
-            f"{where} holds non-integer values (e.g. {sample[~np.isclose(sample, np.round(sample))][0]:.3g}); "
-            "it looks normalized or log-transformed — put raw counts in adata.layers['counts'] or pass layer="
+            f"{where} holds non-integer values "
+            f"(e.g. {sample[~np.isclose(sample, np.round(sample))][0]:.3g}); "
+            "it looks normalized or log-transformed — put raw counts in "
+            "adata.layers['counts'] or pass layer="
         )
         raise MkcellError(msg)
 
@@ -136,7 +150,10 @@ def species_of(adata: AnnData) -> np.ndarray:
 
 
 def zscore_within(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """``x`` (cells, or cells x columns) centred and scaled within each group of ``groups`` (a new array)."""
+    """``x`` (cells, or cells x columns) centred and scaled within each group of ``groups``.
+
+    Returns a new array.
+    """
     out = np.array(x, dtype=np.float64, copy=True)
     for g in np.unique(groups):
         m = groups == g

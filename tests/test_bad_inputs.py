@@ -50,7 +50,8 @@ CLI_SECONDS = 30  # a bad input must be answered long before integration would f
 
 @pytest.fixture(scope="module")
 def marrow():
-    """600 simulated cells of both species (raw counts in X), concatenated and a fake-annotated copy."""
+    """600 simulated cells of both species (raw counts in X), concatenated and a
+    fake-annotated copy."""
     raw = mk.datasets.simulate_marrow(600, n_genes=800, seed=0)
     concat = mk.pp.concat_species(raw)
     annotated = concat.copy()
@@ -200,60 +201,295 @@ def read_fake_ensembl(c: Ctx) -> ad.AnnData:
 # (call(ctx), exception type, phrase of the message)
 API_CASES = [
     # values that are not raw counts
-    pytest.param(lambda c: mk.pp.map_orthologs(log_normalized(c.mouse)), MkcellError, "looks normalized or log-transformed", id="map-log-values"),
-    pytest.param(lambda c: mk.pp.highly_variable_genes(log_normalized(c.concat)), MkcellError, "looks normalized or log-transformed", id="hvg-log-values"),
-    pytest.param(lambda c: mk.tl.score(log_normalized(c.concat)), MkcellError, "looks normalized or log-transformed", id="score-non-count-data"),
-    pytest.param(lambda c: mk.pp.map_orthologs(with_value(c.mouse, -1)), MkcellError, "contains negative values", id="map-negative"),
-    pytest.param(lambda c: mk.tl.score(with_value(c.concat, -2)), MkcellError, "contains negative values", id="score-negative"),
-    pytest.param(lambda c: mk.pp.map_orthologs(with_value(c.mouse, np.nan)), MkcellError, "contains NaN or inf", id="map-nan"),
-    pytest.param(lambda c: mk.pp.concat_species({"human": with_value(c.human, np.inf)}), MkcellError, "contains NaN or inf", id="concat-inf"),
+    pytest.param(
+        lambda c: mk.pp.map_orthologs(log_normalized(c.mouse)),
+        MkcellError,
+        "looks normalized or log-transformed",
+        id="map-log-values",
+    ),
+    pytest.param(
+        lambda c: mk.pp.highly_variable_genes(log_normalized(c.concat)),
+        MkcellError,
+        "looks normalized or log-transformed",
+        id="hvg-log-values",
+    ),
+    pytest.param(
+        lambda c: mk.tl.score(log_normalized(c.concat)),
+        MkcellError,
+        "looks normalized or log-transformed",
+        id="score-non-count-data",
+    ),
+    pytest.param(
+        lambda c: mk.pp.map_orthologs(with_value(c.mouse, -1)),
+        MkcellError,
+        "contains negative values",
+        id="map-negative",
+    ),
+    pytest.param(
+        lambda c: mk.tl.score(with_value(c.concat, -2)),
+        MkcellError,
+        "contains negative values",
+        id="score-negative",
+    ),
+    pytest.param(
+        lambda c: mk.pp.map_orthologs(with_value(c.mouse, np.nan)),
+        MkcellError,
+        "contains NaN or inf",
+        id="map-nan",
+    ),
+    pytest.param(
+        lambda c: mk.pp.concat_species({"human": with_value(c.human, np.inf)}),
+        MkcellError,
+        "contains NaN or inf",
+        id="concat-inf",
+    ),
     # empty, one cell, one gene
-    pytest.param(lambda c: mk.pp.concat_species({"mouse": c.mouse[:0].copy(), "human": c.human}), MkcellError, "has 0 cells", id="concat-0-cells"),
-    pytest.param(lambda c: mk.pp.map_orthologs(c.mouse[:, :0].copy()), MkcellError, "0 genes; need at least", id="map-0-genes"),
-    pytest.param(lambda c: mk.pp.highly_variable_genes(c.concat[:1].copy()), MkcellError, "has 1 cells", id="hvg-1-cell"),
-    pytest.param(lambda c: mk.pp.highly_variable_genes(c.concat[:, :1].copy()), MkcellError, "1 genes; need at least 2", id="hvg-1-gene"),
-    pytest.param(lambda c: mk.pp.map_orthologs(c.mouse.X), TypeError, "must be an AnnData", id="map-not-anndata"),
+    pytest.param(
+        lambda c: mk.pp.concat_species({"mouse": c.mouse[:0].copy(), "human": c.human}),
+        MkcellError,
+        "has 0 cells",
+        id="concat-0-cells",
+    ),
+    pytest.param(
+        lambda c: mk.pp.map_orthologs(c.mouse[:, :0].copy()),
+        MkcellError,
+        "0 genes; need at least",
+        id="map-0-genes",
+    ),
+    pytest.param(
+        lambda c: mk.pp.highly_variable_genes(c.concat[:1].copy()),
+        MkcellError,
+        "has 1 cells",
+        id="hvg-1-cell",
+    ),
+    pytest.param(
+        lambda c: mk.pp.highly_variable_genes(c.concat[:, :1].copy()),
+        MkcellError,
+        "1 genes; need at least 2",
+        id="hvg-1-gene",
+    ),
+    pytest.param(
+        lambda c: mk.pp.map_orthologs(c.mouse.X),
+        TypeError,
+        "must be an AnnData",
+        id="map-not-anndata",
+    ),
     # names
-    pytest.param(lambda c: mk.pp.concat_species({"mouse": duplicate_first("obs")(c.mouse)}), MkcellError, "duplicated cell names", id="concat-duplicated-cells"),
-    pytest.param(lambda c: mk.pp.map_orthologs(duplicate_first("var")(c.mouse)), MkcellError, "duplicated genes", id="map-duplicated-genes"),
+    pytest.param(
+        lambda c: mk.pp.concat_species({"mouse": duplicate_first("obs")(c.mouse)}),
+        MkcellError,
+        "duplicated cell names",
+        id="concat-duplicated-cells",
+    ),
+    pytest.param(
+        lambda c: mk.pp.map_orthologs(duplicate_first("var")(c.mouse)),
+        MkcellError,
+        "duplicated genes",
+        id="map-duplicated-genes",
+    ),
     # species
-    pytest.param(lambda c: mk.pp.concat_species({"mouse": c.human, "human": c.mouse}), MkcellError, "are the mouse and human inputs swapped", id="concat-species-swapped"),
-    pytest.param(lambda c: mk.pp.map_orthologs(c.human, source="mouse"), MkcellError, "are the species swapped", id="map-human-genes-as-mouse"),
-    pytest.param(lambda c: mk.pp.concat_species({"mouse": upper_genes(c.mouse), "human": c.human}), MkcellError, "human-style gene symbols", id="concat-mouse-upper-cased"),
-    pytest.param(lambda c: mk.pp.concat_species({"rat": c.mouse}), MkcellError, "unknown species ['rat']", id="concat-unknown-species"),
-    pytest.param(lambda c: mk.pp.map_orthologs(c.mouse, source="mouse", target="mouse"), MkcellError, "nothing to map", id="map-same-species"),
+    pytest.param(
+        lambda c: mk.pp.concat_species({"mouse": c.human, "human": c.mouse}),
+        MkcellError,
+        "are the mouse and human inputs swapped",
+        id="concat-species-swapped",
+    ),
+    pytest.param(
+        lambda c: mk.pp.map_orthologs(c.human, source="mouse"),
+        MkcellError,
+        "are the species swapped",
+        id="map-human-genes-as-mouse",
+    ),
+    pytest.param(
+        lambda c: mk.pp.concat_species({"mouse": upper_genes(c.mouse), "human": c.human}),
+        MkcellError,
+        "human-style gene symbols",
+        id="concat-mouse-upper-cased",
+    ),
+    pytest.param(
+        lambda c: mk.pp.concat_species({"rat": c.mouse}),
+        MkcellError,
+        "unknown species ['rat']",
+        id="concat-unknown-species",
+    ),
+    pytest.param(
+        lambda c: mk.pp.map_orthologs(c.mouse, source="mouse", target="mouse"),
+        MkcellError,
+        "nothing to map",
+        id="map-same-species",
+    ),
     # obs columns and contrasts
-    pytest.param(lambda c: mk.pp.highly_variable_genes(c.concat, batch_key="smaple"), MkcellError, "no batch column `adata.obs['smaple']`", id="hvg-misspelled-batch-key"),
-    pytest.param(lambda c: mk.tl.progenitor_pool(c.annotated, sample_key="donor"), MkcellError, "no sample column `adata.obs['donor']`", id="pool-missing-sample-key"),
-    pytest.param(lambda c: mk.tl.progenitor_pool(c.annotated, condition_key="Condition"), MkcellError, "no condition column `adata.obs['Condition']`", id="pool-misspelled-condition-key"),
-    pytest.param(lambda c: mk.tl.progenitor_pool(c.annotated, contrasts=[["MDS", "ctrl"]]), MkcellError, "condition(s) ['ctrl'] of contrast 'MDS vs ctrl' not found", id="pool-absent-condition"),
-    pytest.param(lambda c: mk.tl.progenitor_pool(c.annotated, contrasts=[["MDS_drug", "healthy"]]), MkcellError, "no species has both conditions", id="pool-conditions-in-different-species"),
-    pytest.param(lambda c: mk.tl.progenitor_pool(c.annotated, contrasts=[["MDS", "MDS"]]), MkcellError, "not a pair of two different conditions", id="pool-self-contrast"),
-    pytest.param(lambda c: mk.tl.progenitor_pool(nan_sample(c.annotated)), MkcellError, "has missing values", id="pool-nan-sample"),
-    pytest.param(lambda c: mk.tl.progenitor_pool(c.annotated, denominator="cells"), MkcellError, "denominator='cells' is not known", id="pool-bad-denominator"),
+    pytest.param(
+        lambda c: mk.pp.highly_variable_genes(c.concat, batch_key="smaple"),
+        MkcellError,
+        "no batch column `adata.obs['smaple']`",
+        id="hvg-misspelled-batch-key",
+    ),
+    pytest.param(
+        lambda c: mk.tl.progenitor_pool(c.annotated, sample_key="donor"),
+        MkcellError,
+        "no sample column `adata.obs['donor']`",
+        id="pool-missing-sample-key",
+    ),
+    pytest.param(
+        lambda c: mk.tl.progenitor_pool(c.annotated, condition_key="Condition"),
+        MkcellError,
+        "no condition column `adata.obs['Condition']`",
+        id="pool-misspelled-condition-key",
+    ),
+    pytest.param(
+        lambda c: mk.tl.progenitor_pool(c.annotated, contrasts=[["MDS", "ctrl"]]),
+        MkcellError,
+        "condition(s) ['ctrl'] of contrast 'MDS vs ctrl' not found",
+        id="pool-absent-condition",
+    ),
+    pytest.param(
+        lambda c: mk.tl.progenitor_pool(c.annotated, contrasts=[["MDS_drug", "healthy"]]),
+        MkcellError,
+        "no species has both conditions",
+        id="pool-conditions-in-different-species",
+    ),
+    pytest.param(
+        lambda c: mk.tl.progenitor_pool(c.annotated, contrasts=[["MDS", "MDS"]]),
+        MkcellError,
+        "not a pair of two different conditions",
+        id="pool-self-contrast",
+    ),
+    pytest.param(
+        lambda c: mk.tl.progenitor_pool(nan_sample(c.annotated)),
+        MkcellError,
+        "has missing values",
+        id="pool-nan-sample",
+    ),
+    pytest.param(
+        lambda c: mk.tl.progenitor_pool(c.annotated, denominator="cells"),
+        MkcellError,
+        "denominator='cells' is not known",
+        id="pool-bad-denominator",
+    ),
     # files
-    pytest.param(lambda c: mk.io.read(truncated_h5ad(c)), MkcellError, "check that the file is complete", id="read-truncated-h5ad"),
-    pytest.param(lambda c: mk.io.read(c.tmp / "nope.h5ad"), MkcellFileNotFoundError, "no such file or folder", id="read-missing-file"),
-    pytest.param(lambda c: mk.tl.score(c.concat, gmt=write_gmt(c.tmp, "A\tdesc\tMCM2\tMCM3\n\nB MCM4 MCM5\n")), MkcellError, "sets.gmt:3: not a GMT line", id="score-gmt-unparsable"),
-    pytest.param(lambda c: mk.tl.score(c.concat, gmt=write_gmt(c.tmp, b"A\tdesc\tMCM2\n\x89PNG\xff\xfe\n")), MkcellError, "sets.gmt:2: not UTF-8 text", id="score-gmt-binary"),
-    pytest.param(lambda c: mk.tl.score(c.concat, gmt=write_gmt(c.tmp, "A\td\tMCM2\nA\td\tMCM3\n")), MkcellError, "sets.gmt:2: gene set 'A' is defined twice", id="score-gmt-duplicate-set"),
-    pytest.param(lambda c: mk.tl.score(c.concat, method="gsva"), MkcellError, "choose one of ['score_genes', 'aucell', 'ulm']", id="score-unknown-method"),
+    pytest.param(
+        lambda c: mk.io.read(truncated_h5ad(c)),
+        MkcellError,
+        "check that the file is complete",
+        id="read-truncated-h5ad",
+    ),
+    pytest.param(
+        lambda c: mk.io.read(c.tmp / "nope.h5ad"),
+        MkcellFileNotFoundError,
+        "no such file or folder",
+        id="read-missing-file",
+    ),
+    pytest.param(
+        lambda c: mk.tl.score(
+            c.concat, gmt=write_gmt(c.tmp, "A\tdesc\tMCM2\tMCM3\n\nB MCM4 MCM5\n")
+        ),
+        MkcellError,
+        "sets.gmt:3: not a GMT line",
+        id="score-gmt-unparsable",
+    ),
+    pytest.param(
+        lambda c: mk.tl.score(c.concat, gmt=write_gmt(c.tmp, b"A\tdesc\tMCM2\n\x89PNG\xff\xfe\n")),
+        MkcellError,
+        "sets.gmt:2: not UTF-8 text",
+        id="score-gmt-binary",
+    ),
+    pytest.param(
+        lambda c: mk.tl.score(c.concat, gmt=write_gmt(c.tmp, "A\td\tMCM2\nA\td\tMCM3\n")),
+        MkcellError,
+        "sets.gmt:2: gene set 'A' is defined twice",
+        id="score-gmt-duplicate-set",
+    ),
+    pytest.param(
+        lambda c: mk.tl.score(c.concat, method="gsva"),
+        MkcellError,
+        "choose one of ['score_genes', 'aucell', 'ulm']",
+        id="score-unknown-method",
+    ),
     # order of steps
-    pytest.param(lambda c: mk.tl.annotate(c.concat), MkcellError, "run mk.integrate.scvi(adata) first", id="annotate-before-integration"),
-    pytest.param(lambda c: mk.tl.annotate(c.concat, labels_key="true_branch"), MkcellError, "not mkcell states", id="annotate-labels-not-states"),
-    pytest.param(lambda c: mk.tl.trajectory(without_mkp(c.annotated)), MkcellError, "no MkP cells", id="trajectory-without-mkp"),
-    pytest.param(lambda c: mk.tl.trajectory(drop_obs(c.annotated, "mk_state")), MkcellError, "run mk.tl.annotate(adata) first", id="trajectory-before-annotate"),
+    pytest.param(
+        lambda c: mk.tl.annotate(c.concat),
+        MkcellError,
+        "run mk.integrate.scvi(adata) first",
+        id="annotate-before-integration",
+    ),
+    pytest.param(
+        lambda c: mk.tl.annotate(c.concat, labels_key="true_branch"),
+        MkcellError,
+        "not mkcell states",
+        id="annotate-labels-not-states",
+    ),
+    pytest.param(
+        lambda c: mk.tl.trajectory(without_mkp(c.annotated)),
+        MkcellError,
+        "no MkP cells",
+        id="trajectory-without-mkp",
+    ),
+    pytest.param(
+        lambda c: mk.tl.trajectory(drop_obs(c.annotated, "mk_state")),
+        MkcellError,
+        "run mk.tl.annotate(adata) first",
+        id="trajectory-before-annotate",
+    ),
     # own labels, gene identifiers, marker coverage (issue 14)
-    pytest.param(lambda c: mk.tl.read_labels(labels_csv(c.tmp, c.human), label_column="cluster"), MkcellError, "labels file labels.csv: no label column 'cluster' (columns: ['cell', 'cell type'])", id="labels-file-wrong-column"),
-    pytest.param(lambda c: mk.tl.annotate(c.human, labels=labels_csv(c.tmp, c.human)), MkcellError, "labels that are not mkcell states: ['HSCs & MPPs', 'MEP / early ery', 'Megakaryocyte progenitors']", id="labels-not-mappable"),
-    pytest.param(lambda c: mk.tl.annotate(c.human, labels=labels_csv(c.tmp, c.human), label_map=label_map_csv(c.tmp, "Megakaryocyte")), MkcellError, "targets ['Megakaryocyte'] are not mkcell states", id="label-map-target-not-a-state"),
-    pytest.param(lambda c: mk.tl.annotate(c.human, labels=c.tmp / "nope.csv"), MkcellError, "labels file", id="labels-file-missing"),
-    pytest.param(read_fake_ensembl, MkcellError, "pass gene_symbols=COLUMN (data.gene_symbols=COLUMN on the command line)", id="ensembl-ids-unmappable"),
-    pytest.param(lambda c: mk.io.read(c.tmp / "x.h5ad" if c.human.write_h5ad(c.tmp / "x.h5ad") else c.tmp / "x.h5ad", gene_symbols="symbol"), MkcellError, "gene_symbols='symbol': no such column", id="gene-symbols-column-absent"),
-    pytest.param(lambda c: mk.tl.annotate(without_mkp_markers(c.annotated)), MkcellError, "too few MkP marker genes to call MkP", id="annotate-no-mkp-markers"),
+    pytest.param(
+        lambda c: mk.tl.read_labels(labels_csv(c.tmp, c.human), label_column="cluster"),
+        MkcellError,
+        "labels file labels.csv: no label column 'cluster' (columns: ['cell', 'cell type'])",
+        id="labels-file-wrong-column",
+    ),
+    pytest.param(
+        lambda c: mk.tl.annotate(c.human, labels=labels_csv(c.tmp, c.human)),
+        MkcellError,
+        "labels that are not mkcell states: "
+        "['HSCs & MPPs', 'MEP / early ery', 'Megakaryocyte progenitors']",
+        id="labels-not-mappable",
+    ),
+    pytest.param(
+        lambda c: mk.tl.annotate(
+            c.human,
+            labels=labels_csv(c.tmp, c.human),
+            label_map=label_map_csv(c.tmp, "Megakaryocyte"),
+        ),
+        MkcellError,
+        "targets ['Megakaryocyte'] are not mkcell states",
+        id="label-map-target-not-a-state",
+    ),
+    pytest.param(
+        lambda c: mk.tl.annotate(c.human, labels=c.tmp / "nope.csv"),
+        MkcellError,
+        "labels file",
+        id="labels-file-missing",
+    ),
+    pytest.param(
+        read_fake_ensembl,
+        MkcellError,
+        "pass gene_symbols=COLUMN (data.gene_symbols=COLUMN on the command line)",
+        id="ensembl-ids-unmappable",
+    ),
+    pytest.param(
+        lambda c: mk.io.read(
+            c.tmp / "x.h5ad" if c.human.write_h5ad(c.tmp / "x.h5ad") else c.tmp / "x.h5ad",
+            gene_symbols="symbol",
+        ),
+        MkcellError,
+        "gene_symbols='symbol': no such column",
+        id="gene-symbols-column-absent",
+    ),
+    pytest.param(
+        lambda c: mk.tl.annotate(without_mkp_markers(c.annotated)),
+        MkcellError,
+        "too few MkP marker genes to call MkP",
+        id="annotate-no-mkp-markers",
+    ),
     # registry
-    pytest.param(lambda c: mk.io.load("paul15_tradeseqq"), MkcellError, "did you mean 'paul15_tradeseq'", id="load-unknown-registry-id"),
-]  # fmt: skip
+    pytest.param(
+        lambda c: mk.io.load("paul15_tradeseqq"),
+        MkcellError,
+        "did you mean 'paul15_tradeseq'",
+        id="load-unknown-registry-id",
+    ),
+]  # fmt: skip (a table: one case per line, read across)
 
 
 @pytest.mark.parametrize(("call", "exc", "phrase"), API_CASES)
@@ -304,7 +540,8 @@ def cli_files(marrow, tmp_path_factory):
 
 
 def fake_reference(folder: Path, annotated: ad.AnnData) -> Path:
-    """A reference run folder as the workflow writes it, with a stand-in model (mapping fails before it is read)."""
+    """A reference run folder as the workflow writes it, with a stand-in model (mapping fails
+    before it is read)."""
     (folder / "model").mkdir(parents=True)
     (folder / "tables").mkdir()
     np.savez(folder / "model" / "weights.npz", w=np.zeros(1))
@@ -335,41 +572,224 @@ MOUSE = [*FILES, "data.inputs.mouse={d}/mouse.h5ad"]
 # (arguments, phrase of the message, where it fails: config = before Hydra starts, load /
 # map = in that stage; {d} = the folder of cli_files)
 CLI_CASES = [
-    pytest.param(["data=files", "debug=tiny"], "data=files needs an input: pass data.inputs.mouse=PATH", "config", id="files-both-inputs-null"),
-    pytest.param([*FILES, "data.inputs.human={d}/nope.h5ad"], "data.inputs.human={d}/nope.h5ad: no such file or folder", "config", id="missing-file"),
-    pytest.param([*FILES, "data.inputs.mouse={d}/text.h5ad"], "text.h5ad as an .h5ad file", "load", id="not-hdf5-with-h5ad-extension"),
-    pytest.param([*FILES, "data.inputs.mouse={d}/cut.h5ad"], "check that the file is complete", "load", id="truncated-h5ad"),
-    pytest.param([*FILES, "data.inputs.mouse={d}/counts.csv"], "unsupported file type '.csv'", "load", id="unsupported-extension"),
-    pytest.param([*FILES, "data.inputs.mouse={d}/empty.h5ad"], "holds an empty matrix (0 cells", "load", id="empty-h5ad"),
-    pytest.param([*FILES, "data.inputs.mouse={d}/dupcells.h5ad"], "duplicated cell names", "load", id="duplicated-cell-names"),
-    pytest.param([*FILES, "data.inputs.mouse={d}/lognorm.h5ad"], "looks normalized or log-transformed", "map", id="log-normalized-values"),
-    pytest.param([*FILES, "data.inputs.mouse={d}/nan.h5ad"], "contains NaN or inf", "map", id="nan-values"),
-    pytest.param([*FILES, "data.inputs.mouse={d}/upper.h5ad"], "the mouse input has human-style gene symbols", "map", id="mouse-genes-upper-cased"),
-    pytest.param(["debug=tiny", "data=files", "data.inputs.mouse={d}/human.h5ad", "data.inputs.human={d}/mouse.h5ad"], "are the mouse and human inputs swapped", "map", id="species-swapped"),
-    pytest.param([*MOUSE, "data.sample_key=smaple"], "no sample column 'smaple' in the input obs", "load", id="misspelled-sample-key"),
-    pytest.param([*MOUSE, "data.condition_key=Condition"], "no condition column 'Condition' in the input obs", "load", id="misspelled-condition-key"),
-    pytest.param([*MOUSE, "pool.contrasts=[[MDS,ctrl]]"], "pool.contrasts: condition(s) ['ctrl'] of contrast 'MDS vs ctrl' not found", "load", id="contrast-condition-absent"),
-    pytest.param([*MOUSE, "annotate.labels_key=celltype"], "annotate.labels_key=celltype: no such column", "load", id="labels-key-absent"),
-    pytest.param([*MOUSE, "annotate.labels_file={d}/labels.csv", "annotate.labels_column=cluster"], "labels file labels.csv: no label column 'cluster' (columns: ['cell', 'cell type']); set annotate.labels_column", "load", id="labels-file-wrong-column"),
-    pytest.param([*MOUSE, "annotate.labels_file={d}/labels.csv"], "labels that are not mkcell states: ['HSCs & MPPs', 'MEP / early ery', 'Megakaryocyte progenitors']", "load", id="label-not-mappable"),
-    pytest.param([*MOUSE, "annotate.labels_file={d}/labels.csv", "annotate.label_map_file={d}/map.csv"], "annotate.label_map_file: label map map.csv: targets ['Megakaryocyte'] are not mkcell states", "load", id="label-map-target-not-a-state"),
-    pytest.param([*MOUSE, "annotate.labels_file={d}/nope.csv"], "annotate.labels_file={d}/nope.csv: no such file", "config", id="labels-file-missing"),
-    pytest.param([*FILES, "data.inputs.human={d}/ensembl.h5ad"], "pass gene_symbols=COLUMN (data.gene_symbols=COLUMN on the command line)", "load", id="ensembl-ids-no-symbols"),
-    pytest.param(["debug=tiny", "data=files", "pool.contrasts=[[MDS,healthy]]", "data.inputs.human={d}/no_mkp_markers.h5ad"], "no MkP markers in the human input", "load", id="no-mkp-markers"),
-    pytest.param(["debug=tiny", "score.gmt={d}/sets.gmt"], "sets.gmt:3: not a GMT line", "config", id="gmt-unparsable"),
-    pytest.param(["debug=tiny", "data=registry", "data.id=paul15_tradeseqq"], "did you mean 'paul15_tradeseq'", "load", id="unknown-registry-id"),
-    pytest.param(["debug=tiny", "data=registry"], "data=registry needs a dataset id", "config", id="registry-without-id"),
-    pytest.param(["debug=tiny", "seed=abc"], "'seed=abc': Value 'abc' of type 'str' could not be converted to Integer", "config", id="seed-not-an-integer"),
-    pytest.param(["debug=tiny", "pool.contrast=[[MDS,control]]"], "unknown config key 'pool.contrast'", "config", id="unknown-config-key"),
-    pytest.param(["debug=tiny", "pool.denominator=cells"], "pool.denominator=cells: choose one of", "config", id="unknown-denominator"),
-    pytest.param(["debug=tiny", "hydra.run.dir={d}/a_file/run"], "cannot create the output folder", "config", id="unwritable-output-folder"),
-    # mode=map: the reference must be a trustworthy run folder holding the query's species and features (issue 15)
-    pytest.param([*MOUSE, "mode=map"], "mode=map needs a reference: pass reference.dir=RUN_DIR", "config", id="map-without-reference"),
-    pytest.param([*MOUSE, "mode=map", "reference.dir={d}"], "is not an mkcell reference: no reference/manifest.json", "config", id="map-wrong-folder"),
-    pytest.param([*MOUSE, "mode=map", "reference.dir={d}/ref_tampered"], "tables/pool_per_sample.csv does not match its checksum", "config", id="map-tampered-reference"),
-    pytest.param(["debug=tiny", "data=files", "pool.contrasts=[[MDS,healthy]]", "data.inputs.human={d}/human.h5ad", "mode=map", "reference.dir={d}/ref_mouse"], "holds ['mouse'] cells only, but the query has human cells", "config", id="map-species-the-reference-lacks"),
-    pytest.param([*FILES, "data.inputs.mouse={d}/few_genes.h5ad", "mode=map", "reference.dir={d}/ref_ok"], "the query holds only", "map", id="map-other-features"),
-]  # fmt: skip
+    pytest.param(
+        ["data=files", "debug=tiny"],
+        "data=files needs an input: pass data.inputs.mouse=PATH",
+        "config",
+        id="files-both-inputs-null",
+    ),
+    pytest.param(
+        [*FILES, "data.inputs.human={d}/nope.h5ad"],
+        "data.inputs.human={d}/nope.h5ad: no such file or folder",
+        "config",
+        id="missing-file",
+    ),
+    pytest.param(
+        [*FILES, "data.inputs.mouse={d}/text.h5ad"],
+        "text.h5ad as an .h5ad file",
+        "load",
+        id="not-hdf5-with-h5ad-extension",
+    ),
+    pytest.param(
+        [*FILES, "data.inputs.mouse={d}/cut.h5ad"],
+        "check that the file is complete",
+        "load",
+        id="truncated-h5ad",
+    ),
+    pytest.param(
+        [*FILES, "data.inputs.mouse={d}/counts.csv"],
+        "unsupported file type '.csv'",
+        "load",
+        id="unsupported-extension",
+    ),
+    pytest.param(
+        [*FILES, "data.inputs.mouse={d}/empty.h5ad"],
+        "holds an empty matrix (0 cells",
+        "load",
+        id="empty-h5ad",
+    ),
+    pytest.param(
+        [*FILES, "data.inputs.mouse={d}/dupcells.h5ad"],
+        "duplicated cell names",
+        "load",
+        id="duplicated-cell-names",
+    ),
+    pytest.param(
+        [*FILES, "data.inputs.mouse={d}/lognorm.h5ad"],
+        "looks normalized or log-transformed",
+        "map",
+        id="log-normalized-values",
+    ),
+    pytest.param(
+        [*FILES, "data.inputs.mouse={d}/nan.h5ad"], "contains NaN or inf", "map", id="nan-values"
+    ),
+    pytest.param(
+        [*FILES, "data.inputs.mouse={d}/upper.h5ad"],
+        "the mouse input has human-style gene symbols",
+        "map",
+        id="mouse-genes-upper-cased",
+    ),
+    pytest.param(
+        [
+            "debug=tiny",
+            "data=files",
+            "data.inputs.mouse={d}/human.h5ad",
+            "data.inputs.human={d}/mouse.h5ad",
+        ],
+        "are the mouse and human inputs swapped",
+        "map",
+        id="species-swapped",
+    ),
+    pytest.param(
+        [*MOUSE, "data.sample_key=smaple"],
+        "no sample column 'smaple' in the input obs",
+        "load",
+        id="misspelled-sample-key",
+    ),
+    pytest.param(
+        [*MOUSE, "data.condition_key=Condition"],
+        "no condition column 'Condition' in the input obs",
+        "load",
+        id="misspelled-condition-key",
+    ),
+    pytest.param(
+        [*MOUSE, "pool.contrasts=[[MDS,ctrl]]"],
+        "pool.contrasts: condition(s) ['ctrl'] of contrast 'MDS vs ctrl' not found",
+        "load",
+        id="contrast-condition-absent",
+    ),
+    pytest.param(
+        [*MOUSE, "annotate.labels_key=celltype"],
+        "annotate.labels_key=celltype: no such column",
+        "load",
+        id="labels-key-absent",
+    ),
+    pytest.param(
+        [*MOUSE, "annotate.labels_file={d}/labels.csv", "annotate.labels_column=cluster"],
+        "labels file labels.csv: no label column 'cluster' (columns: ['cell', 'cell type']); "
+        "set annotate.labels_column",
+        "load",
+        id="labels-file-wrong-column",
+    ),
+    pytest.param(
+        [*MOUSE, "annotate.labels_file={d}/labels.csv"],
+        "labels that are not mkcell states: "
+        "['HSCs & MPPs', 'MEP / early ery', 'Megakaryocyte progenitors']",
+        "load",
+        id="label-not-mappable",
+    ),
+    pytest.param(
+        [*MOUSE, "annotate.labels_file={d}/labels.csv", "annotate.label_map_file={d}/map.csv"],
+        "annotate.label_map_file: label map map.csv: "
+        "targets ['Megakaryocyte'] are not mkcell states",
+        "load",
+        id="label-map-target-not-a-state",
+    ),
+    pytest.param(
+        [*MOUSE, "annotate.labels_file={d}/nope.csv"],
+        "annotate.labels_file={d}/nope.csv: no such file",
+        "config",
+        id="labels-file-missing",
+    ),
+    pytest.param(
+        [*FILES, "data.inputs.human={d}/ensembl.h5ad"],
+        "pass gene_symbols=COLUMN (data.gene_symbols=COLUMN on the command line)",
+        "load",
+        id="ensembl-ids-no-symbols",
+    ),
+    pytest.param(
+        [
+            "debug=tiny",
+            "data=files",
+            "pool.contrasts=[[MDS,healthy]]",
+            "data.inputs.human={d}/no_mkp_markers.h5ad",
+        ],
+        "no MkP markers in the human input",
+        "load",
+        id="no-mkp-markers",
+    ),
+    pytest.param(
+        ["debug=tiny", "score.gmt={d}/sets.gmt"],
+        "sets.gmt:3: not a GMT line",
+        "config",
+        id="gmt-unparsable",
+    ),
+    pytest.param(
+        ["debug=tiny", "data=registry", "data.id=paul15_tradeseqq"],
+        "did you mean 'paul15_tradeseq'",
+        "load",
+        id="unknown-registry-id",
+    ),
+    pytest.param(
+        ["debug=tiny", "data=registry"],
+        "data=registry needs a dataset id",
+        "config",
+        id="registry-without-id",
+    ),
+    pytest.param(
+        ["debug=tiny", "seed=abc"],
+        "'seed=abc': Value 'abc' of type 'str' could not be converted to Integer",
+        "config",
+        id="seed-not-an-integer",
+    ),
+    pytest.param(
+        ["debug=tiny", "pool.contrast=[[MDS,control]]"],
+        "unknown config key 'pool.contrast'",
+        "config",
+        id="unknown-config-key",
+    ),
+    pytest.param(
+        ["debug=tiny", "pool.denominator=cells"],
+        "pool.denominator=cells: choose one of",
+        "config",
+        id="unknown-denominator",
+    ),
+    pytest.param(
+        ["debug=tiny", "hydra.run.dir={d}/a_file/run"],
+        "cannot create the output folder",
+        "config",
+        id="unwritable-output-folder",
+    ),
+    # mode=map: the reference must be a trustworthy run folder holding the query's species and
+    # features (issue 15)
+    pytest.param(
+        [*MOUSE, "mode=map"],
+        "mode=map needs a reference: pass reference.dir=RUN_DIR",
+        "config",
+        id="map-without-reference",
+    ),
+    pytest.param(
+        [*MOUSE, "mode=map", "reference.dir={d}"],
+        "is not an mkcell reference: no reference/manifest.json",
+        "config",
+        id="map-wrong-folder",
+    ),
+    pytest.param(
+        [*MOUSE, "mode=map", "reference.dir={d}/ref_tampered"],
+        "tables/pool_per_sample.csv does not match its checksum",
+        "config",
+        id="map-tampered-reference",
+    ),
+    pytest.param(
+        [
+            "debug=tiny",
+            "data=files",
+            "pool.contrasts=[[MDS,healthy]]",
+            "data.inputs.human={d}/human.h5ad",
+            "mode=map",
+            "reference.dir={d}/ref_mouse",
+        ],
+        "holds ['mouse'] cells only, but the query has human cells",
+        "config",
+        id="map-species-the-reference-lacks",
+    ),
+    pytest.param(
+        [*FILES, "data.inputs.mouse={d}/few_genes.h5ad", "mode=map", "reference.dir={d}/ref_ok"],
+        "the query holds only",
+        "map",
+        id="map-other-features",
+    ),
+]  # fmt: skip (a table: one case per line, read across)
 
 
 def _env() -> dict[str, str]:
@@ -396,8 +816,13 @@ def test_cli_bad_input(args, phrase, where, cli_files, tmp_path):
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "workflows.main", *args],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     elapsed = time.perf_counter() - t0
     after = {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
@@ -473,7 +898,7 @@ def test_gene_symbols_disagreeing_with_casing_warns(marrow):
     assert any("gene_symbols='mouse' but the symbols look human" in m for m in messages), messages
 
 
-# --------------------------------------------------------------------------- inputs never modified (API)
+# ---------------------------------------------------------------------- inputs never modified (API)
 
 
 def _snapshot(a: ad.AnnData) -> dict:
@@ -553,7 +978,9 @@ UNSAFE = re.compile(
     r"\bread_pickle\(|allow_pickle\s*=\s*True|\byaml\.(unsafe_)?load\(|\byaml\.full_load\(|"
     r"\.load_from_checkpoint\(|\b(SCVI|SysVI|SCANVI|model\.\w+)\.load\(|(?<![.\w])eval\(|(?<![.\w])exec\("
 )
-ALLOWED: set[str] = set()  # builtin eval/exec only: a torch module's .eval() (inference mode) is not a deserialiser
+ALLOWED: set[str] = (
+    set()
+)  # builtin eval/exec only: a torch module's .eval() (inference mode) is not a deserialiser
 
 
 def test_no_unsafe_deserialisation_of_user_files():
@@ -580,11 +1007,19 @@ def test_load_refuses_checksum_mismatch_before_reading(tmp_path, monkeypatch):
     monkeypatch.setenv("MKCELL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(_registry, "registry_dir", lambda: reg)
     entry = {
-        "id": "toy", "title": "Toy", "species": "mouse", "tissue": "bone marrow", "assay": "10x",
-        "urls": ["https://example.org/toy.h5ad"], "sha256": hashlib.sha256(b"the real file").hexdigest(),
-        "format": "h5ad", "shape": {"n_obs": None, "n_vars": None},
-        "obs_columns": {"sample": None, "cell_type": None}, "citation_doi": "10.1000/toy", "license": "CC0",
-    }  # fmt: skip
+        "id": "toy",
+        "title": "Toy",
+        "species": "mouse",
+        "tissue": "bone marrow",
+        "assay": "10x",
+        "urls": ["https://example.org/toy.h5ad"],
+        "sha256": hashlib.sha256(b"the real file").hexdigest(),
+        "format": "h5ad",
+        "shape": {"n_obs": None, "n_vars": None},
+        "obs_columns": {"sample": None, "cell_type": None},
+        "citation_doi": "10.1000/toy",
+        "license": "CC0",
+    }
     (reg / "toy.yaml").write_text(yaml.safe_dump(entry))
     monkeypatch.setattr(
         _fetch, "_download", lambda url, path, **kw: Path(path).write_bytes(b"tampered")
@@ -605,7 +1040,8 @@ def test_load_refuses_checksum_mismatch_before_reading(tmp_path, monkeypatch):
 
 
 def test_load_warns_and_says_what_still_runs_without_mature_mk_markers(marrow, caplog):
-    """No Mk panel genes (a targeted panel without PF4, PPBP, GP9 ...): a warning at load, not an error."""
+    """No Mk panel genes (a targeted panel without PF4, PPBP, GP9 ...): a warning at load, not
+    an error."""
     import logging
 
     from omegaconf import OmegaConf

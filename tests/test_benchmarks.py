@@ -51,7 +51,10 @@ def test_run_watched_kills_a_run_past_the_memory_cap(tmp_path):
     import sys
 
     c = _common()
-    grow = "import time\nx = []\nfor _ in range(40):\n    x.append(bytearray(50 * 2**20)); time.sleep(0.05)\nprint('survived')"
+    grow = (
+        "import time\nx = []\nfor _ in range(40):\n"
+        "    x.append(bytearray(50 * 2**20)); time.sleep(0.05)\nprint('survived')"
+    )
     res = c.run_watched(
         [sys.executable, "-c", grow],
         cwd=tmp_path,

@@ -1,4 +1,5 @@
-"""CD34+-sorted samples on a targeted panel (issue 14): the sort, and MkP calls and pool against the truth."""
+"""CD34+-sorted samples on a targeted panel (issue 14): the sort, and MkP calls and pool against
+the truth."""
 
 from __future__ import annotations
 

@@ -121,9 +121,16 @@ def test_seed_override():
 
 @pytest.mark.parametrize(
     "override",
-    ["integrat.max_epochs=3", "integrate.max_epoch=3", "data.n_cell=5", "seed=abc", "integrate.max_epochs=many",
-     "integrate.model=foo", "data=nope"],
-)  # fmt: skip
+    [
+        "integrat.max_epochs=3",
+        "integrate.max_epoch=3",
+        "data.n_cell=5",
+        "seed=abc",
+        "integrate.max_epochs=many",
+        "integrate.model=foo",
+        "data=nope",
+    ],
+)
 def test_bad_overrides_fail_at_compose(override):
     with pytest.raises(Exception):  # noqa: B017,PT011 - Hydra / OmegaConf exceptions
         _compose([override])

@@ -31,9 +31,7 @@ LISTS = {"run": STAGES, "map": MAP_STAGES}
 
 def _all_modules() -> set[str]:
     return {
-        p.relative_to(ROOT).as_posix()
-        for p in ROOT.rglob("*.py")
-        if "__pycache__" not in p.parts
+        p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.py") if "__pycache__" not in p.parts
     }
 
 

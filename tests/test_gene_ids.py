@@ -1,4 +1,5 @@
-"""Gene identifiers on reading: Ensembl IDs through the shipped tables, or a var column of symbols."""
+"""Gene identifiers on reading: Ensembl IDs through the shipped tables, or a var column of
+symbols."""
 
 from __future__ import annotations
 

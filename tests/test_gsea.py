@@ -95,8 +95,13 @@ def test_pseudobulk_gsea_and_heatmap_on_cells(sim, tmp_path):
         tab, meta, "condition", ("MDS", "healthy"), gene_sets=sets, permutations=50, min_size=5
     )
     assert res.set_index("term").loc["HALLMARK_E2F_TARGETS", "nes"] > 0
-    fig = mk.pl.e2f_heatmap(tab, meta, "condition", save=tmp_path / "e2f.png")
+    # the plot draws the genes gsea recorded for the set (those in the table)
+    e2f = res.set_index("term").loc["HALLMARK_E2F_TARGETS", "genes"].split(";")
+    assert e2f and set(e2f) <= set(tab.columns)
+    fig = mk.pl.e2f_heatmap(tab, meta, "condition", result=res, save=tmp_path / "e2f.png")
     assert (tmp_path / "e2f.png").stat().st_size > 0
     plt.close(fig)
+    with pytest.raises(MkcellError, match="not in the GSEA result"):
+        mk.pl.e2f_heatmap(tab, meta, "condition", result=res, gene_set="HALLMARK_APOPTOSIS")
     with pytest.raises(MkcellError, match="state"):
         pseudobulk(a, "sample", state="MkP", state_key="nope")

@@ -91,7 +91,10 @@ def test_gpu_training(small):
 
 
 def test_equalize_within_states_ignores_composition():
-    """Same expression per state, different composition (a CD34+-like species): only 'states' sees no species effect."""
+    """Same expression per state, different composition (a CD34+-like species).
+
+    Only 'states' sees no species effect.
+    """
     rng = np.random.default_rng(0)
     species = np.array(["mouse"] * 600 + ["human"] * 600)
     # mouse: half progenitors, half mature; human: 90% progenitors (sorted)

@@ -9,8 +9,14 @@ import pytest
 import mkcell as mk
 from mkcell._settings import MkcellError
 
-NAMES = {"HSC/MPP": "HSCs & MPPs", "MEP": "MEP / early ery", "MkP": "Megakaryocyte progenitors",
-         "Mk": "Mk + platelets", "erythroid": "Erythroid", "myeloid": "Myeloid"}  # fmt: skip
+NAMES = {
+    "HSC/MPP": "HSCs & MPPs",
+    "MEP": "MEP / early ery",
+    "MkP": "Megakaryocyte progenitors",
+    "Mk": "Mk + platelets",
+    "erythroid": "Erythroid",
+    "myeloid": "Myeloid",
+}
 
 
 @pytest.fixture(scope="module")

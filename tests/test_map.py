@@ -34,10 +34,22 @@ def ref_run(tmp_path_factory):
         args.append(f"data.inputs.{s}={d / f'ref_{s}.h5ad'}")
     run = d / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "workflows.main", "debug=tiny", "data=files", *args, f"hydra.run.dir={run}"],
-        cwd=d, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "workflows.main",
+            "debug=tiny",
+            "data=files",
+            *args,
+            f"hydra.run.dir={run}",
+        ],
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
         env={**__import__("os").environ, "MPLBACKEND": "Agg"},
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run / "reference" / "manifest.json").is_file()
     return {"run": run, "query": mk.pp.concat_species(query), "dir": d}
@@ -123,14 +135,38 @@ def _other_features(p: Path) -> Path:
 
 
 BAD = [
-    pytest.param(lambda run, tmp: tmp, "is not an mkcell reference: no reference/manifest.json", id="wrong-folder"),
+    pytest.param(
+        lambda run, tmp: tmp,
+        "is not an mkcell reference: no reference/manifest.json",
+        id="wrong-folder",
+    ),
     pytest.param(lambda run, tmp: tmp / "nope", "no such folder", id="no-folder"),
-    pytest.param(lambda run, tmp: _tamper(_copy(run, tmp / "r")), "tables/pool_per_sample.csv does not match its checksum", id="tampered-file"),
-    pytest.param(lambda run, tmp: (_copy(run, tmp / "r") / "model" / "weights.npz").unlink() or tmp / "r", "model/weights.npz is missing", id="missing-file"),
-    pytest.param(lambda run, tmp: _edit_manifest(_copy(run, tmp / "r"), mkcell_version="7.0.0"), "another major version", id="other-major-version"),
-    pytest.param(lambda run, tmp: _other_features(_copy(run, tmp / "r")), "features differ from the", id="model-features-differ"),
-    pytest.param(lambda run, tmp: _edit_manifest(_copy(run, tmp / "r"), species=["mouse"]), "the query holds human cells but the reference", id="species-lacking"),
-]  # fmt: skip
+    pytest.param(
+        lambda run, tmp: _tamper(_copy(run, tmp / "r")),
+        "tables/pool_per_sample.csv does not match its checksum",
+        id="tampered-file",
+    ),
+    pytest.param(
+        lambda run, tmp: (_copy(run, tmp / "r") / "model" / "weights.npz").unlink() or tmp / "r",
+        "model/weights.npz is missing",
+        id="missing-file",
+    ),
+    pytest.param(
+        lambda run, tmp: _edit_manifest(_copy(run, tmp / "r"), mkcell_version="7.0.0"),
+        "another major version",
+        id="other-major-version",
+    ),
+    pytest.param(
+        lambda run, tmp: _other_features(_copy(run, tmp / "r")),
+        "features differ from the",
+        id="model-features-differ",
+    ),
+    pytest.param(
+        lambda run, tmp: _edit_manifest(_copy(run, tmp / "r"), species=["mouse"]),
+        "the query holds human cells but the reference",
+        id="species-lacking",
+    ),
+]
 
 
 @pytest.mark.parametrize(("make", "phrase"), BAD)
@@ -163,15 +199,34 @@ def test_cli_map_writes_the_outputs(ref_run, tmp_path):
         args.append(f"data.inputs.{s}={tmp_path / f'{s}.h5ad'}")
     out = tmp_path / "mapped"
     proc = subprocess.run(
-        [sys.executable, "-m", "workflows.main", "mode=map", f"reference.dir={ref_run['run']}", "data=files",
-         "reference.max_epochs=5", *args, f"hydra.run.dir={out}"],
-        cwd=d, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "workflows.main",
+            "mode=map",
+            f"reference.dir={ref_run['run']}",
+            "data=files",
+            "reference.max_epochs=5",
+            *args,
+            f"hydra.run.dir={out}",
+        ],
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
         env={**__import__("os").environ, "MPLBACKEND": "Agg"},
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == str(out.resolve())
-    for rel in ("tables/pool_vs_reference.csv", "tables/pool_per_sample.csv", "tables/map_per_sample.csv",
-                "figures/reference_map.png", "report.html", "mkcell.h5ad"):  # fmt: skip
+    for rel in (
+        "tables/pool_vs_reference.csv",
+        "tables/pool_per_sample.csv",
+        "tables/map_per_sample.csv",
+        "figures/reference_map.png",
+        "report.html",
+        "mkcell.h5ad",
+    ):
         assert (out / rel).is_file(), rel
     assert "Mapping onto the reference" in (out / "report.html").read_text()
     mapped = ad.read_h5ad(out / "mkcell.h5ad")

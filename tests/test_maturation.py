@@ -55,7 +55,7 @@ def test_default_transition_and_mds_shift(sim, obs_adata):
 
 
 def test_bootstrap_resamples_samples_not_cells(sim, obs_adata):
-    """Duplicating every cell leaves a sample bootstrap unchanged (a cell bootstrap would narrow)."""
+    """Duplicating every cell leaves a sample bootstrap unchanged (a cell one would narrow)."""
     a = obs_adata(sim["mouse"])
     a = a[
         a.obs["sample"].isin(["mouse_MDS_1", "mouse_MDS_2", "mouse_control_1", "mouse_control_2"])

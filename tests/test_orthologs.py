@@ -35,7 +35,7 @@ def test_uppercasing_is_not_a_mapping():
 
 
 def test_many_to_one_is_merged_by_summing_counts():
-    from mkcell.pp._ortholog_table import best_partners
+    from mkcell._ortholog_table import best_partners
 
     best = best_partners("mouse")
     # find two mouse genes whose best human partner is the same

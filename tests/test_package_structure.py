@@ -34,8 +34,74 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    code = "import sys, mkcell; heavy = [m for m in ('scvi', 'cellrank', 'torch', 'pertpy') if m in sys.modules]; print(heavy)"
+    code = (
+        "import sys, mkcell; "
+        "heavy = [m for m in ('scvi', 'cellrank', 'torch', 'pertpy') if m in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "[]", out
+
+
+# ---------------------------------------------------------------- one return convention
+
+TL_WRITERS = sorted(
+    name
+    for name in mk.tl.__all__
+    if "key_added" in inspect.signature(getattr(mk.tl, name)).parameters
+)
+
+
+@pytest.mark.parametrize("name", TL_WRITERS)
+def test_tools_that_write_take_copy_and_return_none_or_the_copy(name):
+    """scanpy's convention: write to adata and return None; copy=True returns the copy."""
+    sig = inspect.signature(getattr(mk.tl, name))
+    copy = sig.parameters.get("copy")
+    assert copy is not None, f"mk.tl.{name} has key_added but no copy="
+    assert copy.default is False and copy.kind is copy.KEYWORD_ONLY
+    assert sig.return_annotation in ("AnnData | None", "None"), (name, sig.return_annotation)
+
+
+def _design_adata():
+    """Obs-only AnnData: 2 conditions x 3 samples, MkP / Mk / HSC/MPP cells on a pseudotime."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for cond, shift in (("control", 0.0), ("MDS", 0.1)):
+        for i in range(3):
+            for state, n in (("MkP", 12 + 4 * i), ("Mk", 10), ("HSC/MPP", 20)):
+                for _ in range(n):
+                    t = rng.uniform(0, 0.5) if state == "MkP" else rng.uniform(0.5, 1.0)
+                    rows.append(
+                        {
+                            "sample": f"{cond}_{i}",
+                            "condition": cond,
+                            "species": "mouse",
+                            "mk_state": state,
+                            "mk_pseudotime": t if state != "HSC/MPP" else np.nan,
+                            "mk_score_e2f_targets": rng.normal(shift, 1.0),
+                        }
+                    )
+    obs = pd.DataFrame(rows, index=[f"c{i}" for i in range(len(rows))])
+    return ad.AnnData(X=np.zeros((len(obs), 1), dtype=np.float32), obs=obs)
+
+
+@pytest.mark.parametrize(
+    ("tool", "key", "kwargs"),
+    [
+        ("progenitor_pool", "mk_pool", {}),
+        ("maturation_shift", "mk_maturation", {"n_boot": 10}),
+        ("compare_scores", "mk_score_compare", {"keys": ["mk_score_e2f_targets"]}),
+    ],
+)
+def test_copy_returns_new_adata_and_leaves_input(tool, key, kwargs):
+    fn = getattr(mk.tl, tool)
+    a = _design_adata()
+    b = fn(a, copy=True, **kwargs)
+    assert b is not a and key in b.uns and key not in a.uns
+    assert fn(a, **kwargs) is None and key in a.uns

@@ -57,8 +57,10 @@ def test_per_sample_equals_truth_and_columns(sim, obs_adata):
     assert np.corrcoef(per["mkp_fraction"], truth["mkp_fraction"])[0, 1] >= 0.9
     # one row per (species, contrast) that has both conditions
     assert set(zip(con["species"], con["contrast"], strict=True)) == {
-        ("mouse", "MDS vs control"), ("mouse", "MDS_drug vs MDS"), ("human", "MDS vs healthy"),
-    }  # fmt: skip
+        ("mouse", "MDS vs control"),
+        ("mouse", "MDS_drug vs MDS"),
+        ("human", "MDS vs healthy"),
+    }
     assert (
         res["params"]["denominator"] == "auto"
     )  # whole marrow with mature Mk: auto keeps MkP / (MkP + Mk)
@@ -265,9 +267,16 @@ def test_plot_reads_keys(sim, tmp_path, obs_adata):
 
 @pytest.mark.parametrize(
     "func",
-    ["tl.progenitor_pool", "tl.maturation_shift", "tl.composition", "tl.da_neighbourhoods",
-     "pl.pool", "pl.pseudotime_density", "pl.da_neighbourhoods"],
-)  # fmt: skip
+    [
+        "tl.progenitor_pool",
+        "tl.maturation_shift",
+        "tl.composition",
+        "tl.da_neighbourhoods",
+        "pl.pool",
+        "pl.pseudotime_density",
+        "pl.da_neighbourhoods",
+    ],
+)
 def test_signature_conventions(func):
     mod, name = func.split(".")
     f = getattr(getattr(mk, mod), name)
@@ -298,7 +307,10 @@ def test_results_survive_h5ad(sim, tmp_path, obs_adata):
 
 
 def test_auto_denominator_without_mature_mk(sim, obs_adata, caplog):
-    """CD34+-like cohorts (mature Mk removed): auto takes MkP / HSPC and says why; whole marrow keeps MkP / (MkP + Mk)."""
+    """CD34+-like cohorts (mature Mk removed): auto takes MkP / HSPC and says why.
+
+    Whole marrow keeps MkP / (MkP + Mk).
+    """
     a = obs_adata(sim["mouse"], sim["human"])
     human_mk = ((a.obs["species"] == "human") & (a.obs["mk_state"] == "Mk")).to_numpy()
     a = a[~human_mk].copy()
@@ -320,12 +332,18 @@ def test_auto_denominator_without_mature_mk(sim, obs_adata, caplog):
 
 
 def test_auto_denominator_counts_mature_mk_by_stage(obs_adata):
-    """A CD34+ sort keeps immature Mk: with the trajectory's stages, only mature_Mk count as mature."""
-    a = obs_adata(mk.datasets.simulate_marrow(4000, n_genes=800, species=("human",), seed=3)["human"])
+    """A CD34+ sort keeps immature Mk: with the trajectory's stages only mature_Mk count."""
+    a = obs_adata(
+        mk.datasets.simulate_marrow(4000, n_genes=800, species=("human",), seed=3)["human"]
+    )
     a.obs["mk_stage"] = a.obs["true_stage"].astype(str)
     mk.tl.progenitor_pool(a, contrasts=[["MDS", "healthy"]])
-    assert a.uns["mk_pool"]["denominator_choice"]["denominator"].iloc[0] == "mk_lineage"  # whole marrow
-    sorted_ = a[a.obs["true_stage"].astype(str) != "mature_Mk"].copy()  # immature Mk are still called Mk
+    assert (
+        a.uns["mk_pool"]["denominator_choice"]["denominator"].iloc[0] == "mk_lineage"
+    )  # whole marrow
+    sorted_ = a[
+        a.obs["true_stage"].astype(str) != "mature_Mk"
+    ].copy()  # immature Mk are still called Mk
     assert (sorted_.obs["mk_state"] == "Mk").sum() > 5 * sorted_.obs["sample"].nunique()
     mk.tl.progenitor_pool(sorted_, contrasts=[["MDS", "healthy"]])
     choice = sorted_.uns["mk_pool"]["denominator_choice"]

@@ -1,4 +1,4 @@
-"""Real data: Paul et al. 2015 — Mk cells lie after MEP, in the published Slingshot order."""
+"""Real data: Paul et al. 2015 — MkP (cluster 8) lie after MEP, in the published Slingshot order."""
 
 import numpy as np
 import pytest
@@ -13,15 +13,15 @@ def paul():
     mk.pp.highly_variable_genes(a, n_top_genes=240, batch_key=None, exclude_cycle_genes=True)
     mk.integrate.scvi(a, batch_key="Amp_batch_ID", max_epochs=60, seed=0)
     mk.tl.annotate(a, labels_key="paul15_state")
-    mk.tl.trajectory(a, lineage=("MEP", "Mk"), root_state="MEP", terminal_state="Mk")
+    mk.tl.trajectory(a, lineage=("MEP", "MkP"), root_state="MEP", terminal_state="MkP")
     return a
 
 
 def test_mk_after_mep_and_slingshot_order(paul):
     o = paul.obs
-    lin = o["paul15_state"].isin(["MEP", "Mk"]) & o["mk_pseudotime"].notna()
+    lin = o["paul15_state"].isin(["MEP", "MkP"]) & o["mk_pseudotime"].notna()
     med = o[lin].groupby("paul15_state", observed=True)["mk_pseudotime"].median()
-    assert med["Mk"] > med["MEP"]
+    assert med["MkP"] > med["MEP"]
     rho = spearmanr(
         o.loc[lin, "mk_pseudotime"], o.loc[lin, "slingPseudotime_1"], nan_policy="omit"
     )[0]

@@ -1,4 +1,5 @@
-"""Zhu et al. 2021 (177 human CD34+ cells, Ensembl IDs, one donor per condition) from the command line."""
+"""Zhu et al. 2021 (177 human CD34+ cells, Ensembl IDs, one donor per condition) from the
+command line."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def test_shipped_file_and_accessor():
     assert raw.shape == (177, 39031)
     assert raw.var_names[0].startswith("ENSG")
     assert raw.obs.groupby(["donor", "condition"], observed=True).size().to_dict() == {
-        ("Ctrl3", "control"): 91, ("P17", "nonSAA"): 86,
-    }  # fmt: skip
+        ("Ctrl3", "control"): 91,
+        ("P17", "nonSAA"): 86,
+    }
     X = raw.X
     assert np.issubdtype(X.dtype, np.integer) and (np.asarray(X.sum(0)).ravel() > 0).all()
     a = mk.datasets.zhu2021_cd34()
@@ -48,14 +50,20 @@ def _mkcell(*args: str, cwd) -> tuple[subprocess.CompletedProcess, float]:  # no
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "workflows.main", *args],
-        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     return proc, time.perf_counter() - t0
 
 
 @pytest.mark.slow
 def test_zhu2021_end_to_end_cli(tmp_path, record_property):
-    """Ensembl IDs mapped on reading, no replicates: the contrast says so; then the same run with labels from files."""
+    """Ensembl IDs mapped on reading, no replicates: the contrast says so; then the same run with
+    labels from files."""
     digest = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
     run_dir = tmp_path / "run"
     common = (
@@ -65,7 +73,7 @@ def test_zhu2021_end_to_end_cli(tmp_path, record_property):
         "data.condition_key=condition",
         "pool.contrasts=[[nonSAA,control]]",
         f"hydra.run.dir={run_dir}",
-    )  # fmt: skip  (full settings: about 40 s on 2 cores)
+    )
     proc, elapsed = _mkcell(*common, cwd=tmp_path)
     record_property("seconds", round(elapsed, 1))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -96,8 +104,15 @@ def test_zhu2021_end_to_end_cli(tmp_path, record_property):
         assert adata.obs["mk_pseudotime"].notna().any()
 
     # own labels with spaces and punctuation, from files: annotation skipped, integration reused
-    names = {"HSC/MPP": "HSCs & MPPs", "MEP": "MEP / early erythroid", "MkP": "Megakaryocyte progenitors",
-             "Mk": "Mk + platelets", "erythroid": "Erythroid", "myeloid": "Myeloid", "other": "Unknown cells"}  # fmt: skip
+    names = {
+        "HSC/MPP": "HSCs & MPPs",
+        "MEP": "MEP / early erythroid",
+        "MkP": "Megakaryocyte progenitors",
+        "Mk": "Mk + platelets",
+        "erythroid": "Erythroid",
+        "myeloid": "Myeloid",
+        "other": "Unknown cells",
+    }
     labels = adata.obs["mk_state"].astype(str).map(names)
     labels_csv, map_csv = tmp_path / "my labels.csv", tmp_path / "map.csv"
     pd.DataFrame({"barcode": adata.obs_names, "cell type": labels}).to_csv(labels_csv, index=False)
@@ -109,9 +124,13 @@ def test_zhu2021_end_to_end_cli(tmp_path, record_property):
     ).to_csv(map_csv, index=False)
     before = labels_csv.read_bytes(), map_csv.read_bytes()
     proc, _ = _mkcell(
-        *common, f"annotate.labels_file={labels_csv}", "annotate.labels_cell_column=barcode",
-        "annotate.labels_column='cell type'", f"annotate.label_map_file={map_csv}", cwd=tmp_path,
-    )  # fmt: skip
+        *common,
+        f"annotate.labels_file={labels_csv}",
+        "annotate.labels_cell_column=barcode",
+        "annotate.labels_column='cell type'",
+        f"annotate.label_map_file={map_csv}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (labels_csv.read_bytes(), map_csv.read_bytes()) == before
     assert "stage integrate  skipped" in proc.stderr

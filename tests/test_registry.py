@@ -32,11 +32,19 @@ REQUIRED_IDS = {
 
 def _entry(**changes) -> dict:
     entry = {
-        "id": "toy", "title": "Toy", "species": "mouse", "tissue": "bone marrow", "assay": "10x",
-        "urls": ["https://example.org/toy.h5ad"], "sha256": None, "format": "h5ad",
-        "shape": {"n_obs": None, "n_vars": None}, "obs_columns": {"sample": None, "cell_type": None},
-        "citation_doi": "10.1000/toy", "license": "CC0",
-    }  # fmt: skip
+        "id": "toy",
+        "title": "Toy",
+        "species": "mouse",
+        "tissue": "bone marrow",
+        "assay": "10x",
+        "urls": ["https://example.org/toy.h5ad"],
+        "sha256": None,
+        "format": "h5ad",
+        "shape": {"n_obs": None, "n_vars": None},
+        "obs_columns": {"sample": None, "cell_type": None},
+        "citation_doi": "10.1000/toy",
+        "license": "CC0",
+    }
     entry.update(changes)
     return entry
 
@@ -100,7 +108,9 @@ def test_validate_entry_hash_forms():
 def test_unknown_id_lists_known():
     with pytest.raises(
         MkcellError,
-        match="unknown dataset 'paul16'; did you mean 'paul15'.*known ids: .*dahlin18.*olsson16_fig1b",
+        match=(
+            "unknown dataset 'paul16'; did you mean 'paul15'.*known ids: .*dahlin18.*olsson16_fig1b"
+        ),
     ):
         mk.io.registry_entry("paul16")
     with pytest.raises(MkcellError, match="known ids"):

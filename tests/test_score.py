@@ -14,7 +14,8 @@ import scipy.sparse as sp
 import mkcell as mk
 from mkcell._genesets import builtin_sets
 from mkcell._settings import MkcellError, MkcellWarning
-from mkcell.tl._score import call_phase, detect_species, translate_genes
+from mkcell._species import detect_species
+from mkcell.tl._score import call_phase, translate_genes
 
 SET_KEYS = [
     "mk_score_e2f_targets",

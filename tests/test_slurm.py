@@ -43,8 +43,11 @@ def _sacct(job: str) -> list[list[str]]:
     """Every run of ``job`` (requeued runs included): JobID, State, ExitCode, Elapsed."""
     out = subprocess.run(
         ["sacct", "-X", "-D", "-n", "-P", "-o", "JobID,State,ExitCode,Elapsed", "-j", job],
-        capture_output=True, text=True, check=True, timeout=30,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
     return [line.split("|") for line in out.splitlines() if line.strip()]
 
 
@@ -75,10 +78,24 @@ def _seed0_job_past_map(tmp_path: Path, folder: Path, *overrides: str):
     Yields (process, job id); on leaving, a job still running is killed and cancelled.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workflows.main", "-m", "hydra/launcher=slurm_cpu", "debug=tiny",
-         "seed=0", *LOCAL, *overrides, f"hydra.sweep.dir={folder}"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "workflows.main",
+            "-m",
+            "hydra/launcher=slurm_cpu",
+            "debug=tiny",
+            "seed=0",
+            *LOCAL,
+            *overrides,
+            f"hydra.sweep.dir={folder}",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(
             lambda: (folder / "0" / "stages" / "map.done.json").exists(), proc, "the map stage"
@@ -104,7 +121,8 @@ def _contract_files(run: Path) -> None:
 
 
 def _attempts(log: str) -> list[dict[str, str]]:
-    """Stage lines of mkcell.log, one dict per start of the run (each start runs or skips `load`)."""
+    """Stage lines of mkcell.log, one dict per start of the run (each start runs or skips
+    `load`)."""
     parts: list[list[str]] = []
     for line in log.splitlines():
         if "stage load " in line and "done in" not in line:
@@ -208,11 +226,19 @@ def test_gpu_launcher_asks_for_the_config(tmp_path):
     """
     folder = tmp_path / "gpu"
     proc, _ = mkcell(
-        "-m", "hydra/launcher=slurm_gpu", "compute=gpu", "compute.devices=2", "debug=tiny",
-        "hydra.launcher.cpus_per_task=2", "hydra.launcher.mem_gb=5", "hydra.launcher.timeout_min=17",
-        "+hydra.launcher.additional_parameters.test_only=true", f"hydra.sweep.dir={folder}",
-        cwd=tmp_path, timeout=180,
-    )  # fmt: skip
+        "-m",
+        "hydra/launcher=slurm_gpu",
+        "compute=gpu",
+        "compute.devices=2",
+        "debug=tiny",
+        "hydra.launcher.cpus_per_task=2",
+        "hydra.launcher.mem_gb=5",
+        "hydra.launcher.timeout_min=17",
+        "+hydra.launcher.additional_parameters.test_only=true",
+        f"hydra.sweep.dir={folder}",
+        cwd=tmp_path,
+        timeout=180,
+    )
     assert proc.returncode != 0  # the test-only submission never gives a job id
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("mkcell: error:"), proc.stderr
     (script,) = (folder / ".submitit").glob(".submission_file_*.sh")
@@ -234,9 +260,15 @@ def test_gpu_launcher_asks_for_the_config(tmp_path):
 def test_wrong_partition_or_account_one_line(setting, tmp_path):
     folder = tmp_path / "refused"
     proc, _ = mkcell(
-        "-m", "hydra/launcher=slurm_cpu", "debug=tiny", *LOCAL, f"hydra.launcher.{setting}=nope",
-        f"hydra.sweep.dir={folder}", cwd=tmp_path, timeout=180,
-    )  # fmt: skip
+        "-m",
+        "hydra/launcher=slurm_cpu",
+        "debug=tiny",
+        *LOCAL,
+        f"hydra.launcher.{setting}=nope",
+        f"hydra.sweep.dir={folder}",
+        cwd=tmp_path,
+        timeout=180,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("mkcell: error: Slurm refused the job (")
@@ -262,10 +294,15 @@ def test_launcher_problems_named_before_submitting(monkeypatch, tmp_path):
 
 def test_sbatch_refusal_names_the_setting():
     launcher = compose(["hydra/launcher=slurm_cpu", "hydra.launcher.mem_gb=900"]).hydra.launcher
-    err = subprocess.CalledProcessError(1, ["sbatch", "x.sh"], stderr=(
-        "sbatch: error: Memory specification can not be satisfied\n"
-        "sbatch: error: Batch job submission failed: Requested node configuration is not available"
-    ))  # fmt: skip
+    err = subprocess.CalledProcessError(
+        1,
+        ["sbatch", "x.sh"],
+        stderr=(
+            "sbatch: error: Memory specification can not be satisfied\n"
+            "sbatch: error: Batch job submission failed: Requested node configuration is "
+            "not available"
+        ),
+    )
     exc = RuntimeError("wrapped")
     exc.__cause__ = err
     reason = sbatch_refusal(exc)
@@ -281,8 +318,13 @@ def test_slurm_launcher_without_sbatch_one_line(tmp_path):
     env = _env() | {"PATH": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, "-m", "workflows.main", "-m", "hydra/launcher=slurm_cpu", "debug=tiny"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "`sbatch`, which is not on PATH" in proc.stderr
     assert not (tmp_path / "multirun").exists()

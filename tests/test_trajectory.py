@@ -1,4 +1,4 @@
-"""Integration -> annotation -> trajectory on simulated marrow with strong cycling (one shared run)."""
+"""Integration -> annotation -> trajectory on simulated marrow, strong cycling (one shared run)."""
 
 import pytest
 from scipy.stats import spearmanr
@@ -10,7 +10,8 @@ from mkcell._settings import MkcellError
 
 @pytest.fixture(scope="module")
 def traj():
-    # each phase moves 80 unlisted genes (a tenth of the filler genes, as in the hardest benchmark setting)
+    # each phase moves 80 unlisted genes (a tenth of the filler genes, as in the hardest
+    # benchmark setting)
     sim = mk.datasets.simulate_marrow(
         3000, n_genes=1400, n_species_only=20, cycle_strength=2.0, n_cycle_genes=80, seed=11
     )

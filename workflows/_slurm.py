@@ -19,7 +19,9 @@ SHOW_LAUNCHER = "`mkcell --cfg hydra -p hydra.launcher` shows what is asked"
 
 
 def launcher_problem(cfg: DictConfig, *, multirun: bool) -> str | None:
-    """Return what is wrong with the chosen Slurm launcher (None when nothing is, or none is chosen).
+    """Return what is wrong with the chosen Slurm launcher, or None.
+
+    None when nothing is wrong, or no Slurm launcher is chosen.
 
     Parameters
     ----------
@@ -32,27 +34,34 @@ def launcher_problem(cfg: DictConfig, *, multirun: bool) -> str | None:
     if not choice.startswith("slurm"):
         return None
     if not multirun:
-        return f"hydra/launcher={choice} submits only with -m: write `mkcell -m hydra/launcher={choice} ...` (without -m the run would start here)"
+        return (
+            f"hydra/launcher={choice} submits only with -m: "
+            f"write `mkcell -m hydra/launcher={choice} ...` (without -m the run would start here)"
+        )
     devices = cfg.compute.devices
     if choice == "slurm_gpu" and (
         cfg.compute.accelerator != "gpu" or not isinstance(devices, int) or devices < 1
     ):
         return (
             f"hydra/launcher=slurm_gpu asks Slurm for compute.devices GPUs per task, but "
-            f"compute.accelerator={cfg.compute.accelerator} compute.devices={devices}; add compute=gpu "
-            "(one GPU) or compute=gpu compute.devices=N, or use hydra/launcher=slurm_cpu"
+            f"compute.accelerator={cfg.compute.accelerator} compute.devices={devices}; "
+            "add compute=gpu (one GPU) or compute=gpu compute.devices=N, "
+            "or use hydra/launcher=slurm_cpu"
         )
     if shutil.which("sbatch") is None:
         return (
-            f"hydra/launcher={choice} submits with Slurm's `sbatch`, which is not on PATH; run on the "
-            "cluster's login node (`make slurm-up` starts a local one-node Slurm), or use "
-            "hydra/launcher=submitit_local"
+            f"hydra/launcher={choice} submits with Slurm's `sbatch`, which is not on PATH; "
+            "run on the cluster's login node (`make slurm-up` starts a local one-node Slurm), "
+            "or use hydra/launcher=submitit_local"
         )
     return None
 
 
 def sbatch_refusal(exc: BaseException) -> str | None:
-    """Slurm's reason when ``sbatch`` refused a submission (submitit raises it from the failed call)."""
+    """Slurm's reason when ``sbatch`` refused a submission.
+
+    ``exc`` is what submitit raises from the failed call.
+    """
     cause = exc.__cause__
     if not (isinstance(cause, subprocess.CalledProcessError) and cause.cmd):
         return None

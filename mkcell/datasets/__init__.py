@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._markers import marker_panels, panel_profile_scores
+from .._markers import marker_panels, panel_profile_scores
 from ._real import olsson16_fig1b, paul15_subset, zhu2021_cd34
 from ._scenarios import cd34_sorted
 from ._simulate import simulate_marrow

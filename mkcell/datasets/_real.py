@@ -7,15 +7,26 @@ from anndata import AnnData
 
 from .._utils import data_path
 
-#: Paul et al. 2015 clusters -> mkcell states (cluster 8 "Mk" is the Mk-lineage progenitor cluster).
+#: Paul et al. 2015 clusters -> mkcell states. Paul sorted Lin- c-Kit+ Sca-1- myeloid progenitors
+#: (their Fig. 1), a gate that holds no mature, polyploid megakaryocytes; cluster 8 ("Mk", Pf4,
+#: Itga2b, Gp9 high) is the Mk-committed progenitor cluster, so it maps to ``MkP``. The same answer
+#: is in ``configs/experiment/paul15_real.yaml``.
 PAUL15_STATES = {
     **{f"{i}Ery": "erythroid" for i in range(1, 7)},
     "7MEP": "MEP",
-    "8Mk": "Mk",
-    "9GMP": "myeloid", "10GMP": "myeloid", "11DC": "other", "12Baso": "myeloid", "13Baso": "myeloid",
-    "14Mo": "myeloid", "15Mo": "myeloid", "16Neu": "myeloid", "17Neu": "myeloid", "18Eos": "myeloid",
+    "8Mk": "MkP",
+    "9GMP": "myeloid",
+    "10GMP": "myeloid",
+    "11DC": "other",
+    "12Baso": "myeloid",
+    "13Baso": "myeloid",
+    "14Mo": "myeloid",
+    "15Mo": "myeloid",
+    "16Neu": "myeloid",
+    "17Neu": "myeloid",
+    "18Eos": "myeloid",
     "19Lymph": "other",
-}  # fmt: skip
+}
 
 
 def paul15_subset() -> AnnData:
@@ -23,10 +34,10 @@ def paul15_subset() -> AnnData:
 
     The tradeSeq subset with Paul cluster IDs (``paul15_clusters``: ``7MEP``, ``8Mk``...),
     batch columns, the published Slingshot pseudotimes and weights (``slingPseudotime_1/2``,
-    ``slingWeight_1/2``, defined for every cell; lineage 1 runs from MEP through the Mk
-    cluster on into the GMP / myeloid clusters, lineage 2 is erythroid; Mk is no lineage's
-    end), ``obs['paul15_state']`` (clusters mapped to mkcell states with
-    :data:`PAUL15_STATES`) and ``obs['species'] = "mouse"``.
+    ``slingWeight_1/2``, defined for every cell; lineage 1 runs from MEP through cluster 8
+    on into the GMP / myeloid clusters, lineage 2 is erythroid), ``obs['paul15_state']``
+    (clusters mapped to mkcell states with :data:`PAUL15_STATES`) and
+    ``obs['species'] = "mouse"``.
     """
     adata = ad.read_h5ad(data_path("real", "paul15_tradeseq.h5ad"))
     adata.obs["paul15_state"] = (

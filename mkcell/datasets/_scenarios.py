@@ -8,9 +8,9 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._genesets import builtin_sets
+from .._markers import marker_panels
 from .._settings import MkcellError, logger
-from ..pp._hvg import species_gene_set
-from ._markers import marker_panels
+from .._species import species_gene_set
 
 #: Cells a CD34+ sort keeps: progenitors, MkP, the earliest immature Mk and the earliest
 #: erythroid / myeloid progenitors (position along their branch below these values).
@@ -60,7 +60,10 @@ def cd34_sorted(
     """
     need = {"true_state", "true_branch", "true_progress", K.SAMPLE}
     if not need <= set(adata.obs.columns):
-        msg = f"cd34_sorted needs a simulate_marrow AnnData (obs {sorted(need - set(adata.obs.columns))} missing)"
+        msg = (
+            "cd34_sorted needs a simulate_marrow AnnData (obs "
+            f"{sorted(need - set(adata.obs.columns))} missing)"
+        )
         raise MkcellError(msg)
     if not 0 <= impurity < 1:
         msg = f"impurity={impurity}; use a share in [0, 1)"
@@ -104,7 +107,10 @@ def _targeted_panel(
     cycle = list(rng.choice(cycle, size=len(cycle) // 2, replace=False)) if cycle else []
     chosen = [g for g in names if g in panel] + [g for g in cycle if g in names and g not in panel]
     if n < len(chosen):
-        msg = f"panel_genes={n} is fewer than the {len(chosen)} panel and cycle genes kept; use at least {len(chosen)}"
+        msg = (
+            f"panel_genes={n} is fewer than the {len(chosen)} panel and cycle genes kept; "
+            f"use at least {len(chosen)}"
+        )
         raise MkcellError(msg)
     taken = set(chosen) | drop
     rest = np.asarray([g for g in names if g not in taken])
@@ -113,12 +119,21 @@ def _targeted_panel(
 
 
 def sample_truth(obs: pd.DataFrame) -> pd.DataFrame:
-    """Per-sample true MkP counts and fractions (of the Mk lineage, of HSPC, of all cells) from ``obs`` truth."""
+    """Per-sample true MkP counts and fractions from the truth in ``obs``.
+
+    Fractions of the Mk lineage, of HSPC and of all cells.
+    """
     st = obs["true_state"].astype(str)
-    g = pd.DataFrame({
-        K.SAMPLE: obs[K.SAMPLE].astype(str), K.SPECIES: obs[K.SPECIES].astype(str), K.CONDITION: obs[K.CONDITION].astype(str),
-        "mkp": st == K.MKP, "lin": st.isin(K.MK_LINEAGE), "hspc": st.isin(K.HSPC),
-    }).groupby([K.SAMPLE, K.SPECIES, K.CONDITION], observed=True)  # fmt: skip
+    g = pd.DataFrame(
+        {
+            K.SAMPLE: obs[K.SAMPLE].astype(str),
+            K.SPECIES: obs[K.SPECIES].astype(str),
+            K.CONDITION: obs[K.CONDITION].astype(str),
+            "mkp": st == K.MKP,
+            "lin": st.isin(K.MK_LINEAGE),
+            "hspc": st.isin(K.HSPC),
+        }
+    ).groupby([K.SAMPLE, K.SPECIES, K.CONDITION], observed=True)
     t = g.agg(
         n_cells=("mkp", "size"),
         n_mkp=("mkp", "sum"),

@@ -36,10 +36,10 @@ from scipy.special import expit, logit
 
 from .. import _keys as K
 from .._genesets import builtin_sets
+from .._markers import marker_panels
+from .._ortholog_table import best_partners
 from .._settings import MkcellError, logger
 from .._utils import data_path
-from ..pp._ortholog_table import best_partners
-from ._markers import marker_panels
 
 #: Conditions simulated per species (a mouse model with a treatment arm; patients).
 CONDITIONS = {"mouse": ("control", "MDS", "MDS_drug"), "human": ("healthy", "MDS")}
@@ -57,21 +57,39 @@ GRADIENT_GENES = 20
 #: Unlisted genes each cycle phase moves, by default (up and down).
 N_CYCLE_GENES = 120
 #: Mean composition of a sample (``mk`` = MkP + Mk).
-COMPOSITION = {"HSC/MPP": 0.12, "MEP": 0.10, "mk": 0.22, "erythroid": 0.26, "myeloid": 0.30}
+COMPOSITION = {K.HSC_MPP: 0.12, "MEP": 0.10, "mk": 0.22, "erythroid": 0.26, "myeloid": 0.30}
 #: Share of cycling (S or G2M) cells per state in controls; for Mk it is the share at
 #: the start of the immature stage (endomitosis), falling to ``MATURE_CYCLING``.
-CYCLING = {"HSC/MPP": 0.25, "MEP": 0.6, "MkP": 0.5, "Mk": 0.35, "erythroid": 0.55, "myeloid": 0.45}
+CYCLING = {K.HSC_MPP: 0.25, "MEP": 0.6, "MkP": 0.5, "Mk": 0.35, "erythroid": 0.55, "myeloid": 0.45}
 MATURE_CYCLING = 0.03
-#: Extra cycling share of MkP (and, halved, immature Mk) in MDS at ``mds_effect=1``: up to 80% of MkP cycle.
+#: Extra cycling share of MkP (and, halved, immature Mk) in MDS at ``mds_effect=1``: up to 80%
+#: of MkP cycle.
 MDS_EXTRA_CYCLING = 0.3
 PROGRAMS = (
-    "hsc", "mep", "mkp", "mk", "ery", "my",
-    "mk_g0", "mk_g1", "mk_g2", "mk_g3", "mk_g4", "mk_g5",
-    "ery_g0", "ery_g1", "ery_g2", "my_g0", "my_g1", "my_g2",
-    "S", "G2M", "mds_e2f",
-)  # fmt: skip
+    "hsc",
+    "mep",
+    "mkp",
+    "mk",
+    "ery",
+    "my",
+    "meg_g0",
+    "meg_g1",
+    "meg_g2",
+    "meg_g3",
+    "meg_g4",
+    "meg_g5",
+    "ery_g0",
+    "ery_g1",
+    "ery_g2",
+    "my_g0",
+    "my_g1",
+    "my_g2",
+    "S",
+    "G2M",
+    "mds_e2f",
+)
 _P = {p: i for i, p in enumerate(PROGRAMS)}
-_BRANCH_STATE = {"hsc": "HSC/MPP", "mep": "MEP", "ery": "erythroid", "my": "myeloid"}
+_BRANCH_STATE = {"hsc": K.HSC_MPP, "mep": "MEP", "ery": "erythroid", "my": "myeloid"}
 
 
 @dataclass
@@ -118,7 +136,10 @@ def _design(
     needed = list(dict.fromkeys(list(panels["human"]) + [g for s in sets.values() for g in s]))
     key = [g for g in needed if g in pairs.index]
     if n_genes < len(key) + 120:
-        msg = f"n_genes={n_genes} is too small: the marker panels and gene sets alone need {len(key)}; use n_genes >= {len(key) + 120}"
+        msg = (
+            f"n_genes={n_genes} is too small: the marker panels and gene sets alone need "
+            f"{len(key)}; use n_genes >= {len(key) + 120}"
+        )
         raise MkcellError(msg)
     rest = np.asarray(pairs.index.difference(key))
     fill = sorted(rng.choice(rest, size=n_genes - len(key), replace=False))
@@ -147,7 +168,7 @@ def _design(
         return rng.choice(fill_idx, size=n, replace=False)
 
     state_prog = {
-        "HSC/MPP": "hsc",
+        K.HSC_MPP: "hsc",
         "MEP": "mep",
         "MkP": "mkp",
         "Mk": "mk",
@@ -209,7 +230,8 @@ def _design(
         )
         base[sp_name] = b
         theta[sp_name] = np.exp(rng.normal(np.log(6.0), 0.5, n_all))
-        # the same programs in both species, with species-specific strengths (gene x species interaction)
+        # the same programs in both species, with species-specific strengths
+        # (gene x species interaction)
         loadings[sp_name] = W * np.exp(rng.normal(0, 0.25 * species_effect, W.shape))
     cycle = (
         pd.concat(unlisted, ignore_index=True)
@@ -244,7 +266,7 @@ def _activities(branch: np.ndarray, t: np.ndarray) -> np.ndarray:
     # immature Mk (MKP_END..IMMATURE_END) gain the Mk program continuously; mature Mk hold it
     A[m, _P["mk"]] = imm**0.8
     for k in range(6):
-        A[m, _P[f"mk_g{k}"]] = np.exp(-((t[m] - k / 5) ** 2) / (2 * 0.15**2))
+        A[m, _P[f"meg_g{k}"]] = np.exp(-((t[m] - k / 5) ** 2) / (2 * 0.15**2))
     for b, prog in (("ery", "ery"), ("my", "my")):
         m = on(b)
         A[m, _P[prog]] = np.sqrt(t[m])
@@ -274,9 +296,18 @@ def _role(condition: str) -> str:
 
 
 def _simulate_sample(
-    rng: np.random.Generator, design: _Design, species: str, sample: str, condition: str, n: int,
-    mkp_fraction: float, mds_effect: float, rescue: float, batch: np.ndarray, depth: float,
-) -> AnnData:  # fmt: skip
+    rng: np.random.Generator,
+    design: _Design,
+    species: str,
+    sample: str,
+    condition: str,
+    n: int,
+    mkp_fraction: float,
+    mds_effect: float,
+    rescue: float,
+    batch: np.ndarray,
+    depth: float,
+) -> AnnData:
     role = _role(condition)
     strength = {"control": 0.0, "mds": mds_effect, "treated": mds_effect * (1 - rescue)}[role]
     comp = rng.dirichlet(np.array(list(COMPOSITION.values())) * 300)
@@ -471,12 +502,19 @@ def simulate_marrow(
             parts.append(a)
             lin = a.obs["true_state"].isin(K.MK_LINEAGE)
             n_mkp = int((a.obs["true_state"] == K.MKP).sum())
-            rows.append({
-                "sample": sample, "species": sp_name, "condition": cond, "n_cells": a.n_obs,
-                "n_mk_lineage": int(lin.sum()), "n_mkp": n_mkp,
-                "mkp_fraction": n_mkp / max(int(lin.sum()), 1), "mkp_fraction_expected": frac,
-                "mkp_fraction_of_all": n_mkp / a.n_obs,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "sample": sample,
+                    "species": sp_name,
+                    "condition": cond,
+                    "n_cells": a.n_obs,
+                    "n_mk_lineage": int(lin.sum()),
+                    "n_mkp": n_mkp,
+                    "mkp_fraction": n_mkp / max(int(lin.sum()), 1),
+                    "mkp_fraction_expected": frac,
+                    "mkp_fraction_of_all": n_mkp / a.n_obs,
+                }
+            )
             logger.debug("simulated %s: %d cells", sample, a.n_obs)
         adata = _concat(parts)
         for col in (K.SPECIES, K.SAMPLE, K.CONDITION, "true_state", "true_branch", "true_phase"):
@@ -492,17 +530,28 @@ def simulate_marrow(
         cyc = design.cycle_genes
         adata.uns[K.TRUTH] = {
             "samples": pd.DataFrame(rows),
-            "cycle_genes": pd.DataFrame({
-                "gene": [design.genes[sp_name][int(j)] for j in cyc["column"]],
-                "phase": cyc["phase"].astype(str).to_numpy(), "log_fold_change": cyc["log_fold_change"].to_numpy(float),
-            }),  # fmt: skip
+            "cycle_genes": pd.DataFrame(
+                {
+                    "gene": [design.genes[sp_name][int(j)] for j in cyc["column"]],
+                    "phase": cyc["phase"].astype(str).to_numpy(),
+                    "log_fold_change": cyc["log_fold_change"].to_numpy(float),
+                }
+            ),
             "params": {
-                "n_cells": n_cells, "mds_effect": mds_effect, "treatment_rescue": treatment_rescue,
-                "cycle_strength": cycle_strength, "n_cycle_genes": n_cycle_genes, "species_effect": species_effect,
-                "batch_sd": batch_sd, "seed": seed, "immature_end": IMMATURE_END, "stall_time": STALL_TIME,
-                "mkp_end": MKP_END, "null": bool(null or mds_effect == 0),
+                "n_cells": n_cells,
+                "mds_effect": mds_effect,
+                "treatment_rescue": treatment_rescue,
+                "cycle_strength": cycle_strength,
+                "n_cycle_genes": n_cycle_genes,
+                "species_effect": species_effect,
+                "batch_sd": batch_sd,
+                "seed": seed,
+                "immature_end": IMMATURE_END,
+                "stall_time": STALL_TIME,
+                "mkp_end": MKP_END,
+                "null": bool(null or mds_effect == 0),
             },
-        }  # fmt: skip
+        }
         out[sp_name] = adata
         logger.info("simulated %s marrow: %d cells x %d genes", sp_name, adata.n_obs, adata.n_vars)
     return out

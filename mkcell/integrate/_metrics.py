@@ -8,9 +8,11 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
+from .._graph import stored_distances
 from .._jax import jax_x64
 from .._settings import MkcellError, logger
 from .._utils import check_obs_key, get_counts, log_write
+from ..pp._normalize import log_normalize_matrix
 
 N_NEIGHBORS = 30
 
@@ -30,9 +32,9 @@ def pca_baseline(
         if features_key and features_key in adata.var
         else np.ones(adata.n_vars, bool)
     )
-    tmp = AnnData(X=sp.csr_matrix(get_counts(adata), dtype=np.float32)[:, feats])
-    sc.pp.normalize_total(tmp, target_sum=1e4)
-    sc.pp.log1p(tmp)
+    # scaled by each cell's total over the features (not over all genes, as the cache is)
+    counts = sp.csr_matrix(get_counts(adata), dtype=np.float32)[:, feats]
+    tmp = AnnData(X=log_normalize_matrix(counts))
     n = int(min(n_comps, tmp.n_vars - 1, tmp.n_obs - 1))
     sc.pp.pca(tmp, n_comps=n, random_state=0)
     adata.obsm[key_added] = tmp.obsm["X_pca"].astype(np.float32)
@@ -46,6 +48,24 @@ def knn(X: np.ndarray, k: int = N_NEIGHBORS) -> np.ndarray:
     k = min(k, X.shape[0] - 1)
     idx = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X, return_distance=False)
     return idx[:, 1:]
+
+
+def _stored_knn(adata: AnnData, key: str, n_cells: int) -> np.ndarray | None:
+    """:func:`knn` of all cells, from the stored graph when it agrees (else None).
+
+    It agrees when it was built on ``obsm[key]`` with ``N_NEIGHBORS`` neighbours besides
+    the cell itself, and all cells are used (no subsampling).
+    """
+    if n_cells != adata.n_obs:
+        logger.debug("integration metrics on %d subsampled cells: their own kNN graph", n_cells)
+        return None
+    dist = stored_distances(adata, key, N_NEIGHBORS + 1, what="integration metrics")
+    k = min(N_NEIGHBORS, adata.n_obs - 1)
+    if dist is None or (np.diff(dist.indptr) != k).any():
+        return None
+    rows = np.repeat(np.arange(adata.n_obs), k)
+    order = np.lexsort((dist.data, rows))  # by cell, then nearest first
+    return dist.indices[order].reshape(adata.n_obs, k)
 
 
 def cross_species_mixing(
@@ -141,7 +161,8 @@ def metrics(
     rows = {}
     for name, key in (("value", embedding_key), ("baseline_value", baseline_key)):
         X = np.asarray(adata.obsm[key])[cells]
-        idx = knn(X)
+        idx = _stored_knn(adata, key, cells.size)
+        idx = knn(X) if idx is None else idx
         vals = {}
         if len(set(species)) > 1:
             vals["cross_species_mixing"] = cross_species_mixing(idx, species, labels)

@@ -118,14 +118,15 @@ def marker_states(
     adata: AnnData, species_key: str = K.SPECIES, layer: str | None = None
 ) -> np.ndarray:
     """A rough state per cell before integration: the best marker panel within its species ('other' if none scores above 0)."""
-    from ..tl._annotate import lognorm, panel_scores
+    from .._markers import panel_scores
+    from ..pp._normalize import log_normalize
 
     species = adata.obs[species_key].astype(str).to_numpy()
     out = np.full(adata.n_obs, "other", dtype=object)
+    X = log_normalize(adata, layer)  # per-cell scaling: its rows are each species' own
     for s in np.unique(species):
         m = species == s
-        sub = adata[m]
-        scores, _ = panel_scores(sub, lognorm(sub, layer))
+        scores, _ = panel_scores(adata[m], X[m])
         if scores.shape[1]:
             S = scores.to_numpy()
             best = np.asarray(scores.columns)[S.argmax(1)].astype(object)
@@ -273,7 +274,7 @@ def scvi(
 
         cc = cycle_scores(adata, layer=layer, seed=seed)
         adata.obsm[K.CYCLE_COVARIATES] = cc.to_numpy(np.float32)
-        continuous = [f"mk_cycle_{c}" for c in cc.columns]
+        continuous = [f"{K.CYCLE_COVARIATE_PREFIX}{c}" for c in cc.columns]
         sub.obs[continuous] = cc.to_numpy(np.float32)
         log_write("obsm", K.CYCLE_COVARIATES)
     if model == "scvi":
@@ -285,10 +286,9 @@ def scvi(
         )
         net = scvi_mod.model.SCVI(sub, n_latent=n_latent, n_layers=n_layers, n_hidden=n_hidden)
     else:
-        import scanpy as sc
+        from ..pp._normalize import log_normalize_matrix
 
-        sc.pp.normalize_total(sub, target_sum=1e4)
-        sc.pp.log1p(sub)
+        sub.X = log_normalize_matrix(sub.X)  # of the thinned training features, not the cache
         scvi_mod.external.SysVI.setup_anndata(
             sub,
             batch_key=species_key,

@@ -77,7 +77,10 @@ def fetch(
     """
     scheme = urlparse(url).scheme
     if scheme not in _SCHEMES:
-        msg = f"cannot download {url!r}: unsupported scheme {scheme!r}; use one of {', '.join(_SCHEMES)}"
+        msg = (
+            f"cannot download {url!r}: unsupported scheme {scheme!r}; "
+            f"use one of {', '.join(_SCHEMES)}"
+        )
         raise MkcellError(msg)
     dest = Path(dest_dir).expanduser() if dest_dir is not None else cache_dir() / "downloads"
     dest = dest / (filename or _filename(url))

@@ -87,7 +87,10 @@ def to_symbols(
     if gene_symbols is not None:
         if gene_symbols not in adata.var.columns:
             cols = ", ".join(map(str, adata.var.columns)) or "none"
-            msg = f"gene_symbols={gene_symbols!r}: no such column in the var of {where} (var columns: [{cols}]); pass the column that holds gene symbols"
+            msg = (
+                f"gene_symbols={gene_symbols!r}: no such column in the var of {where} "
+                f"(var columns: [{cols}]); pass the column that holds gene symbols"
+            )
             raise MkcellError(msg)
         sym = adata.var[gene_symbols].astype(object).where(adata.var[gene_symbols].notna(), "")
         symbols = pd.Series(sym.astype(str).str.strip().to_numpy(), index=ids)
@@ -103,8 +106,10 @@ def to_symbols(
         return adata
     if (symbols == "").all():
         msg = (
-            f"none of the {len(ids)} gene IDs of {where} (e.g. {ids[0]!r}) has a gene symbol in the {source}; "
-            "pass gene_symbols=COLUMN (data.gene_symbols=COLUMN on the command line) naming the var column with symbols"
+            f"none of the {len(ids)} gene IDs of {where} (e.g. {ids[0]!r}) "
+            f"has a gene symbol in the {source}; "
+            "pass gene_symbols=COLUMN (data.gene_symbols=COLUMN on the command line) "
+            "naming the var column with symbols"
         )
         raise MkcellError(msg)
     has = symbols != ""
@@ -126,9 +131,15 @@ def to_symbols(
         "n_unmapped": int(n.get(STATUS_UNMAPPED, 0)),
     }
     logger.info(
-        "%s: gene IDs -> symbols via the %s: %d mapped, %d summed into shared symbols, %d without a symbol kept as IDs (`adata.uns['%s']['genes']`)",
-        where, source, n.get(STATUS_MAPPED, 0), n.get(STATUS_SUMMED, 0), n.get(STATUS_UNMAPPED, 0), K.GENE_IDS,
-    )  # fmt: skip
+        "%s: gene IDs -> symbols via the %s: %d mapped, %d summed into shared symbols, "
+        "%d without a symbol kept as IDs (`adata.uns['%s']['genes']`)",
+        where,
+        source,
+        n.get(STATUS_MAPPED, 0),
+        n.get(STATUS_SUMMED, 0),
+        n.get(STATUS_UNMAPPED, 0),
+        K.GENE_IDS,
+    )
     return out
 
 

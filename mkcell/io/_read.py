@@ -8,13 +8,14 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import _keys as K
 from .._settings import MkcellError, logger
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 SUPPORTED = ".h5ad file, 10x .h5 file (CellRanger HDF5) or 10x mtx folder"
-INPUT_KEY = "mk_input"
+INPUT_KEY = K.INPUT
 _SPECIES = ("mouse", "human")
 _MTX_LAYOUTS = {
     # CellRanger >= 3: everything gzipped; CellRanger 2: plain text with genes.tsv
@@ -81,7 +82,10 @@ def read(
     elif path.suffix == ".h5":
         fmt, adata = "10x_h5", _read_10x_h5(path)
     else:
-        msg = f"cannot read {path}: unsupported file type {path.suffix or '(no extension)'!r}; pass an {SUPPORTED}"
+        msg = (
+            f"cannot read {path}: unsupported file type {path.suffix or '(no extension)'!r}; "
+            f"pass an {SUPPORTED}"
+        )
         raise MkcellError(msg)
     if adata.n_vars > 0:
         from ._gene_ids import to_symbols
@@ -96,7 +100,10 @@ def finish(adata: AnnData, path: Path, *, fmt: str, species: str | None = None) 
     import scipy.sparse as sp
 
     if adata.n_obs == 0 or adata.n_vars == 0:
-        msg = f"{path} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes); pass a file with cells and genes"
+        msg = (
+            f"{path} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes); "
+            "pass a file with cells and genes"
+        )
         raise MkcellError(msg)
     if not adata.obs_names.is_unique:
         dups = adata.obs_names[adata.obs_names.duplicated()].unique()
@@ -127,7 +134,10 @@ def finish(adata: AnnData, path: Path, *, fmt: str, species: str | None = None) 
 
 def _unreadable(path: Path, what: str, err: BaseException) -> MkcellError:
     reason = " ".join(str(err).split())[:160] or type(err).__name__
-    msg = f"cannot read {path} as {what} ({type(err).__name__}: {reason}); check that the file is complete and really is {what}"
+    msg = (
+        f"cannot read {path} as {what} ({type(err).__name__}: {reason}); "
+        f"check that the file is complete and really is {what}"
+    )
     return MkcellError(msg)
 
 
@@ -157,7 +167,10 @@ def _read_10x_h5(path: Path) -> AnnData:
     except Exception as err:  # noqa: BLE001
         raise _unreadable(path, what, err) from None
     if not keys:
-        msg = f"{path} is an empty HDF5 file, not {what}; pass the filtered_feature_bc_matrix.h5 from CellRanger"
+        msg = (
+            f"{path} is an empty HDF5 file, not {what}; pass the filtered_feature_bc_matrix.h5 "
+            "from CellRanger"
+        )
         raise MkcellError(msg)
     if "obs" in keys and "var" in keys:
         msg = f"{path} looks like an AnnData file, not {what}; rename it to .h5ad"
@@ -182,7 +195,10 @@ def _mtx_files(path: Path) -> tuple[str, tuple[str, str, str]]:
         )
         raise MkcellError(msg)
     if len(matrices) > 1:
-        msg = f"folder {path} holds several matrices ({', '.join(matrices)}); put each sample in its own folder"
+        msg = (
+            f"folder {path} holds several matrices ({', '.join(matrices)}); "
+            "put each sample in its own folder"
+        )
         raise MkcellError(msg)
     prefix = re.sub(r"matrix\.mtx(\.gz)?$", "", matrices[0])
     for layout in _MTX_LAYOUTS.values():
@@ -194,8 +210,10 @@ def _mtx_files(path: Path) -> tuple[str, tuple[str, str, str]]:
     missing = [f"{prefix}{n}" for n in expected if f"{prefix}{n}" not in present]
     if missing:
         msg = (
-            f"10x mtx folder {path} lacks {', '.join(missing)}; a 10x folder needs {prefix}matrix.mtx(.gz), "
-            f"{prefix}features.tsv.gz (or genes.tsv) and {prefix}barcodes.tsv(.gz) — copy the missing file from the CellRanger output"
+            f"10x mtx folder {path} lacks {', '.join(missing)}; "
+            f"a 10x folder needs {prefix}matrix.mtx(.gz), "
+            f"{prefix}features.tsv.gz (or genes.tsv) and {prefix}barcodes.tsv(.gz) — "
+            "copy the missing file from the CellRanger output"
         )
     else:  # pragma: no cover - all files present but in a mixed layout is caught above
         msg = f"10x mtx folder {path} has an unexpected layout"

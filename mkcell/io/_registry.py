@@ -26,13 +26,25 @@ FORMATS = {
     "h5ad_raw": "an .h5ad whose .raw holds the raw counts (X normalised); load returns .raw",
     "10x_h5": "a CellRanger HDF5 file",
     "10x_mtx_tar": "a tar archive of 10x mtx folders (one per sample)",
-    "tsv_genes_x_cells": "a tab-separated (optionally gzipped) table, genes in rows, cells in columns",
+    "tsv_genes_x_cells": (
+        "a tab-separated (optionally gzipped) table, genes in rows, cells in columns"
+    ),
     "tar_tsv_genes_x_cells": "a tar archive of such tables, one per sample",
 }
 REQUIRED = (
-    "id", "title", "species", "tissue", "assay", "urls", "sha256", "format", "shape",
-    "obs_columns", "citation_doi", "license",
-)  # fmt: skip
+    "id",
+    "title",
+    "species",
+    "tissue",
+    "assay",
+    "urls",
+    "sha256",
+    "format",
+    "shape",
+    "obs_columns",
+    "citation_doi",
+    "license",
+)
 OPTIONAL = ("notes", "file")
 SPECIES = ("mouse", "human")
 SAMPLE_COLUMN = "sample"
@@ -40,7 +52,10 @@ _TABLE_SUFFIXES = (".txt.gz", ".tsv.gz", ".txt", ".tsv")
 
 
 def registry_dir() -> Path:
-    """Folder of the registry YAML files (``data_registry/`` of a source checkout, else the installed copy)."""
+    """Folder of the registry YAML files.
+
+    ``data_registry/`` of a source checkout, else the installed copy.
+    """
     repo = Path(__file__).resolve().parents[2] / "data_registry"
     return repo if repo.is_dir() else data_path("registry")
 
@@ -84,19 +99,40 @@ def list_datasets() -> pd.DataFrame:
     import pandas as pd
 
     columns = [
-        "id", "title", "species", "tissue", "assay", "format", "n_obs", "n_vars",
-        "sample_key", "cell_type_key", "n_files", "citation_doi", "license",
-    ]  # fmt: skip
+        "id",
+        "title",
+        "species",
+        "tissue",
+        "assay",
+        "format",
+        "n_obs",
+        "n_vars",
+        "sample_key",
+        "cell_type_key",
+        "n_files",
+        "citation_doi",
+        "license",
+    ]
     rows = []
     for dataset_id in _known_ids():
         e = registry_entry(dataset_id)
-        rows.append({
-            "id": e["id"], "title": e["title"], "species": e["species"], "tissue": e["tissue"],
-            "assay": e["assay"], "format": e["format"], "n_obs": e["shape"]["n_obs"],
-            "n_vars": e["shape"]["n_vars"], "sample_key": e["obs_columns"]["sample"],
-            "cell_type_key": e["obs_columns"]["cell_type"], "n_files": len(e["urls"]),
-            "citation_doi": e["citation_doi"], "license": e["license"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": e["id"],
+                "title": e["title"],
+                "species": e["species"],
+                "tissue": e["tissue"],
+                "assay": e["assay"],
+                "format": e["format"],
+                "n_obs": e["shape"]["n_obs"],
+                "n_vars": e["shape"]["n_vars"],
+                "sample_key": e["obs_columns"]["sample"],
+                "cell_type_key": e["obs_columns"]["cell_type"],
+                "n_files": len(e["urls"]),
+                "citation_doi": e["citation_doi"],
+                "license": e["license"],
+            }
+        )
     return pd.DataFrame(rows, columns=columns).astype({"n_obs": "Int64", "n_vars": "Int64"})
 
 
@@ -118,14 +154,16 @@ def _normalise_hashes(value: Any, urls: list[str], where: str) -> list[str | Non
         if len(urls) != 1:
             _fail(
                 where,
-                f"`sha256` is one string but there are {len(urls)} urls; give a list (one per url) or a mapping url -> hash",
+                f"`sha256` is one string but there are {len(urls)} urls; "
+                "give a list (one per url) or a mapping url -> hash",
             )
         hashes = [value]
     elif isinstance(value, list):
         if len(value) != len(urls):
             _fail(
                 where,
-                f"`sha256` has {len(value)} items for {len(urls)} urls; give one per url (null where unknown)",
+                f"`sha256` has {len(value)} items for {len(urls)} urls; "
+                "give one per url (null where unknown)",
             )
         hashes = list(value)
     elif isinstance(value, Mapping):
@@ -159,7 +197,8 @@ def _check_mapping(
         if item is not None and (isinstance(item, bool) or not isinstance(item, types)):
             _fail(
                 where,
-                f"`{key}.{name}` must be {' or '.join(t.__name__ for t in types)} or null, got {item!r}",
+                f"`{key}.{name}` must be {' or '.join(t.__name__ for t in types)} or null, "
+                f"got {item!r}",
             )
 
 
@@ -212,7 +251,8 @@ def validate_entry(entry: Mapping[str, Any], *, stem: str | None = None) -> dict
     if not re.fullmatch(r"10\.\d{4,9}/\S+", entry["citation_doi"]):
         _fail(
             where,
-            f"`citation_doi` {entry['citation_doi']!r} is not a DOI like 10.1016/j.cell.2015.11.013",
+            f"`citation_doi` {entry['citation_doi']!r} is not a DOI like "
+            "10.1016/j.cell.2015.11.013",
         )
     _check_mapping(entry, "shape", ("n_obs", "n_vars"), (int,), where)
     _check_mapping(entry, "obs_columns", ("sample", "cell_type"), (str,), where)
@@ -232,7 +272,7 @@ def validate_entry(entry: Mapping[str, Any], *, stem: str | None = None) -> dict
 
 
 def load(dataset_id: str, *, progress: bool = True) -> AnnData:
-    """Load a registry dataset: shipped ones from the package, others downloaded once and checksummed.
+    """Load a registry dataset: shipped from the package, or downloaded once and checksummed.
 
     Parameters
     ----------
@@ -269,8 +309,9 @@ def load(dataset_id: str, *, progress: bool = True) -> AnnData:
     for axis, n in (("n_obs", adata.n_obs), ("n_vars", adata.n_vars)):
         if expected[axis] is not None and expected[axis] != n:
             msg = (
-                f"dataset {dataset_id!r} has {axis}={n}, registry says {expected[axis]}; the cached "
-                f"files in {source} may be stale or corrupt — delete them and load again"
+                f"dataset {dataset_id!r} has {axis}={n}, registry says {expected[axis]}; "
+                f"the cached files in {source} may be stale or corrupt — "
+                "delete them and load again"
             )
             raise MkcellError(msg)
     return adata
@@ -303,7 +344,10 @@ def _read_file(path: Path, fmt: str) -> list[tuple[str, AnnData]]:
     if fmt == "h5ad_raw":
         adata = _read._read_h5ad(path)
         if adata.raw is None:
-            msg = f"{path} has no .raw counts although its registry format is 'h5ad_raw'; set format: h5ad"
+            msg = (
+                f"{path} has no .raw counts although its registry format is 'h5ad_raw'; "
+                "set format: h5ad"
+            )
             raise MkcellError(msg)
         return [(name, adata.raw.to_adata())]
     if fmt == "10x_h5":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,16 +15,21 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _set_genes(
-    gene_set: str, gene_sets: Mapping[str, Sequence[str]] | None, genes: pd.Index
-) -> list[str]:
-    from ..tl._gsea import _gene_sets
-
-    sets = _gene_sets("hallmark" if gene_sets is None else gene_sets, genes)
-    if gene_set not in sets:
-        msg = f"gene set {gene_set!r} not found; available: {sorted(sets)[:10]}..."
+def _set_genes(result: pd.DataFrame, gene_set: str, genes: pd.Index) -> list[str]:
+    """The genes of ``gene_set`` recorded by ``mk.tl.gsea`` in ``result``, in the table."""
+    if not isinstance(result, pd.DataFrame) or not {"term", "genes"} <= set(result.columns):
+        msg = "result must be the table returned by mk.tl.gsea (with columns 'term' and 'genes')"
         raise MkcellError(msg)
-    return [g for g in dict.fromkeys(sets[gene_set]) if g in set(genes)]
+    row = result.loc[result["term"].astype(str) == gene_set, "genes"]
+    if row.empty:
+        terms = sorted(result["term"].astype(str))
+        msg = (
+            f"gene set {gene_set!r} is not in the GSEA result (terms: {terms[:10]}); run "
+            "mk.tl.gsea with it (and min_size / max_size that keep it)"
+        )
+        raise MkcellError(msg)
+    have = set(genes)
+    return [g for g in dict.fromkeys(str(row.iloc[0]).split(";")) if g and g in have]
 
 
 def e2f_heatmap(
@@ -33,8 +37,8 @@ def e2f_heatmap(
     sample_meta: pd.DataFrame,
     group_key: str,
     *,
+    result: pd.DataFrame,
     gene_set: str = "HALLMARK_E2F_TARGETS",
-    gene_sets: Mapping[str, Sequence[str]] | None = None,
     method: str = "average",
     metric: str = "correlation",
     vmax: float = 2.5,
@@ -45,21 +49,25 @@ def e2f_heatmap(
 ) -> Figure:
     """Clustered heatmap of a gene set's genes, z-scored across samples.
 
-    Rows (genes) and columns (samples) are ordered by scipy hierarchical clustering and
-    drawn with dendrograms; a strip on top colours samples by ``group_key``.
+    The genes are those ``mk.tl.gsea`` recorded for ``gene_set`` in its result
+    (the set's genes in the table, mapped to mouse orthologs for mouse symbols); the
+    plot reads them and computes no gene set. Rows (genes) and columns (samples) are
+    ordered by scipy hierarchical clustering and drawn with dendrograms; a strip on top
+    colours samples by ``group_key``.
 
     Parameters
     ----------
     table
-        Samples x genes log-scale expression (bulk or :func:`mkcell.tl._gsea.pseudobulk`).
+        Samples x genes log-scale expression (bulk or ``mk.tl.pseudobulk``), the table
+        given to ``mk.tl.gsea``.
     sample_meta
         Per-sample metadata indexed by the table's sample names.
     group_key
         Column of ``sample_meta`` coloured on top.
+    result
+        The table returned by ``mk.tl.gsea`` (its ``genes`` column).
     gene_set
-        Name of the set (default Hallmark E2F targets; mapped to mouse for mouse symbols).
-    gene_sets
-        ``{name: genes}`` to take ``gene_set`` from instead of the Hallmarks.
+        Name of the set (default Hallmark E2F targets), a ``term`` of ``result``.
     method, metric
         Linkage method and distance of :func:`scipy.cluster.hierarchy.linkage`.
     vmax
@@ -89,14 +97,17 @@ def e2f_heatmap(
     if not samples.isin(meta.index).all():
         msg = "sample_meta must be indexed by the table's sample names (its rows)"
         raise MkcellError(msg)
-    genes = _set_genes(gene_set, gene_sets, table.columns.astype(str))
+    genes = _set_genes(result, gene_set, table.columns.astype(str))
     X = (
         table.set_axis(table.columns.astype(str), axis=1)[genes].to_numpy(float).T
     )  # genes x samples
     sd = X.std(axis=1)
     X, genes = X[sd > 0], [g for g, s in zip(genes, sd, strict=True) if s > 0]
     if len(genes) < 2 or X.shape[1] < 2:
-        msg = f"{gene_set}: {len(genes)} varying genes over {X.shape[1]} samples; need 2 of each to cluster"
+        msg = (
+            f"{gene_set}: {len(genes)} varying genes over {X.shape[1]} samples; "
+            "need 2 of each to cluster"
+        )
         raise MkcellError(msg)
     Z = (X - X.mean(1, keepdims=True)) / X.std(1, keepdims=True)
     row_link = hierarchy.linkage(Z, method=method, metric=metric)
@@ -155,6 +166,10 @@ def e2f_heatmap(
     fig.colorbar(im, cax=ax_cb, label="z-score across samples")
     ax_top.legend(
         handles=[Patch(color=palette(i), label=lv) for i, lv in enumerate(levels)],
-        loc="lower left", bbox_to_anchor=(1.0, 0.0), frameon=False, fontsize=8, title=group_key,
-    )  # fmt: skip
+        loc="lower left",
+        bbox_to_anchor=(1.0, 0.0),
+        frameon=False,
+        fontsize=8,
+        title=group_key,
+    )
     return finish(fig, save)

@@ -22,7 +22,7 @@ def reference_map(
     """Plot mapped query cells on the reference's UMAP: by sample, by state, and as a density.
 
     Reads ``uns['mk_map']['reference_umap']`` and ``obsm['X_mk_umap']`` (both written by
-    :func:`mkcell.tl.map_to_reference`); reference cells are grey, ``unknown`` query
+    ``mk.tl.map_to_reference``); reference cells are grey, ``unknown`` query
     cells black.
 
     Parameters
@@ -42,7 +42,10 @@ def reference_map(
 
     res = adata.uns.get(K.MAP)
     if not isinstance(res, dict) or "reference_umap" not in res or K.UMAP not in adata.obsm:
-        msg = "no mapping onto a reference with a UMAP; run mk.tl.map_to_reference(adata, reference) first"
+        msg = (
+            "no mapping onto a reference with a UMAP; "
+            "run mk.tl.map_to_reference(adata, reference) first"
+        )
         raise MkcellError(msg)
     R = np.asarray(res["reference_umap"])
     Q = np.asarray(adata.obsm[K.UMAP])[:, :2]
@@ -92,7 +95,8 @@ def reference_map(
     axes[2].set_title("query density (reference: contours)")
     share = res.get("share_confident", np.nan)
     fig.suptitle(
-        f"{adata.n_obs} query cells: {share:.0%} mapped confidently, {res.get('share_unknown', 0):.1%} unknown",
+        f"{adata.n_obs} query cells: {share:.0%} mapped confidently, "
+        f"{res.get('share_unknown', 0):.1%} unknown",
         fontsize=10,
     )
     fig.tight_layout()

@@ -21,14 +21,14 @@ def pseudotime_density(
     *,
     species_key: str = K.SPECIES,
     pseudotime_key: str = K.PSEUDOTIME,
-    key: str = "mk_maturation",
+    key: str = K.MATURATION,
     bins: int = 30,
     panel_size: tuple[float, float] = (4.0, 3.0),
     save: str | os.PathLike | None = None,
 ) -> Figure:
     """Plot the density of ``adata.obs[pseudotime_key]`` per condition, one panel per species.
 
-    The MkP→Mk transition of :func:`mkcell.tl.maturation_shift` (``adata.uns[key]``)
+    The MkP→Mk transition of ``mk.tl.maturation_shift`` (``adata.uns[key]``)
     is drawn when present, with its Wasserstein and mean-shift results.
 
     Parameters
@@ -42,7 +42,7 @@ def pseudotime_density(
     pseudotime_key
         Column with the Mk pseudotime (NaN off the lineage).
     key
-        Key of :func:`mkcell.tl.maturation_shift` results in ``adata.uns`` (optional).
+        Key of ``mk.tl.maturation_shift`` results in ``adata.uns`` (optional).
     bins
         Histogram bins on [0, 1].
     {panel_save_returns}
@@ -83,7 +83,11 @@ def pseudotime_density(
             )
             tab = res["contrasts"]
             for _, r in tab[tab["species"] == sp_name].iterrows():
-                title += f"\n{r['contrast']}: W={r['wasserstein']:.2f}, Δmean={r['mean_shift']:+.2f} [{r['mean_shift_ci_low']:.2f}, {r['mean_shift_ci_high']:.2f}]"
+                title += (
+                    f"\n{r['contrast']}: W={r['wasserstein']:.2f}, "
+                    f"Δmean={r['mean_shift']:+.2f} [{r['mean_shift_ci_low']:.2f}, "
+                    f"{r['mean_shift_ci_high']:.2f}]"
+                )
         ax.set_title(title, fontsize=8, loc="left")
         ax.set_xlabel(pseudotime_key)
         ax.set_ylabel("density")

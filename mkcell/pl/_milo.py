@@ -16,14 +16,14 @@ from ._utils import finish, panel_save_returns_doc
 @panel_save_returns_doc
 def da_neighbourhoods(
     adata: AnnData,
-    key: str = "mk_milo",
+    key: str = K.MILO,
     *,
     basis: str | None = None,
     alpha: float | None = None,
     panel_size: tuple[float, float] = (4.0, 3.5),
     save: str | os.PathLike | None = None,
 ) -> Figure:
-    """Plot Milo neighbourhoods of :func:`mkcell.tl.da_neighbourhoods`.
+    """Plot Milo neighbourhoods of ``mk.tl.da_neighbourhoods``.
 
     One row per species and contrast: left, the neighbourhood index cells on the
     embedding coloured by logFC (grey: SpatialFDR ≥ ``alpha``); right, logFC against

@@ -14,7 +14,10 @@ from ._utils import finish, panel_save_returns_doc
 
 
 def read_uns(adata: AnnData, key: str, tool: str, tables: tuple[str, ...]) -> dict:
-    """Return ``adata.uns[key]`` after checking it holds ``tables``; the error names the tool to run."""
+    """Return ``adata.uns[key]`` after checking it holds ``tables``.
+
+    If it does not, the error names ``tool``, the tool to run.
+    """
     res = adata.uns.get(key)
     if not isinstance(res, dict) or any(t not in res for t in tables):
         msg = f"no results in `adata.uns[{key!r}]`; run {tool} first (or pass key=)"
@@ -33,7 +36,7 @@ def pool(
 ) -> Figure:
     """Plot the per-sample MkP fraction by condition, one panel per species.
 
-    Reads ``adata.uns[key]`` written by :func:`mkcell.tl.progenitor_pool`: dots are
+    Reads ``adata.uns[key]`` written by ``mk.tl.progenitor_pool``: dots are
     samples, bars the pooled fraction of each condition with its 95% CI, and the panel
     lists each contrast (log2 effect, CI, p-value).
 
@@ -50,7 +53,7 @@ def pool(
     res = read_uns(adata, key, "mk.tl.progenitor_pool", ("per_sample", "contrasts"))
     per_sample, contrasts = res["per_sample"], res["contrasts"]
     per_cond = res.get("per_condition")
-    denom = res.get("params", {}).get("denominator", "mk_lineage")
+    denom = res.get("params", {}).get("denominator", K.DENOM_MK_LINEAGE)
     names = list(dict.fromkeys(per_sample["species"])) if species is None else list(species)
     fig = Figure(
         figsize=(panel_size[0] * max(len(names), 1), panel_size[1] + 0.25 * len(contrasts)),
@@ -80,7 +83,8 @@ def pool(
         for _, c in contrasts[contrasts["species"] == sp_name].iterrows():
             p = "NA" if not np.isfinite(c["p_value"]) else f"{c['p_value']:.2g}"
             lines.append(
-                f"{c['contrast']}: {c['effect_log2']:+.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}] p={p}"
+                f"{c['contrast']}: {c['effect_log2']:+.2f} [{c['ci_low']:.2f}, "
+                f"{c['ci_high']:.2f}] p={p}"
             )
         ax.set_title(sp_name + ("\n" + "\n".join(lines) if lines else ""), fontsize=8, loc="left")
     fig.suptitle("MkP pool per sample (bar: pooled, line: 95% CI; log2 A/B)", fontsize=9)

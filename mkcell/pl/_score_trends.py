@@ -16,7 +16,7 @@ from ._utils import finish
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-#: ``adata.uns`` key written by :func:`mkcell.tl.score_trends`.
+#: ``adata.uns`` key written by ``mk.tl.score_trends``.
 TRENDS_KEY = f"{K.SCORE}_trends"
 
 
@@ -34,7 +34,7 @@ def score_trends(
 ) -> Figure:
     """Score trends along pseudotime: one panel per score x species, a line per condition.
 
-    Reads the table of :func:`mkcell.tl.score_trends`; computes nothing.
+    Reads the table of ``mk.tl.score_trends``; computes nothing.
 
     Parameters
     ----------
@@ -79,14 +79,21 @@ def score_trends(
     ):
         bad = [x for x in asked if x not in have]
         if bad:
-            msg = f"{what} {bad} are not in `adata.uns[{key!r}]['table']`; available: {sorted(map(str, have))}"
+            msg = (
+                f"{what} {bad} are not in `adata.uns[{key!r}]['table']`; available: "
+                f"{sorted(map(str, have))}"
+            )
             raise MkcellError(msg)
     cmap = plt.get_cmap(palette)
     colour = {c: cmap(i % cmap.N) for i, c in enumerate(cond_all)}
     fig, axes = plt.subplots(
-        len(keys), len(sp_list), figsize=(panel_size[0] * len(sp_list), panel_size[1] * len(keys)),
-        squeeze=False, sharex=True, layout="constrained",
-    )  # fmt: skip
+        len(keys),
+        len(sp_list),
+        figsize=(panel_size[0] * len(sp_list), panel_size[1] * len(keys)),
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+    )
     for i, k in enumerate(keys):
         for j, sp_name in enumerate(sp_list):
             ax = axes[i, j]

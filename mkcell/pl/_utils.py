@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._docs import fill_doc
 from .._settings import logger
 from .._utils import atomic_path
-from ..tl._design import fill_doc
 
 #: Docstring end shared by the per-panel plots: ``panel_size``, ``save`` and Returns.
 PANEL_SAVE_RETURNS_DOC = """\
@@ -24,7 +24,7 @@ panel_save_returns_doc = fill_doc(panel_save_returns=PANEL_SAVE_RETURNS_DOC)
 
 
 def finish(fig, save: str | Path | None):  # noqa: ANN001, ANN201
-    """Return ``fig``; with ``save``, first write it atomically (150 dpi, format from the suffix)."""
+    """Return ``fig``; with ``save``, first write it atomically (150 dpi, format by suffix)."""
     if save is not None:
         path = Path(save)
         with atomic_path(path) as tmp:

@@ -10,17 +10,17 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._settings import MkcellError, MkcellWarning, logger
+from .._species import detect_species
 from .._utils import check_adata, get_counts, log_write
-from ._orthologs import map_orthologs, symbol_species
+from ._orthologs import map_orthologs
 
 #: Samples with fewer cells than this get a warning (they are kept).
 MIN_CELLS_PER_SAMPLE = 20
 
 
 def _check_symbols(species: str, adata: AnnData) -> None:
-    looks = symbol_species(adata.var_names[:2000])
     other = "human" if species == "mouse" else "mouse"
-    if looks[other] > 0.6 and looks[species] < 0.3:
+    if detect_species(adata.var_names) == other:
         example = ", ".join(map(str, adata.var_names[:3]))
         msg = (
             f"the {species} input has {other}-style gene symbols (e.g. {example}); "
@@ -70,7 +70,10 @@ def concat_species(
         _check_symbols(species, a)
         if a.obs_names.has_duplicates:
             dup = a.obs_names[a.obs_names.duplicated()][:3].tolist()
-            msg = f"the {species} input has duplicated cell names (e.g. {dup}); run adata.obs_names_make_unique() first"
+            msg = (
+                f"the {species} input has duplicated cell names (e.g. {dup}); "
+                "run adata.obs_names_make_unique() first"
+            )
             raise MkcellError(msg)
         if species == "mouse":
             m = map_orthologs(a, "mouse", "human", keep_unmapped=keep_species_specific)
@@ -87,14 +90,20 @@ def concat_species(
             if len(small):
                 import warnings
 
-                msg = f"{species} samples with fewer than {MIN_CELLS_PER_SAMPLE} cells (kept): {small.to_dict()}"
+                msg = (
+                    f"{species} samples with fewer than {MIN_CELLS_PER_SAMPLE} cells (kept): "
+                    f"{small.to_dict()}"
+                )
                 warnings.warn(msg, MkcellWarning, stacklevel=2)
         parts[species] = m
 
     if len(parts) == 2:
         shared = parts["mouse"].var_names.intersection(parts["human"].var_names)
         if len(shared) == 0:
-            msg = "no genes shared between mouse and human after ortholog mapping; are the species swapped?"
+            msg = (
+                "no genes shared between mouse and human after ortholog mapping; "
+                "are the species swapped?"
+            )
             raise MkcellError(msg)
         clash = parts["mouse"].obs_names.intersection(parts["human"].obs_names)
         for species, m in parts.items():

@@ -38,6 +38,7 @@ def cycle_scores(adata: AnnData, *, layer: str | None = None, seed: int = 0) -> 
     ----------
     adata
         Raw counts (``layer``, else ``layers['counts']``, else ``X``); human or mouse symbols.
+        The log-normalised counts are cached in ``layers['mk_lognorm']``.
     layer
         Layer with raw counts.
     seed
@@ -47,19 +48,18 @@ def cycle_scores(adata: AnnData, *, layer: str | None = None, seed: int = 0) -> 
     -------
     A table (cells x ``["S", "G2M"]``) indexed like ``adata.obs``.
     """
-    from .._utils import get_counts
-    from ..tl._score import log_normalize
+    from ._normalize import log_normalize
 
-    return scores_from_lognorm(adata, log_normalize(get_counts(adata, layer)), seed=seed)
+    return scores_from_lognorm(adata, log_normalize(adata, layer), seed=seed)
 
 
 def scores_from_lognorm(
     adata: AnnData, X: sp.csr_matrix | np.ndarray, *, seed: int = 0
 ) -> pd.DataFrame:
     """:func:`cycle_scores` from log-normalised expression ``X`` of all of ``adata``'s genes."""
+    from .._species import species_gene_set
     from .._utils import species_of, zscore_within
-    from ..tl._score import score_genes_matrix
-    from ._hvg import species_gene_set
+    from ._score_genes import score_genes_matrix
 
     sets = builtin_sets()
     idx = []
@@ -146,7 +146,13 @@ def cycle_linked_genes(
         better = top > best
         best[better], r_best[better], where[better] = top[better], r[better], state
         linked |= top > max(threshold, Z_MIN / np.sqrt(cells.size))
-    return pd.DataFrame({
-        "gene": np.asarray(var_names, dtype=str), "r_S": r_best[:, 0], "r_G2M": r_best[:, 1],
-        "state": where.astype(str), "max_abs_r": best, "cycle_linked": linked,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "gene": np.asarray(var_names, dtype=str),
+            "r_S": r_best[:, 0],
+            "r_G2M": r_best[:, 1],
+            "state": where.astype(str),
+            "max_abs_r": best,
+            "cycle_linked": linked,
+        }
+    )

@@ -8,21 +8,10 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._genesets import cycle_genes
+from .._markers import marker_panels
 from .._settings import MkcellError, logger
+from .._species import species_gene_set
 from .._utils import check_adata, get_counts, log_write
-from ..datasets._markers import marker_panels
-from ._orthologs import symbol_species
-
-
-def species_gene_set(genes: set[str], var_names: pd.Index) -> set[str]:
-    """Translate a set of human symbols to the symbol space of ``var_names`` (human or mouse)."""
-    looks = symbol_species(var_names[:2000])
-    if looks["mouse"] > looks["human"]:
-        from ._ortholog_table import best_partners
-
-        best = best_partners("human")
-        genes = set(best.reindex(list(genes))["mouse"].dropna())
-    return genes
 
 
 def highly_variable_genes(
@@ -124,37 +113,53 @@ def highly_variable_genes(
         hvg[list(cyc)] = False
     linked = None
     if exclude_cycle_linked:
-        linked = _cycle_linked(adata, counts, hvg, markers, cycle_r, seed)
+        linked = _cycle_linked(adata, layer, hvg, markers, cycle_r, seed)
         hvg[linked.loc[linked["cycle_linked"], "gene"].to_numpy()] = False
     adata.var[key_added] = hvg.to_numpy()
     adata.uns[key_added] = {
         "params": {
-            "n_top_genes": n_top_genes, "batch_key": batch_key, "flavor": "seurat_v3",
-            "exclude_cycle_genes": exclude_cycle_genes, "exclude_cycle_linked": exclude_cycle_linked,
-            "cycle_r": cycle_r, "include_markers": include_markers, "seed": seed,
+            "n_top_genes": n_top_genes,
+            "batch_key": batch_key,
+            "flavor": "seurat_v3",
+            "exclude_cycle_genes": exclude_cycle_genes,
+            "exclude_cycle_linked": exclude_cycle_linked,
+            "cycle_r": cycle_r,
+            "include_markers": include_markers,
+            "seed": seed,
         },
-        "n_highly_variable": n_hvg, "n_markers_added": len(markers), "n_cycle_genes_excluded": len(cyc) if exclude_cycle_genes else 0,
+        "n_highly_variable": n_hvg,
+        "n_markers_added": len(markers),
+        "n_cycle_genes_excluded": len(cyc) if exclude_cycle_genes else 0,
         "n_cycle_linked_excluded": int(linked["cycle_linked"].sum()) if linked is not None else 0,
         "n_features": int(hvg.sum()),
-    }  # fmt: skip
+    }
     if linked is not None:
         adata.uns[key_added]["cycle_linked"] = linked
     logger.info(
-        "%d integration features (%d HVG, markers forced in, %d listed cycle genes and %d cycle-linked genes left out)",
-        hvg.sum(), n_hvg, len(cyc) if exclude_cycle_genes else 0, adata.uns[key_added]["n_cycle_linked_excluded"],
-    )  # fmt: skip
+        "%d integration features (%d HVG, markers forced in, %d listed cycle genes and "
+        "%d cycle-linked genes left out)",
+        hvg.sum(),
+        n_hvg,
+        len(cyc) if exclude_cycle_genes else 0,
+        adata.uns[key_added]["n_cycle_linked_excluded"],
+    )
     log_write("var", key_added)
 
 
 def _cycle_linked(
-    adata: AnnData, counts: object, hvg: pd.Series, markers: set[str], threshold: float, seed: int
+    adata: AnnData,
+    layer: str | None,
+    hvg: pd.Series,
+    markers: set[str],
+    threshold: float,
+    seed: int,
 ) -> pd.DataFrame:
-    """Test the non-marker candidate features for cycle linkage (see ``_cycle.cycle_linked_genes``)."""
-    from ..tl._annotate import panel_scores
-    from ..tl._score import log_normalize
+    """Test non-marker candidate features for cycle linkage (``_cycle.cycle_linked_genes``)."""
+    from .._markers import panel_scores
     from ._cycle import cycle_linked_genes, scores_from_lognorm
+    from ._normalize import log_normalize
 
-    X = log_normalize(counts)
+    X = log_normalize(adata, layer)
     panels, _ = panel_scores(adata, X)
     if panels.shape[1] == 0:
         logger.info(

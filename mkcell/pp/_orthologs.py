@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
+from .._ortholog_table import BIOMART_ONE2ONE_BONUS, best_partners
 from .._settings import MkcellError, logger
+from .._species import symbol_styles
 from .._utils import check_adata, get_counts, log_write
-from ._ortholog_table import BIOMART_ONE2ONE_BONUS, best_partners
-
-_MOUSE_LIKE = re.compile(r"^[A-Z][a-z0-9]")  # e.g. Pf4, Gp1ba
-_HUMAN_LIKE = re.compile(r"^[A-Z0-9][A-Z0-9-]+$")  # e.g. PF4, GP1BA
-
-
-def symbol_species(genes: pd.Index | list[str]) -> dict[str, float]:
-    """Share of symbols that look mouse-like (``Pf4``) and human-like (``PF4``)."""
-    genes = pd.Index(genes).astype(str)
-    n = max(len(genes), 1)
-    return {
-        "mouse": float(np.mean([bool(_MOUSE_LIKE.match(g)) for g in genes])) if n else 0.0,
-        "human": float(np.mean([bool(_HUMAN_LIKE.match(g)) for g in genes])) if n else 0.0,
-    }
 
 
 def _check_species_names(source: str, target: str) -> None:
@@ -82,21 +68,25 @@ def map_orthologs(
     genes = adata.var_names.astype(str)
     if genes.has_duplicates:
         dup = genes[genes.duplicated()].unique()[:5].tolist()
-        msg = f"adata.var_names has duplicated genes (e.g. {dup}); run adata.var_names_make_unique() first"
+        msg = (
+            f"adata.var_names has duplicated genes (e.g. {dup}); "
+            "run adata.var_names_make_unique() first"
+        )
         raise MkcellError(msg)
     best = best_partners(source)
     target_col = target
     hit = best.reindex(genes)
     mapped = hit[target_col].notna().to_numpy()
     if mapped.mean() < 0.05:
-        looks = symbol_species(genes)
+        looks = symbol_styles(genes)
         other = best_partners(target)
         hint = ""
         if genes.isin(other.index).mean() > 0.3:
             hint = f"; the symbols look like {target} genes — are the species swapped?"
         msg = (
             f"only {int(mapped.sum())} of {len(genes)} genes have a {source} -> {target} ortholog "
-            f"(symbol style: {looks['mouse']:.0%} mouse-like, {looks['human']:.0%} human-like){hint} "
+            f"(symbol style: {looks['mouse'] / len(genes):.0%} mouse-like, "
+            f"{looks['human'] / len(genes):.0%} human-like){hint} "
             f"Pass source= the species of adata.var_names."
         )
         raise MkcellError(msg)
@@ -173,12 +163,19 @@ def map_orthologs(
             "source": source,
             "target": target,
             "keep_unmapped": keep_unmapped,
-            "rule": f"rank by HCOP support + {BIOMART_ONE2ONE_BONUS} if Ensembl one2one; ties alphabetical; many-to-one summed",
+            "rule": (
+                f"rank by HCOP support + {BIOMART_ONE2ONE_BONUS} if Ensembl one2one; "
+                "ties alphabetical; many-to-one summed"
+            ),
         },
     }
     logger.info(
-        "mapped %d %s genes to %d %s genes (%s)", len(genes), source, len(out_genes), target,
+        "mapped %d %s genes to %d %s genes (%s)",
+        len(genes),
+        source,
+        len(out_genes),
+        target,
         ", ".join(f"{k} {v}" for k, v in summary.items()),
-    )  # fmt: skip
+    )
     log_write("uns", K.ORTHOLOGS)
     return out

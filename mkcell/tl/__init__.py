@@ -1,4 +1,4 @@
-"""Tools: states, trajectory, cell-cycle and gene-set scores, progenitor pool, mapping onto a reference."""
+"""Tools: states, trajectory, cell-cycle and gene-set scores, progenitor pool, reference mapping."""
 
 from __future__ import annotations
 

@@ -12,54 +12,12 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
-from .._graph import knn_graph
+from .._graph import neighbors
+from .._markers import MIN_PANEL_GENES, panel_scores
 from .._settings import MkcellError, MkcellWarning, logger
-from .._utils import check_adata, check_obs_key, get_counts, log_write
-from ..datasets._markers import marker_panels
-from ..pp._hvg import species_gene_set
+from .._utils import check_adata, check_obs_key, log_write
+from ..pp._normalize import log_normalize
 from ._labels import align_labels, as_label_map, labels_to_states, read_labels
-
-#: Panels with fewer genes present than this are not scored (their state is never called).
-MIN_PANEL_GENES = 2
-
-
-def lognorm(adata: AnnData, layer: str | None = None) -> sp.csr_matrix:
-    """log1p of counts normalised to 10,000 per cell (a new sparse matrix)."""
-    X = sp.csr_matrix(get_counts(adata, layer), dtype=np.float32)
-    size = np.asarray(X.sum(1)).ravel()
-    size[size == 0] = 1
-    X = sp.csr_matrix(sp.diags(1e4 / size) @ X, dtype=np.float32)
-    X.data = np.log1p(X.data)
-    return X
-
-
-def panel_coverage(var_names: pd.Index) -> dict[str, list[str]]:
-    """Panel genes present in ``var_names`` (human or mouse symbols), per state."""
-    panels = marker_panels()
-    out = {}
-    for state, rows in panels.groupby("state", sort=False):
-        genes = species_gene_set(set(rows["human"]), var_names)
-        out[state] = sorted(g for g in genes if g in var_names)
-    return out
-
-
-def panel_scores(adata: AnnData, X: sp.csr_matrix) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """Mean z-scored expression of each state's panel genes (cells x states)."""
-    panels = marker_panels()
-    scores, used = {}, {}
-    mean = np.asarray(X.mean(0)).ravel()
-    sq = np.asarray(X.multiply(X).mean(0)).ravel()
-    sd = np.sqrt(np.maximum(sq - mean**2, 1e-12))
-    for state, rows in panels.groupby("state", sort=False):
-        genes = species_gene_set(set(rows["human"]), adata.var_names)
-        idx = adata.var_names.get_indexer(sorted(genes))
-        idx = idx[idx >= 0]
-        used[state] = list(adata.var_names[idx])
-        if idx.size < MIN_PANEL_GENES:
-            continue
-        z = (X[:, idx].toarray() - mean[idx]) / sd[idx]
-        scores[state] = z.mean(1)
-    return pd.DataFrame(scores, index=adata.obs_names), used
 
 
 def annotate(
@@ -72,6 +30,9 @@ def annotate(
     n_neighbors: int = 15,
     resolution: float = 1.0,
     smooth_steps: int = 2,
+    cluster_weight: float = 0.5,
+    min_score: float = 0.0,
+    softmax_scale: float = 3.0,
     seed: int = 0,
     layer: str | None = None,
     key_added: str = K.STATE,
@@ -82,9 +43,12 @@ def annotate(
     Evidence, combined per cell: (1) marker-panel scores (mean z-score of each
     panel, shipped with sources in ``mk.datasets.marker_panels()``), smoothed over
     the kNN graph of the integrated space; (2) the same scores averaged per Leiden
-    cluster of that space. The state is the panel with the highest combined score
-    (``other`` when no panel scores above 0); the confidence is the softmax
-    probability of that state.
+    cluster of that space. The combined score is ``(1 - cluster_weight) * cell +
+    cluster_weight * cluster``; the state is the panel with the highest combined score
+    (``other`` when none scores above ``min_score``); the confidence is the softmax
+    probability of that state, over the combined scores times ``softmax_scale``.
+    The kNN graph is kept in ``obsp['mk_connectivities']`` (reused by
+    :func:`mkcell.tl.umap`) and the log-normalised counts in ``layers['mk_lognorm']``.
 
     Your own labels replace the marker-based calls (no integrated space needed):
     ``labels`` (a file or a Series of labels by cell name) or ``labels_key`` (an ``obs``
@@ -111,6 +75,13 @@ def annotate(
         kNN graph size and Leiden resolution.
     smooth_steps
         Rounds of kNN averaging of the per-cell scores.
+    cluster_weight
+        Weight of the cluster-mean scores against the cell's own smoothed scores (0-1).
+    min_score
+        A cell whose best combined score is at most this is ``other``.
+    softmax_scale
+        Inverse temperature of the confidence: the combined scores are multiplied by it
+        before the softmax (higher: confidences nearer 0 or 1).
     seed
         Leiden seed.
     layer
@@ -125,6 +96,7 @@ def annotate(
     if labels is not None and labels_key is not None:
         msg = "pass labels= (a file or Series) or labels_key= (an obs column), not both"
         raise MkcellError(msg)
+    _check_rule(cluster_weight, min_score, softmax_scale)
     adata = adata.copy() if copy else adata
     if labels is not None or labels_key is not None:
         _from_labels(adata, labels, labels_key, label_map, key_added)
@@ -136,26 +108,29 @@ def annotate(
         raise MkcellError(msg)
     import scanpy as sc
 
-    X = lognorm(adata, layer)
+    X = log_normalize(adata, layer)
     scores, used = panel_scores(adata, X)
     missing = [s for s in K.STATES if s != "other" and s not in scores]
     if K.MKP in missing:
         msg = (
-            f"too few MkP marker genes to call MkP (need {MIN_PANEL_GENES}; present: {used[K.MKP]}); "
+            f"too few MkP marker genes to call MkP (need {MIN_PANEL_GENES}; "
+            f"present: {used[K.MKP]}); "
             "pass your own labels with labels= (a file) or labels_key="
         )
         raise MkcellError(msg)
     if K.MK in missing:
         logger.warning(
-            "no mature-Mk markers (fewer than %d Mk panel genes present): MkP and the other states are still called, "
-            "no cell is called Mk; pass labels= to call Mk yourself", MIN_PANEL_GENES,
-        )  # fmt: skip
+            "no mature-Mk markers (fewer than %d Mk panel genes present): "
+            "MkP and the other states are still called, "
+            "no cell is called Mk; pass labels= to call Mk yourself",
+            MIN_PANEL_GENES,
+        )
     if missing:
         logger.warning(
             "not scoring %s: fewer than %d panel genes present", missing, MIN_PANEL_GENES
         )
 
-    g = knn_graph(np.asarray(adata.obsm[use_rep]), n_neighbors, seed)
+    g = neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, seed=seed)
     sc.tl.leiden(
         g, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False
     )
@@ -167,12 +142,12 @@ def annotate(
         S = P @ S
     clusters = g.obs["leiden"].astype(str).to_numpy()
     cl_mean = pd.DataFrame(S, index=adata.obs_names).groupby(clusters).transform("mean").to_numpy()
-    combined = 0.5 * S + 0.5 * cl_mean
+    combined = (1 - cluster_weight) * S + cluster_weight * cl_mean
     states = np.asarray(scores.columns)
     best = combined.argmax(1)
     label = states[best].astype(object)
-    label[combined.max(1) <= 0] = "other"
-    e = np.exp((combined - combined.max(1, keepdims=True)) * 3.0)
+    label[combined.max(1) <= min_score] = "other"
+    e = np.exp((combined - combined.max(1, keepdims=True)) * softmax_scale)
     conf = (e / e.sum(1, keepdims=True))[np.arange(len(best)), best]
 
     adata.obs[key_added] = pd.Categorical(label, categories=list(K.STATES))
@@ -185,6 +160,9 @@ def annotate(
             "n_neighbors": n_neighbors,
             "resolution": resolution,
             "smooth_steps": smooth_steps,
+            "cluster_weight": cluster_weight,
+            "min_score": min_score,
+            "softmax_scale": softmax_scale,
             "seed": seed,
             "labels_key": None,
         },
@@ -198,12 +176,27 @@ def annotate(
         if counts.get(state, 0) == 0:
             import warnings
 
-            msg = f"no {state} cells were called; the trajectory needs them — check the data or pass labels_key="
+            msg = (
+                f"no {state} cells were called; the trajectory needs them — "
+                "check the data or pass labels_key="
+            )
             warnings.warn(msg, MkcellWarning, stacklevel=2)
     logger.info("states: %s", ", ".join(f"{k} {v}" for k, v in counts.items() if v))
     for key in (key_added, K.STATE_CONFIDENCE, K.STATE_CLUSTER):
         log_write("obs", key)
     return adata if copy else None
+
+
+def _check_rule(cluster_weight: float, min_score: float, softmax_scale: float) -> None:
+    if not 0 <= cluster_weight <= 1:
+        msg = f"cluster_weight={cluster_weight}; choose a weight between 0 (cells) and 1 (clusters)"
+        raise MkcellError(msg)
+    if not np.isfinite(min_score):
+        msg = f"min_score={min_score}; choose a finite score (default 0)"
+        raise MkcellError(msg)
+    if not (np.isfinite(softmax_scale) and softmax_scale > 0):
+        msg = f"softmax_scale={softmax_scale}; choose a positive number (default 3.0)"
+        raise MkcellError(msg)
 
 
 def _counts_table(states: pd.Series) -> pd.DataFrame:
@@ -253,9 +246,13 @@ def _from_labels(
     }
     if n_unmapped or n_unlabelled:
         logger.warning(
-            "%s: %d cells with labels the map does not cover (%s) and %d cells without a label are 'other'",
-            where, n_unmapped, ", ".join(unmapped.loc[unmapped["label"] != "", "label"].head(5)), n_unlabelled,
-        )  # fmt: skip
+            "%s: %d cells with labels the map does not cover (%s) "
+            "and %d cells without a label are 'other'",
+            where,
+            n_unmapped,
+            ", ".join(unmapped.loc[unmapped["label"] != "", "label"].head(5)),
+            n_unlabelled,
+        )
     logger.info(
         "states from %s: %s",
         where,

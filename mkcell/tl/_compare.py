@@ -13,104 +13,46 @@ from anndata import AnnData
 from scipy import stats
 
 from .. import _keys as K
+from .._docs import fill_doc
 from .._settings import MkcellError, MkcellWarning, logger
 from .._utils import check_adata, check_obs_key, get_counts, log_write
+from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs
 
 #: ``adata.uns`` key of :func:`compare_scores`.
-COMPARE_KEY = f"{K.SCORE}_compare"
+COMPARE_KEY = K.SCORE_COMPARE
 #: ``adata.uns`` key of :func:`pseudobulk_de`.
-DE_KEY = f"{K.SCORE}_de"
+DE_KEY = K.SCORE_DE
 #: Pseudo-score: share of cells not in G1 (added when ``obs['phase']`` exists).
-CYCLING = "cycling_fraction"
-#: Reference conditions tried, in order, when contrasts are not given.
-REFERENCES = ("control", "healthy")
+CYCLING = K.CYCLING_FRACTION
 
 COLUMNS = [
-    "species", "contrast", "state", "score", "mean_a", "mean_b", "diff",
-    "ci_low", "ci_high", "p_value", "p_adj", "n_a", "n_b", "method",
-]  # fmt: skip
+    "species",
+    "contrast",
+    "state",
+    "score",
+    "mean_a",
+    "mean_b",
+    "diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_adj",
+    "n_a",
+    "n_b",
+    "method",
+]
 #: Columns of the :func:`pseudobulk_de` table.
 DE_COLUMNS = [
-    "species", "contrast", "gene", "base_mean", "log2fc", "lfc_se", "stat", "p_value", "p_adj",
-]  # fmt: skip
-
-
-def parse_contrasts(contrasts: Sequence | None, conditions: Sequence[str]) -> list[tuple[str, str]]:
-    """Normalise contrasts to ``[(A, B), ...]`` (A compared with B).
-
-    Parameters
-    ----------
-    contrasts
-        ``[("MDS", "control"), "MDS_drug vs MDS", ...]``, or ``None``: every condition
-        against the reference (``control`` / ``healthy`` if present, else the first).
-    conditions
-        Conditions present in the data.
-    """
-    conditions = [str(c) for c in conditions]
-    if contrasts is None:
-        ref = next(
-            (r for r in REFERENCES if r in conditions), conditions[0] if conditions else None
-        )
-        return [(c, ref) for c in conditions if c != ref]
-    out = []
-    for c in contrasts:
-        if isinstance(c, str):
-            parts = [x.strip() for x in c.split(" vs ")]
-        else:
-            parts = [str(x) for x in c]
-        if len(parts) != 2 or parts[0] == parts[1]:
-            msg = f"contrast {c!r} is not a pair of two conditions; write ('MDS', 'control') or 'MDS vs control'"
-            raise MkcellError(msg)
-        out.append((parts[0], parts[1]))
-    unknown = sorted({x for pair in out for x in pair} - set(conditions))
-    if unknown:
-        msg = f"contrasts name conditions {unknown} that are not in the data; conditions: {conditions}"
-        raise MkcellError(msg)
-    return out
-
-
-def conditions_by_species(
-    adata: AnnData, condition_key: str, species_key: str
-) -> dict[str, list[str]]:
-    """Conditions present per species (one group ``"all"`` without a species column)."""
-    cond = adata.obs[condition_key]
-    order = list(cond.cat.categories) if hasattr(cond, "cat") else list(pd.unique(cond.astype(str)))
-    order = [str(c) for c in order]
-    if species_key not in adata.obs.columns:
-        present = set(cond.astype(str))
-        return {"all": [c for c in order if c in present]}
-    out = {}
-    for sp_name, c in cond.astype(str).groupby(adata.obs[species_key].astype(str), observed=True):
-        present = set(c)
-        out[str(sp_name)] = [x for x in order if x in present]
-    return dict(sorted(out.items()))
-
-
-def resolve_contrasts(
-    contrasts: Sequence | None, by_species: dict[str, list[str]]
-) -> list[tuple[str, str, str]]:
-    """Expand contrasts to ``(species, A, B)`` within each species that has both conditions.
-
-    ``None``: within each species, every condition against its reference (``control`` /
-    ``healthy`` if present, else the first condition).
-    """
-    if contrasts is None:
-        return [
-            (sp_name, a, b)
-            for sp_name, conds in by_species.items()
-            for a, b in parse_contrasts(None, conds)
-        ]
-    every = list(dict.fromkeys(c for conds in by_species.values() for c in conds))
-    out = []
-    for a, b in parse_contrasts(contrasts, every):
-        hits = [
-            (sp_name, a, b) for sp_name, conds in by_species.items() if a in conds and b in conds
-        ]
-        if not hits:
-            msg = f"no species has both conditions of contrast '{a} vs {b}'; conditions per species: {by_species}"
-            raise MkcellError(msg)
-        out += hits
-    return out
+    "species",
+    "contrast",
+    "gene",
+    "base_mean",
+    "log2fc",
+    "lfc_se",
+    "stat",
+    "p_value",
+    "p_adj",
+]
 
 
 def _default_keys(adata: AnnData) -> list[str]:
@@ -119,67 +61,46 @@ def _default_keys(adata: AnnData) -> list[str]:
     if K.PHASE in adata.obs.columns:
         keys.append(CYCLING)
     if not keys:
-        msg = "no scores in adata.obs (S_score, mk_score_*); run mk.tl.score(adata) first or pass keys="
+        msg = (
+            "no scores in adata.obs (S_score, mk_score_*); "
+            "run mk.tl.score(adata) first or pass keys="
+        )
         raise MkcellError(msg)
     return keys
 
 
-def _groups(
-    adata: AnnData, species_key: str, state_key: str, states: Sequence[str] | None
-) -> tuple[pd.Series, pd.Series]:
+def _states(adata: AnnData, state_key: str, states: Sequence[str] | None) -> pd.Series:
+    """The state of each cell among ``states`` (NaN elsewhere); ``"all"`` if ``states=None``."""
     obs = adata.obs
-    species = (
-        obs[species_key].astype(str)
-        if species_key in obs.columns
-        else pd.Series("all", index=obs.index)
-    )
     if states is None:
-        state = pd.Series("all", index=obs.index)
-    else:
-        check_obs_key(
-            adata, state_key, what="state annotation (run mk.tl.annotate first or pass state_key=)"
+        return pd.Series("all", index=obs.index)
+    check_obs_key(
+        adata, state_key, what="state annotation (run mk.tl.annotate first or pass state_key=)"
+    )
+    state = obs[state_key].astype(str)
+    absent = [s for s in states if s not in set(state)]
+    if len(absent) == len(states):
+        msg = (
+            f"none of states {list(states)} occur in `adata.obs[{state_key!r}]`; "
+            f"present: {sorted(set(state))}"
         )
-        state = obs[state_key].astype(str)
-        absent = [s for s in states if s not in set(state)]
-        if len(absent) == len(states):
-            msg = f"none of states {list(states)} occur in `adata.obs[{state_key!r}]`; present: {sorted(set(state))}"
-            raise MkcellError(msg)
-        state = state.where(state.isin(list(states)))
-    return species, state
+        raise MkcellError(msg)
+    return state.where(state.isin(list(states)))
 
 
-def sample_means(
+def _sample_means(
     adata: AnnData,
-    sample_key: str = K.SAMPLE,
-    condition_key: str = K.CONDITION,
-    *,
-    species_key: str = K.SPECIES,
-    state_key: str = K.STATE,
-    states: Sequence[str] | None = (K.MKP,),
-    keys: Sequence[str] | None = None,
-    min_cells: int = 5,
+    obs: pd.DataFrame,
+    state: pd.Series,
+    keys: Sequence[str] | None,
+    min_cells: int,
 ) -> pd.DataFrame:
     """Mean score per sample x state (one row each; samples below ``min_cells`` dropped).
 
-    Parameters
-    ----------
-    adata
-        Scored cells (see :func:`mkcell.tl.score`).
-    sample_key, condition_key, species_key, state_key
-        ``adata.obs`` columns.
-    states
-        States to pseudobulk (each separately); ``None`` uses all cells as state ``"all"``.
-    keys
-        Score columns (default: S/G2M, every ``mk_score_*`` and the cycling fraction).
-    min_cells
-        Fewest cells of a sample x state to keep it.
-
-    Returns
-    -------
-    Columns species, sample, condition, state, n_cells and one per key.
+    ``obs`` is the design table of :func:`~mkcell.tl._design.sample_obs`, ``state`` the
+    state of each cell (NaN: not pseudobulked). Returns the columns species, sample,
+    condition, state, n_cells and one per key.
     """
-    check_obs_key(adata, sample_key, what="sample column")
-    check_obs_key(adata, condition_key, what="condition column")
     keys = list(keys) if keys is not None else _default_keys(adata)
     missing = [
         k
@@ -187,14 +108,16 @@ def sample_means(
         if k not in adata.obs.columns and not (k == CYCLING and K.PHASE in adata.obs)
     ]
     if missing:
-        msg = f"scores {missing} are not in adata.obs; run mk.tl.score(adata) first or choose keys from adata.obs"
+        msg = (
+            f"scores {missing} are not in adata.obs; run mk.tl.score(adata) first or choose "
+            "keys from adata.obs"
+        )
         raise MkcellError(msg)
-    species, state = _groups(adata, species_key, state_key, states)
     df = pd.DataFrame(
         {
-            "species": species.to_numpy(),
-            "sample": adata.obs[sample_key].astype(str).to_numpy(),
-            "condition": adata.obs[condition_key].astype(str).to_numpy(),
+            "species": obs["species"].to_numpy(),
+            "sample": obs["sample"].to_numpy(),
+            "condition": obs["condition"].to_numpy(),
             "state": state.to_numpy(),
         }
     )
@@ -205,11 +128,6 @@ def sample_means(
             else adata.obs[k].to_numpy(float)
         )
     df = df[df["state"].notna()]
-    n_cond = df.groupby("sample")["condition"].nunique()
-    if (n_cond > 1).any():
-        bad = list(n_cond.index[n_cond > 1][:5])
-        msg = f"samples {bad} have more than one condition in `adata.obs[{condition_key!r}]`; each sample needs one"
-        raise MkcellError(msg)
     g = df.groupby(["species", "sample", "condition", "state"], observed=True)
     out = g[keys].mean()
     out.insert(0, "n_cells", g.size())
@@ -218,8 +136,10 @@ def sample_means(
     if small.any():
         logger.info(
             "dropped %d sample x state groups with fewer than %d cells: %s",
-            int(small.sum()), min_cells, ", ".join(out.loc[small, "sample"] + "/" + out.loc[small, "state"]),
-        )  # fmt: skip
+            int(small.sum()),
+            min_cells,
+            ", ".join(out.loc[small, "sample"] + "/" + out.loc[small, "state"]),
+        )
     return out[~small].reset_index(drop=True)
 
 
@@ -261,11 +181,12 @@ def _bh(p: np.ndarray) -> np.ndarray:
     return out
 
 
+@fill_doc(contrasts=CONTRASTS_DOC)
 def compare_scores(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
     condition_key: str = K.CONDITION,
-    contrasts: Sequence | None = None,
+    contrasts: Contrasts = None,
     *,
     species_key: str = K.SPECIES,
     state_key: str = K.STATE,
@@ -275,7 +196,8 @@ def compare_scores(
     method: Literal["welch", "ols"] = "welch",
     ci: float = 0.95,
     key_added: str = COMPARE_KEY,
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> AnnData | None:
     """Compare mean scores between conditions per state, samples as replicates.
 
     Cells are averaged per sample x state (pseudobulk); each contrast is tested within
@@ -287,9 +209,7 @@ def compare_scores(
         Scored cells (:func:`mkcell.tl.score`) with sample, condition and state columns.
     sample_key, condition_key
         ``adata.obs`` columns of samples and conditions.
-    contrasts
-        Pairs ``(A, B)`` or strings ``"A vs B"``; ``None`` compares every condition with
-        ``control`` / ``healthy``.
+    {contrasts}
     species_key
         ``adata.obs`` column of species (all cells one species if absent).
     state_key, states
@@ -306,12 +226,16 @@ def compare_scores(
         Confidence level of ``ci_low`` / ``ci_high``.
     key_added
         ``adata.uns`` key for the table, the per-sample means and parameters.
+    copy
+        Return a copy instead of writing to ``adata``.
 
     Returns
     -------
-    One row per species x contrast x state x score: species, contrast (``"A vs B"``),
-    state, score, mean_a, mean_b, diff (A - B), ci_low, ci_high, p_value, p_adj
-    (Benjamini-Hochberg over the table), n_a, n_b (samples), method.
+    ``None`` or a copy of ``adata`` (``copy=True``), with ``adata.uns[key_added]``:
+    ``table``, one row per species x contrast x state x score: species, contrast
+    (``"A vs B"``), state, score, mean_a, mean_b, diff (A - B), ci_low, ci_high, p_value,
+    p_adj (Benjamini-Hochberg over the table), n_a, n_b (samples), method;
+    ``sample_means`` (the per-sample means tested) and ``params``.
     """
     check_adata(adata)
     if method not in ("welch", "ols"):
@@ -320,14 +244,12 @@ def compare_scores(
     if not 0 < ci < 1:
         msg = f"ci={ci}; give a level between 0 and 1 (e.g. 0.95)"
         raise MkcellError(msg)
-    means = sample_means(
-        adata, sample_key, condition_key, species_key=species_key, state_key=state_key,
-        states=states, keys=keys, min_cells=min_cells,
-    )  # fmt: skip
+    obs = sample_obs(adata, sample_key, condition_key, species_key)
+    todo = resolve_contrasts(obs, contrasts)
+    means = _sample_means(adata, obs, _states(adata, state_key, states), keys, min_cells)
     keys = [
         c for c in means.columns if c not in ("species", "sample", "condition", "state", "n_cells")
     ]
-    todo = resolve_contrasts(contrasts, conditions_by_species(adata, condition_key, species_key))
     state_list = ["all"] if states is None else [str(x) for x in states]
     rows = []
     for sp_name, a_name, b_name in todo:
@@ -339,7 +261,8 @@ def compare_scores(
             few = ta.shape[0] < 2 or tb.shape[0] < 2
             if few:
                 warnings.warn(
-                    f"{sp_name}: '{a_name} vs {b_name}' in {st} has {ta.shape[0]} and {tb.shape[0]} "
+                    f"{sp_name}: '{a_name} vs {b_name}' in {st} has "
+                    f"{ta.shape[0]} and {tb.shape[0]} "
                     f"samples with >= {min_cells} cells; need 2 per group, so no p-value or CI",
                     MkcellWarning,
                     stacklevel=2,
@@ -353,12 +276,23 @@ def compare_scores(
                     res = _welch(a, b, ci)
                 else:
                     res = _ols(a, b, [g[k].to_numpy(float) for g in rest], ci)
-                rows.append({
-                    "species": sp_name, "contrast": f"{a_name} vs {b_name}", "state": st, "score": k,
-                    "mean_a": a.mean() if a.size else np.nan, "mean_b": b.mean() if b.size else np.nan,
-                    "diff": res[0], "ci_low": res[1], "ci_high": res[2], "p_value": res[3],
-                    "n_a": a.size, "n_b": b.size, "method": method,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "species": sp_name,
+                        "contrast": f"{a_name} vs {b_name}",
+                        "state": st,
+                        "score": k,
+                        "mean_a": a.mean() if a.size else np.nan,
+                        "mean_b": b.mean() if b.size else np.nan,
+                        "diff": res[0],
+                        "ci_low": res[1],
+                        "ci_high": res[2],
+                        "p_value": res[3],
+                        "n_a": a.size,
+                        "n_b": b.size,
+                        "method": method,
+                    }
+                )
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_adj"])
     if table.empty:
         logger.warning(
@@ -368,25 +302,34 @@ def compare_scores(
     table.insert(
         table.columns.get_loc("p_value") + 1, "p_adj", _bh(table["p_value"].to_numpy(float))
     )
+    if copy:
+        adata = adata.copy()
     adata.uns[key_added] = {
         "table": table,
         "sample_means": means,
         "params": {
-            "sample_key": sample_key, "condition_key": condition_key, "species_key": species_key,
-            "state_key": state_key, "states": "all" if states is None else list(states), "keys": keys,
-            "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)), "min_cells": min_cells,
-            "method": method, "ci": ci,
+            "sample_key": sample_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "state_key": state_key,
+            "states": "all" if states is None else list(states),
+            "keys": keys,
+            "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)),
+            "min_cells": min_cells,
+            "method": method,
+            "ci": ci,
         },
-    }  # fmt: skip
+    }
     log_write("uns", key_added)
-    return table
+    return adata if copy else None
 
 
+@fill_doc(contrasts=CONTRASTS_DOC)
 def pseudobulk_de(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
     condition_key: str = K.CONDITION,
-    contrasts: Sequence | None = None,
+    contrasts: Contrasts = None,
     *,
     species_key: str = K.SPECIES,
     state_key: str = K.STATE,
@@ -395,7 +338,8 @@ def pseudobulk_de(
     min_cells: int = 10,
     min_counts: int = 10,
     key_added: str = DE_KEY,
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> AnnData | None:
     """Pseudobulk differential expression (summed counts per sample) with PyDESeq2.
 
     Needs the optional ``pydeseq2`` package.
@@ -404,7 +348,10 @@ def pseudobulk_de(
     ----------
     adata
         Cells with raw counts (``layer``, ``layers['counts']`` or ``X``).
-    sample_key, condition_key, contrasts, species_key, state_key, states
+    sample_key, condition_key
+        ``adata.obs`` columns of samples and conditions.
+    {contrasts}
+    species_key, state_key, states
         As in :func:`compare_scores`; the cells of all ``states`` are summed together.
     layer
         Layer of raw counts.
@@ -414,10 +361,14 @@ def pseudobulk_de(
         Genes with fewer summed counts over the samples of a contrast are dropped.
     key_added
         ``adata.uns`` key for the table and parameters.
+    copy
+        Return a copy instead of writing to ``adata``.
 
     Returns
     -------
-    species, contrast, gene, base_mean, log2fc (A over B), lfc_se, stat, p_value, p_adj.
+    ``None`` or a copy of ``adata`` (``copy=True``), with ``adata.uns[key_added]``:
+    ``table`` (species, contrast, gene, base_mean, log2fc (A over B), lfc_se, stat,
+    p_value, p_adj) and ``params``.
     """
     try:
         from pydeseq2.dds import DeseqDataSet
@@ -426,17 +377,16 @@ def pseudobulk_de(
         msg = "pseudobulk_de needs pydeseq2: `pip install pydeseq2` (or use mk.tl.compare_scores)"
         raise ImportError(msg) from err
     check_adata(adata)
-    check_obs_key(adata, sample_key, what="sample column")
-    check_obs_key(adata, condition_key, what="condition column")
+    obs = sample_obs(adata, sample_key, condition_key, species_key)
+    todo = resolve_contrasts(obs, contrasts)
     counts = get_counts(adata, layer)
-    species, state = _groups(adata, species_key, state_key, states)
-    keep = state.notna().to_numpy()
-    sample = adata.obs[sample_key].astype(str).to_numpy()
-    cond = adata.obs[condition_key].astype(str).to_numpy()
-    todo = resolve_contrasts(contrasts, conditions_by_species(adata, condition_key, species_key))
+    keep = _states(adata, state_key, states).notna().to_numpy()
+    species = obs["species"].to_numpy()
+    sample = obs["sample"].to_numpy()
+    cond = obs["condition"].to_numpy()
     out = []
     for sp_name in sorted(set(species[keep])):
-        m = keep & (species.to_numpy() == sp_name)
+        m = keep & (species == sp_name)
         samples, codes = np.unique(sample[m], return_inverse=True)
         n_cells = np.bincount(codes, minlength=samples.size)
         agg = sp.csr_matrix(
@@ -483,15 +433,21 @@ def pseudobulk_de(
             r.insert(0, "species", sp_name)
             out.append(r[DE_COLUMNS])
     table = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=DE_COLUMNS)
+    if copy:
+        adata = adata.copy()
     adata.uns[key_added] = {
         "table": table,
         "params": {
-            "sample_key": sample_key, "condition_key": condition_key, "species_key": species_key,
-            "state_key": state_key, "states": "all" if states is None else list(states),
-            "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)), "min_cells": min_cells,
+            "sample_key": sample_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "state_key": state_key,
+            "states": "all" if states is None else list(states),
+            "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)),
+            "min_cells": min_cells,
             "min_counts": min_counts,
             "layer": str(layer),
         },
-    }  # fmt: skip
+    }
     log_write("uns", key_added)
-    return table
+    return adata if copy else None

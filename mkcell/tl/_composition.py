@@ -12,18 +12,27 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys as K
+from .._docs import KEY_ADDED_COPY_DOC, fill_doc
 from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write
-from ._design import KEY_ADDED_COPY_DOC, conditions_by_species, fill_doc, sample_obs
+from ._design import references, sample_obs
 
-COMPOSITION = "mk_composition"
+COMPOSITION = K.COMPOSITION
 PERTPY_HINT = (
     "pip install 'mkcell[da]'  (pertpy 1.0.x, numpyro==0.21.*, statsmodels<0.15, pydeseq2)"
 )
 EFFECT_COLUMNS = [
-    "species", "contrast", "cell_type", "effect", "hdi_low", "hdi_high", "inclusion_probability",
-    "log2_fold_change", "credible", "reference_cell_type",
-]  # fmt: skip
+    "species",
+    "contrast",
+    "cell_type",
+    "effect",
+    "hdi_low",
+    "hdi_high",
+    "inclusion_probability",
+    "log2_fold_change",
+    "credible",
+    "reference_cell_type",
+]
 
 
 @contextlib.contextmanager
@@ -63,38 +72,13 @@ def pertpy_session() -> Iterator[ModuleType]:
             jax.config.update("jax_enable_x64", previous)
 
 
-def _references(
-    present: dict[str, list[str]], reference: str | Sequence[str] | dict[str, str]
-) -> dict[str, str]:
-    where = "; ".join(f"{s}: {c}" for s, c in present.items())
-    out = {}
-    for sp_name, conds in present.items():
-        if isinstance(reference, dict):
-            cands = [reference[sp_name]] if sp_name in reference else []
-        else:
-            cands = [reference] if isinstance(reference, str) else list(reference)
-        ref = next((r for r in cands if r in conds), None)
-        if ref is None:
-            logger.info(
-                "composition: %s skipped, none of %s among its conditions %s", sp_name, cands, conds
-            )
-        elif len(conds) < 2:
-            logger.info("composition: %s skipped, it has only condition %r", sp_name, ref)
-        else:
-            out[sp_name] = ref
-    if not out:
-        msg = f"reference condition {reference!r} not found with another condition in any species; conditions present per species: {where}"
-        raise MkcellError(msg)
-    return out
-
-
 @fill_doc(key_added_copy=KEY_ADDED_COPY_DOC)
 def composition(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
     condition_key: str = K.CONDITION,
     *,
-    reference: str | Sequence[str] | dict[str, str] = ("control", "healthy"),
+    reference: str | Sequence[str] | dict[str, str] | None = None,
     species_key: str = K.SPECIES,
     state_key: str = K.STATE,
     reference_cell_type: str = "automatic",
@@ -123,8 +107,11 @@ def composition(
     condition_key
         Column of ``adata.obs`` with the conditions.
     reference
-        Reference condition: a name, several names (the first present in each species
-        is used; default ``("control", "healthy")``) or a dict ``{species: name}``.
+        Reference condition (scCODA's baseline): a name, several names (the first
+        present in each species is used) or a dict ``{species: name}``; species without
+        it are skipped. Default: the reference every tool uses, the first of
+        :data:`~mkcell.tl._design.DEFAULT_REFERENCES` present in the species, else its
+        first condition.
     species_key
         Column with the species; missing column: one group ``"all"``.
     state_key
@@ -160,8 +147,7 @@ def composition(
     check_obs_key(adata, state_key, what="cell-state column (run mk.tl.annotate first)")
     obs = sample_obs(adata, sample_key, condition_key, species_key)
     obs["cell_type"] = adata.obs[state_key].astype(str).to_numpy()
-    present = conditions_by_species(obs)
-    refs = _references(present, reference)
+    refs = references(obs, reference)
 
     effects, counts = [], []
     with pertpy_session() as pt:
@@ -189,37 +175,63 @@ def composition(
         "effects": effect_df,
         "counts": count_df[["species", "sample", "condition", "cell_type", "n_cells", "fraction"]],
         "params": {
-            "sample_key": sample_key, "condition_key": condition_key, "species_key": species_key,
-            "state_key": state_key, "reference": refs, "reference_cell_type": reference_cell_type,
-            "num_samples": num_samples, "num_warmup": num_warmup, "est_fdr": est_fdr, "seed": seed,
+            "sample_key": sample_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "state_key": state_key,
+            "reference": refs,
+            "reference_cell_type": reference_cell_type,
+            "num_samples": num_samples,
+            "num_warmup": num_warmup,
+            "est_fdr": est_fdr,
+            "seed": seed,
             "nuts_kwargs": dict(nuts_kwargs or {}),
             "method": "scCODA (pertpy), NUTS",
         },
-    }  # fmt: skip
+    }
     log_write("uns", key_added)
     return adata if copy else None
 
 
 def _fit_species(
-    pt: ModuleType, obs: pd.DataFrame, ref: str, reference_cell_type: str,
-    num_samples: int, num_warmup: int, est_fdr: float, seed: int, nuts_kwargs: dict,
-) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    pt: ModuleType,
+    obs: pd.DataFrame,
+    ref: str,
+    reference_cell_type: str,
+    num_samples: int,
+    num_warmup: int,
+    est_fdr: float,
+    seed: int,
+    nuts_kwargs: dict,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     if "'" in ref:
-        msg = f"reference condition {ref!r} contains a quote, which scCODA formulas cannot hold; rename it"
+        msg = (
+            f"reference condition {ref!r} contains a quote, "
+            "which scCODA formulas cannot hold; rename it"
+        )
         raise MkcellError(msg)
-    cells = AnnData(obs=pd.DataFrame({
-        "mk_sample": pd.Categorical(obs["sample"]),
-        "mk_condition": pd.Categorical(obs["condition"]),
-        "mk_cell_type": pd.Categorical(obs["cell_type"]),
-    }, index=obs.index.astype(str)))  # fmt: skip
+    cells = AnnData(
+        obs=pd.DataFrame(
+            {
+                K.TMP_SAMPLE: pd.Categorical(obs["sample"]),
+                K.TMP_CONDITION: pd.Categorical(obs["condition"]),
+                K.TMP_CELL_TYPE: pd.Categorical(obs["cell_type"]),
+            },
+            index=obs.index.astype(str),
+        )
+    )
     sccoda = pt.tl.Sccoda()
     mdata = sccoda.load(
-        cells, type="cell_level", generate_sample_level=True, cell_type_identifier="mk_cell_type",
-        sample_identifier="mk_sample", covariate_obs=["mk_condition"],
-    )  # fmt: skip
+        cells,
+        type="cell_level",
+        generate_sample_level=True,
+        cell_type_identifier=K.TMP_CELL_TYPE,
+        sample_identifier=K.TMP_SAMPLE,
+        covariate_obs=[K.TMP_CONDITION],
+    )
     mdata = sccoda.prepare(
         mdata,
-        formula=f"C(mk_condition, Treatment('{ref}'))",
+        formula=f"C({K.TMP_CONDITION}, Treatment('{ref}'))",
         reference_cell_type=reference_cell_type,
     )
     logger.info(
@@ -235,21 +247,23 @@ def _fit_species(
     eff = sccoda.get_effect_df(mdata).reset_index()
     level = eff["Covariate"].astype(str).str.extract(r"T\.(.+?)\]?$", expand=False)
     ref_type = str(mdata["coda"].uns["scCODA_params"]["reference_cell_type"])
-    out = pd.DataFrame({
-        "contrast": level + f" vs {ref}",
-        "cell_type": eff["Cell Type"].astype(str),
-        "effect": eff["Final Parameter"].astype(float),
-        "hdi_low": eff["HDI 3%"].astype(float),
-        "hdi_high": eff["HDI 97%"].astype(float),
-        "inclusion_probability": eff["Inclusion probability"].astype(float),
-        "log2_fold_change": eff["log2-fold change"].astype(float),
-        "credible": eff["Final Parameter"].astype(float) != 0,
-        "reference_cell_type": ref_type,
-    })  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "contrast": level + f" vs {ref}",
+            "cell_type": eff["Cell Type"].astype(str),
+            "effect": eff["Final Parameter"].astype(float),
+            "hdi_low": eff["HDI 3%"].astype(float),
+            "hdi_high": eff["HDI 97%"].astype(float),
+            "inclusion_probability": eff["Inclusion probability"].astype(float),
+            "log2_fold_change": eff["log2-fold change"].astype(float),
+            "credible": eff["Final Parameter"].astype(float) != 0,
+            "reference_cell_type": ref_type,
+        }
+    )
     coda = mdata["coda"]
     X = np.asarray(coda.X, dtype=float)
     cnt = pd.DataFrame(X, index=coda.obs_names.astype(str), columns=coda.var_names.astype(str))
-    cond = coda.obs["mk_condition"].astype(str)
+    cond = coda.obs[K.TMP_CONDITION].astype(str)
     long = (
         cnt.rename_axis(index="sample", columns="cell_type").stack().rename("n_cells").reset_index()
     )

@@ -6,7 +6,7 @@ import numpy as np
 from anndata import AnnData
 
 from .. import _keys as K
-from .._graph import knn_graph
+from .._graph import neighbors
 from .._settings import MkcellError
 from .._utils import log_write
 
@@ -18,14 +18,23 @@ def umap(
     n_neighbors: int = 15,
     seed: int = 0,
     key_added: str = K.UMAP,
-) -> None:
-    """UMAP of ``obsm[use_rep]`` into ``obsm[key_added]`` (for :func:`mkcell.pl.embedding`)."""
+    copy: bool = False,
+) -> AnnData | None:
+    """UMAP of ``obsm[use_rep]`` into ``obsm[key_added]`` (for :func:`mkcell.pl.embedding`).
+
+    Reuses the kNN graph in ``obsp['mk_connectivities']`` (from :func:`mkcell.tl.annotate`)
+    when it was built with the same ``use_rep``, ``n_neighbors`` and ``seed``; else builds
+    and keeps it there. ``copy=True`` returns a changed copy instead of writing into
+    ``adata``.
+    """
     import scanpy as sc
 
     if use_rep not in adata.obsm:
         msg = f"no `adata.obsm[{use_rep!r}]`; run mk.integrate.scvi(adata) first"
         raise MkcellError(msg)
-    g = knn_graph(np.asarray(adata.obsm[use_rep]), n_neighbors, seed)
+    adata = adata.copy() if copy else adata
+    g = neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, seed=seed)
     sc.tl.umap(g, random_state=seed)
     adata.obsm[key_added] = g.obsm["X_umap"].astype(np.float32)
     log_write("obsm", key_added)
+    return adata if copy else None

@@ -82,7 +82,7 @@ def _assemble(
     is_term: np.ndarray,
     terminal: dict[str, np.ndarray],
 ) -> pd.DataFrame:
-    """Cells x states: ``X`` on ``trans``, 1 on each state's own cells, 0 on the other terminal cells, NaN elsewhere."""
+    """Cells x states: ``X`` on ``trans``, 1 / 0 on own / other terminal cells, NaN elsewhere."""
     out = np.full((is_term.size, len(names)), np.nan)
     out[trans] = X
     out[is_term] = 0.0

@@ -21,11 +21,23 @@ from anndata import AnnData
 from .. import _keys as K
 from .._genesets import hallmark_sets, read_gmt
 from .._settings import MkcellError, MkcellWarning, logger
+from .._species import detect_species
 from .._utils import check_adata, check_obs_key, get_counts
-from ._score import detect_species, translate_genes
+from ._score import translate_genes
 
 RANKINGS = ("signal_to_noise", "t_test")
-COLUMNS = ["term", "nes", "es", "p_value", "fdr", "fwer", "set_size", "tag", "lead_genes"]
+COLUMNS = [
+    "term",
+    "nes",
+    "es",
+    "p_value",
+    "fdr",
+    "fwer",
+    "set_size",
+    "tag",
+    "lead_genes",
+    "genes",
+]
 
 
 def pseudobulk(
@@ -135,7 +147,8 @@ def _align(
     missing = idx.difference(meta_idx)
     if len(missing):
         msg = (
-            f"{len(missing)} samples of the table are not in sample_meta's index (e.g. {list(missing[:3])}); "
+            f"{len(missing)} samples of the table are not in sample_meta's index "
+            f"(e.g. {list(missing[:3])}); "
             "index sample_meta by the table's sample names (rows of table)"
         )
         raise MkcellError(msg)
@@ -236,8 +249,9 @@ def _gene_sets(
             else ""
         )
         text = (
-            f"gene sets are in {sets_sp} symbols and the table in {table_sp} symbols: {given} genes overlap as "
-            f"given, {after} after mapping to {table_sp} orthologs (HGNC HCOP + Ensembl); used the mapped sets"
+            f"gene sets are in {sets_sp} symbols and the table in {table_sp} symbols: "
+            f"{given} genes overlap as given, {after} after mapping to {table_sp} orthologs "
+            "(HGNC HCOP + Ensembl); used the mapped sets"
         )
         if how:
             logger.info("%s (%s)", text, how)
@@ -293,8 +307,9 @@ def gsea(
     Returns
     -------
     term, nes, es, p_value, fdr, fwer, set_size, tag (hits / set size), lead_genes
-    (``;``-joined), sorted by NES; parameters in ``.attrs['params']``
-    (the ranking itself: :func:`rank_genes`).
+    (``;``-joined), genes (the set's genes found in the table, after mapping to its
+    species; ``;``-joined, what :func:`mkcell.pl.e2f_heatmap` draws), sorted by NES;
+    parameters in ``.attrs['params']`` (the ranking itself: :func:`rank_genes`).
     """
     import gseapy
 
@@ -306,9 +321,17 @@ def gsea(
         "GSEA prerank: %d genes, %d sets, %d permutations", ranks.size, len(sets), permutations
     )
     res = gseapy.prerank(
-        rnk=ranks, gene_sets=sets, min_size=min_size, max_size=max_size, permutation_num=permutations,
-        seed=seed, threads=threads, outdir=None, no_plot=True, verbose=False,
-    )  # fmt: skip
+        rnk=ranks,
+        gene_sets=sets,
+        min_size=min_size,
+        max_size=max_size,
+        permutation_num=permutations,
+        seed=seed,
+        threads=threads,
+        outdir=None,
+        no_plot=True,
+        verbose=False,
+    )
     r = res.res2d
     tag = r["Tag %"].astype(str)
     out = pd.DataFrame(
@@ -324,10 +347,20 @@ def gsea(
             "lead_genes": r["Lead_genes"].astype(str),
         }
     )
+    in_table = set(table.columns.astype(str))
+    found = {k: ";".join(g for g in dict.fromkeys(v) if g in in_table) for k, v in sets.items()}
+    out["genes"] = out["term"].map(found).fillna("")
     out = out.sort_values("nes", ascending=False, ignore_index=True)[COLUMNS]
     out.attrs["params"] = {
-        "group_key": group_key, "groups": [str(g) for g in groups], "n_a": int(a.sum()), "n_b": int(b.sum()),
-        "gene_sets": gene_sets if isinstance(gene_sets, str) else "custom", "method": method,
-        "permutations": permutations, "min_size": min_size, "max_size": max_size, "seed": seed,
-    }  # fmt: skip
+        "group_key": group_key,
+        "groups": [str(g) for g in groups],
+        "n_a": int(a.sum()),
+        "n_b": int(b.sum()),
+        "gene_sets": gene_sets if isinstance(gene_sets, str) else "custom",
+        "method": method,
+        "permutations": permutations,
+        "min_size": min_size,
+        "max_size": max_size,
+        "seed": seed,
+    }
     return out

@@ -1,4 +1,4 @@
-"""Your own cell labels from files: a labels table (cell, label) and a label map (label -> state)."""
+"""Your own cell labels from files: a labels table (cell, label), a label map (label -> state)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .._settings import MkcellError
 #: Column names tried, in order, when the labels file's columns are not named.
 CELL_COLUMNS = ("cell", "barcode", "cell_id", "obs_names", "index")
 LABEL_COLUMNS = ("label", "cell_type", "celltype", "labels", "state")
-_MAP_HEADERS = {"state", "mk_state", "mkcell_state", "target"}
+_MAP_HEADERS = {"state", K.STATE, "mkcell_state", "target"}
 
 
 def _path(path: str | os.PathLike, what: str, hint: str) -> Path:
@@ -36,7 +36,10 @@ def _read_table(path: Path, what: str, *, header: int | None = 0) -> pd.DataFram
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=header)
     except Exception as err:  # noqa: BLE001 - any parser error becomes one clean line
         reason = " ".join(str(err).split())[:160]
-        msg = f"cannot read the {what} {path} ({type(err).__name__}: {reason}); write a CSV (or TSV) with a header row"
+        msg = (
+            f"cannot read the {what} {path} ({type(err).__name__}: {reason}); "
+            "write a CSV (or TSV) with a header row"
+        )
         raise MkcellError(msg) from None
 
 
@@ -66,7 +69,10 @@ def read_labels(
     def pick(given: str | None, defaults: tuple[str, ...], pos: int, role: str, key: str) -> str:
         if given is not None:
             if given not in cols:
-                msg = f"labels file {p.name}: no {role} column {given!r} (columns: {cols}); set {key} to one of them"
+                msg = (
+                    f"labels file {p.name}: no {role} column {given!r} (columns: {cols}); "
+                    f"set {key} to one of them"
+                )
                 raise MkcellError(msg)
             return given
         found = next((c for c in cols if c.lower() in defaults), None)
@@ -74,7 +80,10 @@ def read_labels(
             return found
         if len(cols) == 2:
             return cols[pos]
-        msg = f"labels file {p.name}: which column holds the {role}? (columns: {cols}); set {key} to one of them"
+        msg = (
+            f"labels file {p.name}: which column holds the {role}? (columns: {cols}); "
+            f"set {key} to one of them"
+        )
         raise MkcellError(msg)
 
     cell = pick(
@@ -84,7 +93,10 @@ def read_labels(
         label_column, LABEL_COLUMNS, 1, "label", "label_column= (CLI: annotate.labels_column)"
     )
     if cell == label:
-        msg = f"labels file {p.name}: the cell and label columns are both {cell!r} (columns: {cols}); name two different columns"
+        msg = (
+            f"labels file {p.name}: the cell and label columns are both {cell!r} "
+            f"(columns: {cols}); name two different columns"
+        )
         raise MkcellError(msg)
     out = pd.Series(
         df[label].str.strip().to_numpy(),
@@ -93,7 +105,10 @@ def read_labels(
     )
     if out.index.duplicated().any():
         dups = out.index[out.index.duplicated()].unique()[:3].tolist()
-        msg = f"labels file {p.name}: cells listed more than once in column {cell!r} (e.g. {dups}); give each cell one row"
+        msg = (
+            f"labels file {p.name}: cells listed more than once in column {cell!r} "
+            f"(e.g. {dups}); give each cell one row"
+        )
         raise MkcellError(msg)
     return out
 
@@ -112,10 +127,16 @@ def read_label_map(path: str | os.PathLike) -> dict[str, str]:
             data = yaml.safe_load(p.read_text())
         except Exception as err:  # noqa: BLE001
             reason = " ".join(str(err).split())[:160]
-            msg = f"cannot read the label map {p} as YAML ({reason}); write lines like 'Megakaryocyte progenitors: MkP'"
+            msg = (
+                f"cannot read the label map {p} as YAML ({reason}); "
+                "write lines like 'Megakaryocyte progenitors: MkP'"
+            )
             raise MkcellError(msg) from None
         if not isinstance(data, Mapping):
-            msg = f"label map {p.name} is not a YAML mapping; write lines like 'Megakaryocyte progenitors: MkP'"
+            msg = (
+                f"label map {p.name} is not a YAML mapping; "
+                "write lines like 'Megakaryocyte progenitors: MkP'"
+            )
             raise MkcellError(msg)
         mapping = {str(k).strip(): str(v).strip() for k, v in data.items()}
     else:
@@ -134,7 +155,10 @@ def check_label_map(mapping: Mapping[str, str], *, where: str = "label_map") -> 
     """Raise unless every target of ``mapping`` is an mkcell state."""
     bad = sorted({str(v) for v in mapping.values()} - set(K.STATES))
     if bad:
-        msg = f"{where}: targets {bad[:8]} are not mkcell states; map each label onto one of {list(K.STATES)}"
+        msg = (
+            f"{where}: targets {bad[:8]} are not mkcell states; "
+            f"map each label onto one of {list(K.STATES)}"
+        )
         raise MkcellError(msg)
 
 
@@ -164,8 +188,10 @@ def align_labels(labels: pd.Series, obs_names: pd.Index, *, where: str = "labels
     n = int(got.notna().sum())
     if n == 0:
         msg = (
-            f"{where}: none of its {len(labels)} cell names (e.g. {labels.index[:2].tolist()}) is a cell of the data "
-            f"(e.g. {names[:2].tolist()}); the cell column must hold the cell names (obs_names) of the input"
+            f"{where}: none of its {len(labels)} cell names "
+            f"(e.g. {labels.index[:2].tolist()}) is a cell of the data "
+            f"(e.g. {names[:2].tolist()}); the cell column must hold the cell names "
+            "(obs_names) of the input"
         )
         raise MkcellError(msg)
     return got.fillna("")
@@ -186,8 +212,10 @@ def labels_to_states(
         bad = sorted(set(labels) - states - {""})
         if bad:
             msg = (
-                f"{where}: labels that are not mkcell states: {bad[:8]}; map them onto {list(K.STATES)} with "
-                "label_map={label: state} (CLI: annotate.label_map_file=MAP.csv with label,state rows, or a YAML mapping)"
+                f"{where}: labels that are not mkcell states: {bad[:8]}; "
+                f"map them onto {list(K.STATES)} with "
+                "label_map={label: state} (CLI: annotate.label_map_file=MAP.csv with "
+                "label,state rows, or a YAML mapping)"
             )
             raise MkcellError(msg)
         mapped = labels.where(labels != "", "other")
@@ -198,6 +226,10 @@ def labels_to_states(
         mapped = mapped.fillna("other")
     table = unmapped.value_counts().rename_axis("label").reset_index(name="n_cells")
     if not (mapped != "other").any():
-        msg = f"{where}: no cell maps to an mkcell state (labels: {sorted(set(labels) - {''})[:8]}); check the label map's left column against the labels"
+        msg = (
+            f"{where}: no cell maps to an mkcell state "
+            f"(labels: {sorted(set(labels) - {''})[:8]}); "
+            "check the label map's left column against the labels"
+        )
         raise MkcellError(msg)
     return mapped, table

@@ -33,15 +33,16 @@ def query_epochs(n_cells: int) -> int:
 
 
 def check_features(adata: AnnData, reference: Reference) -> list[str]:
-    """The reference features the query lacks; refuse a query with under :data:`MIN_FEATURE_SHARE` of them."""
+    """The reference features the query lacks; refuse one with under :data:`MIN_FEATURE_SHARE`."""
     feats = reference.features
     have = feats.isin(adata.var_names)
     share = float(have.mean())
     if share < MIN_FEATURE_SHARE:
         msg = (
-            f"the query holds only {int(have.sum())} of the reference's {len(feats)} features ({share:.0%}; "
-            f"need {MIN_FEATURE_SHARE:.0%}, e.g. {', '.join(map(str, feats[:3]))}); name the query's genes like "
-            "the reference's (human symbols; mouse genes are mapped through orthologs), or use another reference"
+            f"the query holds only {int(have.sum())} of the reference's {len(feats)} features "
+            f"({share:.0%}; need {MIN_FEATURE_SHARE:.0%}, e.g. {', '.join(map(str, feats[:3]))}); "
+            "name the query's genes like the reference's (human symbols; mouse genes are mapped "
+            "through orthologs), or use another reference"
         )
         raise MkcellError(msg)
     return [str(g) for g in feats[~have]]
@@ -179,7 +180,8 @@ def map_to_reference(
     lacking = sorted(set(species) - set(ref.species))
     if lacking:
         msg = (
-            f"the query holds {lacking[0]} cells but the reference {ref.path} has only {ref.species} cells; "
+            f"the query holds {lacking[0]} cells but the reference {ref.path} "
+            f"has only {ref.species} cells; "
             f"map them onto a reference that has {lacking[0]} cells, or leave them out"
         )
         raise MkcellError(msg)
@@ -187,8 +189,10 @@ def map_to_reference(
     if missing:
         logger.warning(
             "the query lacks %d of the reference's %d features (zero-filled; e.g. %s)",
-            len(missing), len(ref.features), ", ".join(missing[:5]),
-        )  # fmt: skip
+            len(missing),
+            len(ref.features),
+            ", ".join(missing[:5]),
+        )
     s = ref.setup
     match = _profile_match(X, species, ref, missing)
     X = _thin(X, species, s, seed)
@@ -240,22 +244,36 @@ def map_to_reference(
     confident = (~unknown) & (conf >= CONFIDENT)
     per_sample = (
         pd.DataFrame(
-            {"species": species, "sample": samples, "unknown": unknown, "confident": confident, "conf": conf}
+            {
+                "species": species,
+                "sample": samples,
+                "unknown": unknown,
+                "confident": confident,
+                "conf": conf,
+            }
         )
         .groupby(["species", "sample"], observed=True, sort=False)
         .agg(
-            n_cells=("unknown", "size"), n_unknown=("unknown", "sum"),
-            share_confident=("confident", "mean"), mean_confidence=("conf", "mean"),
+            n_cells=("unknown", "size"),
+            n_unknown=("unknown", "sum"),
+            share_confident=("confident", "mean"),
+            mean_confidence=("conf", "mean"),
         )
         .reset_index()
-    )  # fmt: skip
+    )
     per_sample["share_unknown"] = per_sample["n_unknown"] / per_sample["n_cells"]
     ref_umap = ref.cells.obsm.get(K.UMAP)
     adata.uns[K.MAP] = {
         "params": {
-            "reference": str(ref.path), "sample_key": sample_key, "species_key": species_key,
-            "max_epochs": epochs, "n_neighbors": n_neighbors, "unknown_distance": unknown_distance,
-            "confident": CONFIDENT, "accelerator": acc, "seed": seed,
+            "reference": str(ref.path),
+            "sample_key": sample_key,
+            "species_key": species_key,
+            "max_epochs": epochs,
+            "n_neighbors": n_neighbors,
+            "unknown_distance": unknown_distance,
+            "confident": CONFIDENT,
+            "accelerator": acc,
+            "seed": seed,
         },
         "reference_version": str(ref.manifest.get("mkcell_version")),
         "reference_species": list(ref.species),
@@ -271,19 +289,27 @@ def map_to_reference(
         "train_seconds": train_seconds,
         "seconds": time.perf_counter() - t0,
         "scvi_tools_version": scvi.__version__,
-    }  # fmt: skip
+    }
     if ref_umap is not None:
         adata.uns[K.MAP]["reference_umap"] = np.asarray(ref_umap, dtype=np.float32)[:, :2]
         adata.uns[K.MAP]["reference_state"] = ref.cells.obs[K.STATE].astype(str).to_numpy()
     logger.info(
-        "mapped %d cells onto %s in %.1f s (fine-tuning %d epochs: %.1f s): %.1f%% confidently, %d unknown (%.1f%%)",
-        adata.n_obs, ref.path, time.perf_counter() - t0, epochs, train_seconds,
-        100 * confident.mean(), unknown.sum(), 100 * unknown.mean(),
-    )  # fmt: skip
+        "mapped %d cells onto %s in %.1f s (fine-tuning %d epochs: %.1f s): "
+        "%.1f%% confidently, %d unknown (%.1f%%)",
+        adata.n_obs,
+        ref.path,
+        time.perf_counter() - t0,
+        epochs,
+        train_seconds,
+        100 * confident.mean(),
+        unknown.sum(),
+        100 * unknown.mean(),
+    )
     if unknown.mean() > 0.1:
         logger.warning(
-            "%.0f%% of the query's cells are far from every reference cell (state 'unknown'): the query holds "
-            "cells the reference lacks (another cell type or tissue?); their states and pseudotime are not transferred",
+            "%.0f%% of the query's cells are far from every reference cell (state 'unknown'): "
+            "the query holds cells the reference lacks (another cell type or tissue?); "
+            "their states and pseudotime are not transferred",
             100 * unknown.mean(),
         )
     log_write("obsm", K.LATENT)
@@ -296,10 +322,11 @@ def map_to_reference(
 def _profile_match(
     X: sp.csr_matrix, species: np.ndarray, ref: Reference, missing: list[str]
 ) -> np.ndarray | None:
-    """Each cell's best expression match to a reference profile of its species, over that profile's own calibration.
+    """Each cell's best expression match to a same-species reference profile, over its calibration.
 
-    For every (species, state) profile of the reference (:func:`mkcell.tl._reference.state_profiles`),
-    the Pearson correlation of the cell's log expression with the profile, over the
+    For every (species, state) profile of the reference
+    (:func:`mkcell.tl._reference.state_profiles`), the Pearson correlation of the cell's log
+    expression with the profile, over the
     features the query has, is divided by the correlation that only
     ``PROFILE_QUANTILE`` of the profile's own reference cells fall below. The best ratio
     over the profiles is returned: below 1, the cell is less like any reference state
@@ -400,10 +427,27 @@ def _transfer(
 
 #: Columns of :func:`pool_vs_reference`'s table.
 POOL_VS_REFERENCE_COLUMNS = [
-    "species", "sample", "condition", "n_cells", "n_mkp", "n_unknown", "n_denominator", "denominator",
-    "mkp_fraction", "reference_condition", "n_reference_samples", "reference_min", "reference_median",
-    "reference_max", "percentile", "logit_z", "range_low", "range_high", "in_range", "own_condition",
-]  # fmt: skip
+    "species",
+    "sample",
+    "condition",
+    "n_cells",
+    "n_mkp",
+    "n_unknown",
+    "n_denominator",
+    "denominator",
+    "mkp_fraction",
+    "reference_condition",
+    "n_reference_samples",
+    "reference_min",
+    "reference_median",
+    "reference_max",
+    "percentile",
+    "logit_z",
+    "range_low",
+    "range_high",
+    "in_range",
+    "own_condition",
+]
 
 
 def _logit(n_mkp: np.ndarray, n_den: np.ndarray) -> np.ndarray:
@@ -434,7 +478,8 @@ def pool_vs_reference(
     scale), the reference's min / median / max, and ``range_low`` / ``range_high``: the
     95% prediction interval of one new sample of that condition (logit scale, t with
     ``n - 1`` df, ``mean +- t * SD * sqrt(1 + 1/n)``, back-transformed; wide when the
-    reference has few samples). ``in_range`` when the query lies within it. ``own_condition`` marks the reference condition named like the query's.
+    reference has few samples). ``in_range`` when the query lies within it.
+    ``own_condition`` marks the reference condition named like the query's.
 
     Parameters
     ----------
@@ -476,17 +521,26 @@ def pool_vs_reference(
     for (sp_name, sample), g in obs.groupby(["species", "sample"], sort=False):
         den = den_tab.get(sp_name)
         if den is None:
-            msg = f"the reference has no pool table for {sp_name}; map {sp_name} cells onto a reference with them"
+            msg = (
+                f"the reference has no pool table for {sp_name}; "
+                f"map {sp_name} cells onto a reference with them"
+            )
             raise MkcellError(msg)
         allowed = DENOMINATORS[den]
         n_den = int(len(g) if allowed is None else np.isin(g["state"], allowed).sum())
         n_mkp = int((g["state"] == K.MKP).sum())
         frac = n_mkp / n_den if n_den else np.nan
         base = {
-            "species": sp_name, "sample": sample, "condition": g["condition"].iloc[0], "n_cells": len(g),
-            "n_mkp": n_mkp, "n_unknown": int((g["state"] == K.UNKNOWN).sum()), "n_denominator": n_den,
-            "denominator": den, "mkp_fraction": frac,
-        }  # fmt: skip
+            "species": sp_name,
+            "sample": sample,
+            "condition": g["condition"].iloc[0],
+            "n_cells": len(g),
+            "n_mkp": n_mkp,
+            "n_unknown": int((g["state"] == K.UNKNOWN).sum()),
+            "n_denominator": n_den,
+            "denominator": den,
+            "mkp_fraction": frac,
+        }
         q = float(_logit(n_mkp, n_den)) if n_den else np.nan
         rs = ref.pool[(ref.pool["species"] == sp_name) & (ref.pool["n_denominator"] > 0)]
         for cond, r in rs.groupby("condition", sort=False):
@@ -507,15 +561,21 @@ def pool_vs_reference(
                 else np.nan
             )
             rows.append(
-                base | {
-                    "reference_condition": cond, "n_reference_samples": int(lr.size),
-                    "reference_min": float(fr.min()), "reference_median": float(np.median(fr)),
-                    "reference_max": float(fr.max()), "percentile": pct, "logit_z": z,
-                    "range_low": lo, "range_high": hi,
+                base
+                | {
+                    "reference_condition": cond,
+                    "n_reference_samples": int(lr.size),
+                    "reference_min": float(fr.min()),
+                    "reference_median": float(np.median(fr)),
+                    "reference_max": float(fr.max()),
+                    "percentile": pct,
+                    "logit_z": z,
+                    "range_low": lo,
+                    "range_high": hi,
                     "in_range": bool(np.isfinite(q) and np.isfinite(half) and abs(q - mu) <= half),
                     "own_condition": cond == base["condition"],
                 }
-            )  # fmt: skip
+            )
     table = pd.DataFrame(rows, columns=POOL_VS_REFERENCE_COLUMNS)
     adata.uns[key_added] = table
     log_write("uns", key_added)

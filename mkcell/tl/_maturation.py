@@ -2,34 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 
 from .. import _keys as K
+from .._docs import KEY_ADDED_COPY_DOC, fill_doc
 from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write, rng
-from ._design import KEY_ADDED_COPY_DOC, fill_doc, resolve_contrasts, sample_obs, warn_and_log
+from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
 
-MATURATION = "mk_maturation"
+MATURATION = K.MATURATION
 PER_SAMPLE_COLUMNS = [
-    "sample", "species", "condition", "n_lineage", "n_before", "n_after",
-    "frac_before", "frac_after", "median_pseudotime", "mean_pseudotime",
-]  # fmt: skip
+    "sample",
+    "species",
+    "condition",
+    "n_lineage",
+    "n_before",
+    "n_after",
+    "frac_before",
+    "frac_after",
+    "median_pseudotime",
+    "mean_pseudotime",
+]
 CONTRAST_COLUMNS = [
-    "species", "contrast", "wasserstein", "wasserstein_ci_low", "wasserstein_ci_high",
-    "ks_stat", "ks_ci_low", "ks_ci_high", "mean_shift", "mean_shift_ci_low", "mean_shift_ci_high",
-    "frac_after_a", "frac_after_b", "n_samples_a", "n_samples_b", "n_boot", "note",
-]  # fmt: skip
+    "species",
+    "contrast",
+    "wasserstein",
+    "wasserstein_ci_low",
+    "wasserstein_ci_high",
+    "ks_stat",
+    "ks_ci_low",
+    "ks_ci_high",
+    "mean_shift",
+    "mean_shift_ci_low",
+    "mean_shift_ci_high",
+    "frac_after_a",
+    "frac_after_b",
+    "n_samples_a",
+    "n_samples_b",
+    "n_boot",
+    "note",
+]
 
 
-@fill_doc(key_added_copy=KEY_ADDED_COPY_DOC)
+@fill_doc(contrasts=CONTRASTS_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
 def maturation_shift(
     adata: AnnData,
     condition_key: str = K.CONDITION,
-    contrasts: Sequence[Sequence[str]] | None = None,
+    contrasts: Contrasts = None,
     *,
     sample_key: str = K.SAMPLE,
     species_key: str = K.SPECIES,
@@ -58,9 +79,7 @@ def maturation_shift(
         Annotated cells; only ``adata.obs`` is read.
     condition_key
         Column of ``adata.obs`` with the condition of each sample.
-    contrasts
-        Pairs ``[A, B]`` of conditions; default every condition against the reference
-        of its species (``control`` / ``healthy``), as in :func:`progenitor_pool`.
+    {contrasts}
     sample_key
         Column with the sample (the unit resampled by the bootstrap).
     species_key
@@ -99,7 +118,7 @@ def maturation_shift(
     obs = obs.assign(pt=pt)
 
     per_sample = _per_sample(obs, transition)
-    todo = resolve_contrasts(per_sample, contrasts)
+    todo = resolve_contrasts(obs, contrasts)
     gen = rng(seed)
     lineage = obs[on]
     rows = [_contrast_row(lineage, per_sample, s, a, b, n_boot, gen) for s, a, b in todo]
@@ -130,18 +149,27 @@ def maturation_shift(
 def _transition(adata: AnnData, pt: np.ndarray, state_key: str, transition: float | None) -> float:
     if transition is not None:
         if not 0 <= float(transition) <= 1:
-            msg = f"transition={transition} is outside [0, 1]; give the pseudotime where MkP turn into Mk"
+            msg = (
+                f"transition={transition} is outside [0, 1]; "
+                "give the pseudotime where MkP turn into Mk"
+            )
             raise MkcellError(msg)
         return float(transition)
     if state_key not in adata.obs.columns:
-        msg = f"no `adata.obs[{state_key!r}]` to place the MkP→Mk transition; pass transition=<float> or state_key="
+        msg = (
+            f"no `adata.obs[{state_key!r}]` to place the MkP→Mk transition; "
+            "pass transition=<float> or state_key="
+        )
         raise MkcellError(msg)
     states = adata.obs[state_key].astype(str).to_numpy()
     med = {}
     for s in (K.MKP, K.MK):
         vals = pt[(states == s) & np.isfinite(pt)]
         if vals.size == 0:
-            msg = f"no {s} cell with a pseudotime in `adata.obs[{state_key!r}]`; pass transition=<float>"
+            msg = (
+                f"no {s} cell with a pseudotime in `adata.obs[{state_key!r}]`; "
+                "pass transition=<float>"
+            )
             raise MkcellError(msg)
         med[s] = float(np.median(vals))
     value = 0.5 * (med[K.MKP] + med[K.MK])
@@ -156,13 +184,20 @@ def _per_sample(obs: pd.DataFrame, transition: float) -> pd.DataFrame:
         t = t[np.isfinite(t)]
         n = t.size
         before = int((t < transition).sum())
-        rows.append({
-            "sample": sample, "species": sp_name, "condition": g["condition"].iat[0], "n_lineage": n,
-            "n_before": before, "n_after": n - before,
-            "frac_before": before / n if n else np.nan, "frac_after": (n - before) / n if n else np.nan,
-            "median_pseudotime": float(np.median(t)) if n else np.nan,
-            "mean_pseudotime": float(t.mean()) if n else np.nan,
-        })  # fmt: skip
+        rows.append(
+            {
+                "sample": sample,
+                "species": sp_name,
+                "condition": g["condition"].iat[0],
+                "n_lineage": n,
+                "n_before": before,
+                "n_after": n - before,
+                "frac_before": before / n if n else np.nan,
+                "frac_after": (n - before) / n if n else np.nan,
+                "median_pseudotime": float(np.median(t)) if n else np.nan,
+                "mean_pseudotime": float(t.mean()) if n else np.nan,
+            }
+        )
     order = {c: i for i, c in enumerate(obs.attrs["condition_order"])}
     tab = pd.DataFrame(rows, columns=PER_SAMPLE_COLUMNS)
     tab = tab.assign(_o=tab["condition"].map(order)).sort_values(
@@ -216,9 +251,17 @@ def _contrast_row(
     }
     n_a, n_b = len(groups[a]), len(groups[b])
     row = {
-        "species": sp_name, "contrast": f"{a} vs {b}", "wasserstein": w, "ks_stat": ks, "mean_shift": shift,
-        "frac_after_a": frac[a], "frac_after_b": frac[b], "n_samples_a": n_a, "n_samples_b": n_b, "n_boot": n_boot,
-    }  # fmt: skip
+        "species": sp_name,
+        "contrast": f"{a} vs {b}",
+        "wasserstein": w,
+        "ks_stat": ks,
+        "mean_shift": shift,
+        "frac_after_a": frac[a],
+        "frac_after_b": frac[b],
+        "n_samples_a": n_a,
+        "n_samples_b": n_b,
+        "n_boot": n_boot,
+    }
     ci = dict.fromkeys(["wasserstein", "ks", "mean_shift"], (np.nan, np.nan))
     single = [
         f"{c} has {k} sample{'s' if k != 1 else ''} on the lineage"
@@ -241,7 +284,11 @@ def _contrast_row(
             for i, k in enumerate(["wasserstein", "ks", "mean_shift"])
         }
     return row | {
-        "wasserstein_ci_low": ci["wasserstein"][0], "wasserstein_ci_high": ci["wasserstein"][1],
-        "ks_ci_low": ci["ks"][0], "ks_ci_high": ci["ks"][1],
-        "mean_shift_ci_low": ci["mean_shift"][0], "mean_shift_ci_high": ci["mean_shift"][1], "note": note,
-    }  # fmt: skip
+        "wasserstein_ci_low": ci["wasserstein"][0],
+        "wasserstein_ci_high": ci["wasserstein"][1],
+        "ks_ci_low": ci["ks"][0],
+        "ks_ci_high": ci["ks"][1],
+        "mean_shift_ci_low": ci["mean_shift"][0],
+        "mean_shift_ci_high": ci["mean_shift"][1],
+        "note": note,
+    }

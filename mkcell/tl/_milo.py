@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,25 +12,36 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
+from .._docs import KEY_ADDED_COPY_DOC, fill_doc
+from .._graph import stored_distances
 from .._settings import MkcellError, logger
 from .._utils import check_adata, log_write
 from ._composition import pertpy_session
-from ._design import KEY_ADDED_COPY_DOC, fill_doc, resolve_contrasts, sample_obs, warn_and_log
+from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
 
-MILO = "mk_milo"
+MILO = K.MILO
 NHOOD_COLUMNS = [
-    "species", "contrast", "nhood", "index_cell", "n_cells", "logFC", "PValue", "SpatialFDR",
-    "mean_pseudotime", "frac_lineage", "state",
-]  # fmt: skip
+    "species",
+    "contrast",
+    "nhood",
+    "index_cell",
+    "n_cells",
+    "logFC",
+    "PValue",
+    "SpatialFDR",
+    "mean_pseudotime",
+    "frac_lineage",
+    "state",
+]
 BIN_COLUMNS = ["species", "contrast", "bin", "bin_mid", "n_nhoods", "mean_logFC", "n_up", "n_down"]
 
 
-@fill_doc(key_added_copy=KEY_ADDED_COPY_DOC)
+@fill_doc(contrasts=CONTRASTS_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
 def da_neighbourhoods(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
     condition_key: str = K.CONDITION,
-    contrasts: Sequence[Sequence[str]] | None = None,
+    contrasts: Contrasts = None,
     *,
     species_key: str = K.SPECIES,
     use_rep: str = K.LATENT,
@@ -64,8 +74,7 @@ def da_neighbourhoods(
         Column of ``adata.obs`` with the samples (replicates).
     condition_key
         Column of ``adata.obs`` with the conditions.
-    contrasts
-        Pairs ``[A, B]``; default every condition against its species' reference.
+    {contrasts}
     species_key
         Column with the species; contrasts are computed within species.
     use_rep
@@ -100,7 +109,10 @@ def da_neighbourhoods(
     """
     check_adata(adata, min_vars=0)
     if use_rep not in adata.obsm:
-        msg = f"no embedding `adata.obsm[{use_rep!r}]`; run mk.integrate.scvi first or pass use_rep= (e.g. 'X_pca')"
+        msg = (
+            f"no embedding `adata.obsm[{use_rep!r}]`; "
+            "run mk.integrate.scvi first or pass use_rep= (e.g. 'X_pca')"
+        )
         raise MkcellError(msg)
     obs = sample_obs(adata, sample_key, condition_key, species_key)
     per_sample = (
@@ -108,7 +120,7 @@ def da_neighbourhoods(
         .first()
         .reset_index()
     )
-    todo = resolve_contrasts(per_sample, contrasts)
+    todo = resolve_contrasts(obs, contrasts)
     X = np.asarray(adata.obsm[use_rep], dtype=float)
     pt_all = (
         pd.to_numeric(adata.obs[pseudotime_key], errors="coerce").to_numpy(float)
@@ -128,7 +140,8 @@ def da_neighbourhoods(
             few = [c for c in (a, b) if n_s.get(c, 0) < 2]
             if few:
                 warn_and_log(
-                    f"Milo {sp_name}, {a} vs {b} skipped: {', '.join(few)} has fewer than 2 samples (no replicate-aware test)"
+                    f"Milo {sp_name}, {a} vs {b} skipped: {', '.join(few)} "
+                    "has fewer than 2 samples (no replicate-aware test)"
                 )
                 skipped.append(f"{sp_name}: {a} vs {b}")
                 continue
@@ -145,12 +158,18 @@ def da_neighbourhoods(
                 n_neighbors,
                 prop,
                 seed,
+                graph=_stored_graph(adata, idx, use_rep, n_neighbors),
             )
             tables.append(res.assign(species=sp_name, contrast=f"{a} vs {b}"))
             logger.info(
                 "Milo %s, %s vs %s: %d neighbourhoods, %d at SpatialFDR < %g",
-                sp_name, a, b, len(res), int((res["SpatialFDR"] < alpha).sum()), alpha,
-            )  # fmt: skip
+                sp_name,
+                a,
+                b,
+                len(res),
+                int((res["SpatialFDR"] < alpha).sum()),
+                alpha,
+            )
     nhoods = (
         pd.concat(tables, ignore_index=True)[NHOOD_COLUMNS]
         if tables
@@ -164,13 +183,22 @@ def da_neighbourhoods(
         "nhoods": nhoods,
         "by_pseudotime": bins,
         "params": {
-            "sample_key": sample_key, "condition_key": condition_key, "species_key": species_key,
-            "use_rep": use_rep, "pseudotime_key": pseudotime_key, "state_key": state_key,
-            "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)], "skipped": skipped,
-            "n_neighbors": n_neighbors, "prop": prop, "alpha": alpha, "n_bins": n_bins, "seed": seed,
+            "sample_key": sample_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "use_rep": use_rep,
+            "pseudotime_key": pseudotime_key,
+            "state_key": state_key,
+            "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)],
+            "skipped": skipped,
+            "n_neighbors": n_neighbors,
+            "prop": prop,
+            "alpha": alpha,
+            "n_bins": n_bins,
+            "seed": seed,
             "method": "Milo (pertpy), solver pydeseq2, design ~condition",
         },
-    }  # fmt: skip
+    }
     log_write("uns", key_added)
     return adata if copy else None
 
@@ -190,21 +218,41 @@ def _knn(X: np.ndarray, k: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     return dist, conn
 
 
+def _stored_graph(
+    adata: AnnData, idx: np.ndarray, use_rep: str, k: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix] | None:
+    """:func:`_knn` from the stored latent graph when it agrees: all cells, same rep and k."""
+    if idx.size != adata.n_obs:
+        logger.debug("Milo on %d of %d cells builds its own kNN graph", idx.size, adata.n_obs)
+        return None
+    dist = stored_distances(adata, use_rep, k, what="Milo")
+    return None if dist is None else (dist, ((dist + dist.T) > 0).astype(float).tocsr())
+
+
 def _milo_one(
-    pt: object, obs: pd.DataFrame, X: np.ndarray, ptime: np.ndarray, states: np.ndarray | None,
-    a: str, b: str, n_neighbors: int, prop: float, seed: int,
-) -> pd.DataFrame:  # fmt: skip
+    pt: object,
+    obs: pd.DataFrame,
+    X: np.ndarray,
+    ptime: np.ndarray,
+    states: np.ndarray | None,
+    a: str,
+    b: str,
+    n_neighbors: int,
+    prop: float,
+    seed: int,
+    graph: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
+) -> pd.DataFrame:
     cells = AnnData(
         obs=pd.DataFrame(
             {
-                "mk_sample": obs["sample"].to_numpy(),
-                "mk_condition": pd.Categorical(obs["condition"].to_numpy(), categories=[b, a]),
+                K.TMP_SAMPLE: obs["sample"].to_numpy(),
+                K.TMP_CONDITION: pd.Categorical(obs["condition"].to_numpy(), categories=[b, a]),
             },
             index=obs.index.astype(str),
-        ),  # fmt: skip
+        ),
         obsm={"X_milo": X},
     )
-    dist, conn = _knn(X, n_neighbors)
+    dist, conn = _knn(X, n_neighbors) if graph is None else graph
     cells.obsp["distances"], cells.obsp["connectivities"] = dist, conn
     cells.uns["neighbors"] = {
         "params": {"use_rep": "X_milo", "n_neighbors": n_neighbors},
@@ -216,7 +264,7 @@ def _milo_one(
         warnings.filterwarnings("ignore", message="Transforming to str index")
         mdata = milo.load(cells)
     milo.make_nhoods(mdata["rna"], prop=prop, seed=seed)
-    mdata = milo.count_nhoods(mdata, sample_col="mk_sample")
+    mdata = milo.count_nhoods(mdata, sample_col=K.TMP_SAMPLE)
     out = io.StringIO()
     with (
         warnings.catch_warnings(record=True) as caught,
@@ -224,7 +272,7 @@ def _milo_one(
         contextlib.redirect_stderr(out),  # pydeseq2 prints its progress
     ):
         warnings.simplefilter("always")
-        milo.da_nhoods(mdata, design="~mk_condition", solver="pydeseq2")
+        milo.da_nhoods(mdata, design=f"~{K.TMP_CONDITION}", solver="pydeseq2")
     logger.debug("pydeseq2 output:\n%s", out.getvalue())
     for w in caught:
         logger.info("Milo/pydeseq2 (%s vs %s): %s", a, b, w.message)
@@ -235,16 +283,20 @@ def _milo_one(
     n_lin = np.asarray(nh[on].sum(0)).ravel()
     sum_pt = np.asarray(nh[on].T @ ptime[on]).ravel()
     size = np.asarray(nh.sum(0)).ravel()
-    res = pd.DataFrame({
-        "nhood": np.arange(nh.shape[1]),
-        "index_cell": var["index_cell"].astype(str).to_numpy(),
-        "n_cells": size.astype(int),
-        "logFC": var["logFC"].to_numpy(float) if "logFC" in var else np.nan,
-        "PValue": var["PValue"].to_numpy(float) if "PValue" in var else np.nan,
-        "SpatialFDR": var["SpatialFDR"].to_numpy(float) if "SpatialFDR" in var else np.nan,
-        "mean_pseudotime": np.divide(sum_pt, n_lin, out=np.full(n_lin.size, np.nan), where=n_lin > 0),
-        "frac_lineage": n_lin / np.maximum(size, 1),
-    })  # fmt: skip
+    res = pd.DataFrame(
+        {
+            "nhood": np.arange(nh.shape[1]),
+            "index_cell": var["index_cell"].astype(str).to_numpy(),
+            "n_cells": size.astype(int),
+            "logFC": var["logFC"].to_numpy(float) if "logFC" in var else np.nan,
+            "PValue": var["PValue"].to_numpy(float) if "PValue" in var else np.nan,
+            "SpatialFDR": var["SpatialFDR"].to_numpy(float) if "SpatialFDR" in var else np.nan,
+            "mean_pseudotime": np.divide(
+                sum_pt, n_lin, out=np.full(n_lin.size, np.nan), where=n_lin > 0
+            ),
+            "frac_lineage": n_lin / np.maximum(size, 1),
+        }
+    )
     if states is not None:
         codes, uniq = pd.factorize(states)
         onehot = sp.csr_matrix(
@@ -267,10 +319,16 @@ def _by_pseudotime(nhoods: pd.DataFrame, n_bins: int, alpha: float) -> pd.DataFr
         for i in range(n_bins):
             s = g[which == i]
             sig = s["SpatialFDR"] < alpha
-            rows.append({
-                "species": sp_name, "contrast": contrast, "bin": f"[{edges[i]:.2f}, {edges[i + 1]:.2f}{']' if i == n_bins - 1 else ')'}",
-                "bin_mid": 0.5 * (edges[i] + edges[i + 1]), "n_nhoods": len(s),
-                "mean_logFC": float(s["logFC"].mean()) if len(s) else np.nan,
-                "n_up": int((sig & (s["logFC"] > 0)).sum()), "n_down": int((sig & (s["logFC"] < 0)).sum()),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "species": sp_name,
+                    "contrast": contrast,
+                    "bin": f"[{edges[i]:.2f}, {edges[i + 1]:.2f}{']' if i == n_bins - 1 else ')'}",
+                    "bin_mid": 0.5 * (edges[i] + edges[i + 1]),
+                    "n_nhoods": len(s),
+                    "mean_logFC": float(s["logFC"].mean()) if len(s) else np.nan,
+                    "n_up": int((sig & (s["logFC"] > 0)).sum()),
+                    "n_down": int((sig & (s["logFC"] < 0)).sum()),
+                }
+            )
     return pd.DataFrame(rows, columns=BIN_COLUMNS)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -12,14 +10,15 @@ from anndata import AnnData
 from scipy import stats
 
 from .. import _keys as K
+from .._docs import KEY_ADDED_COPY_DOC, fill_doc
 from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write
-from ._design import KEY_ADDED_COPY_DOC, fill_doc, resolve_contrasts, sample_obs, warn_and_log
+from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
 
 #: Pseudo-count added to the MkP counts of every sample of a contrast when a whole
 #: group has no MkP, so that the log ratio stays finite.
 PSEUDO_COUNT = 0.5
-DENOMINATORS = {"mk_lineage": K.MK_LINEAGE, "hspc": K.HSPC, "all": None}
+DENOMINATORS = {K.DENOM_MK_LINEAGE: K.MK_LINEAGE, K.DENOM_HSPC: K.HSPC, K.DENOM_ALL: None}
 #: ``denominator`` values the API and the config accept ("auto" picks one of DENOMINATORS).
 DENOMINATOR_CHOICES = ("auto", *DENOMINATORS)
 #: ``denominator="auto"`` keeps MkP / (MkP + Mk) only when every sample of a species has at
@@ -38,9 +37,17 @@ PER_SAMPLE_COLUMNS = [
     "denominator",
 ]
 CONTRAST_COLUMNS = [
-    "species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value",
-    "n_samples_a", "n_samples_b", "method", "note",
-]  # fmt: skip
+    "species",
+    "contrast",
+    "effect_log2",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_samples_a",
+    "n_samples_b",
+    "method",
+    "note",
+]
 PER_CONDITION_COLUMNS = [
     "species",
     "condition",
@@ -51,19 +58,22 @@ PER_CONDITION_COLUMNS = [
     "ci_low",
     "ci_high",
 ]
-METHOD = "quasi-Poisson GLM, log link, offset log(n_denominator), Pearson dispersion, t-test on residual df"
+METHOD = (
+    "quasi-Poisson GLM, log link, offset log(n_denominator), Pearson dispersion, "
+    "t-test on residual df"
+)
 
 
-@fill_doc(key_added_copy=KEY_ADDED_COPY_DOC)
+@fill_doc(contrasts=CONTRASTS_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
 def progenitor_pool(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
     condition_key: str = K.CONDITION,
-    contrasts: Sequence[Sequence[str]] | None = None,
+    contrasts: Contrasts = None,
     *,
     species_key: str = K.SPECIES,
     state_key: str = K.STATE,
-    denominator: Literal["auto", "mk_lineage", "hspc", "all"] = "auto",
+    denominator: str = "auto",
     key_added: str = K.POOL,
     copy: bool = False,
 ) -> AnnData | None:
@@ -97,10 +107,7 @@ def progenitor_pool(
         Column of ``adata.obs`` with the sample (replicate) of each cell.
     condition_key
         Column of ``adata.obs`` with the condition of each sample.
-    contrasts
-        Pairs ``[A, B]`` of conditions (``"A vs B"`` strings also work); the effect is
-        A over B. Default: every condition against the reference of its species, the
-        first of ``control`` / ``healthy`` present (else the first condition).
+    {contrasts}
     species_key
         Column with the species; contrasts are computed within each species that has
         both conditions. If the column is missing, all cells form one group ``"all"``.
@@ -144,8 +151,9 @@ def progenitor_pool(
             "no cell of `adata.obs[%r]` is %r: every MkP count is zero", state_key, K.MKP
         )
 
-    # mature Mk are the cells the trajectory staged mature (obs['mk_stage']) when it ran: in a CD34+ sort the
-    # Mk that remain are immature, and MkP / (MkP + immature Mk) does not measure the pool
+    # mature Mk are the cells the trajectory staged mature (obs['mk_stage']) when it ran: in a
+    # CD34+ sort the Mk that remain are immature, and MkP / (MkP + immature Mk) does not measure
+    # the pool
     mature = (
         adata.obs[K.STAGE].astype(str).to_numpy() == "mature_Mk"
         if K.STAGE in adata.obs
@@ -153,12 +161,16 @@ def progenitor_pool(
     )
     choice = choose_denominator(obs, states, mature, denominator)
     per_sample = pd.concat(
-        [_per_sample(obs[obs["species"] == sp_name], states[(obs["species"] == sp_name).to_numpy()], den)
-         for sp_name, den in zip(choice["species"], choice["denominator"], strict=True)],
+        [
+            _per_sample(
+                obs[obs["species"] == sp_name], states[(obs["species"] == sp_name).to_numpy()], den
+            )
+            for sp_name, den in zip(choice["species"], choice["denominator"], strict=True)
+        ],
         ignore_index=True,
-    ).sort_values("species", kind="stable", ignore_index=True)  # fmt: skip
+    ).sort_values("species", kind="stable", ignore_index=True)
     _warn_saturated(per_sample)
-    todo = resolve_contrasts(per_sample, contrasts)
+    todo = resolve_contrasts(obs, contrasts)
     rows = [_contrast_row(per_sample, sp_name, a, b) for sp_name, a, b in todo]
     table = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
     per_condition = _per_condition(per_sample)
@@ -187,15 +199,17 @@ def progenitor_pool(
     log_write("uns", key_added)
     logger.info(
         "MkP pool: %d samples, %d contrast rows (`adata.uns[%r]['per_sample']`, ['contrasts'])",
-        len(per_sample), len(table), key_added,
-    )  # fmt: skip
+        len(per_sample),
+        len(table),
+        key_added,
+    )
     return adata if copy else None
 
 
 def choose_denominator(
     obs: pd.DataFrame, states: np.ndarray, mature: np.ndarray, denominator: str
 ) -> pd.DataFrame:
-    """The denominator of each species (species, denominator, reason); ``"auto"`` decides from the data.
+    """The denominator of each species (species, denominator, reason); ``"auto"`` reads the data.
 
     ``mature`` marks mature Mk: cells staged ``mature_Mk`` by the trajectory when it ran, else
     every Mk call.
@@ -219,18 +233,23 @@ def choose_denominator(
         sat = share[share > SATURATED]
         if low.empty and sat.empty:
             den, reason = (
-                "mk_lineage",
-                f"every sample has >= {AUTO_MIN_MK} mature Mk cells (min {int(n_mk.min())}) and MkP/(MkP+Mk) <= {SATURATED}",
+                K.DENOM_MK_LINEAGE,
+                f"every sample has >= {AUTO_MIN_MK} mature Mk cells (min {int(n_mk.min())}) "
+                f"and MkP/(MkP+Mk) <= {SATURATED}",
             )
         elif not low.empty:
             den = "hspc"
             reason = (
-                f"mature Mk absent or scarce: {len(low)} of {len(n_mk)} samples with < {AUTO_MIN_MK} mature Mk cells "
-                f"(e.g. {low.index[0]}: {int(low.iloc[0])}); MkP/(MkP+Mk) would saturate near 1, so MkP/HSPC is used"
+                f"mature Mk absent or scarce: {len(low)} of {len(n_mk)} samples "
+                f"with < {AUTO_MIN_MK} mature Mk cells (e.g. {low.index[0]}: {int(low.iloc[0])}); "
+                "MkP/(MkP+Mk) would saturate near 1, so MkP/HSPC is used"
             )
         else:
             den = "hspc"
-            reason = f"MkP/(MkP+Mk) saturates (> {SATURATED}) in {len(sat)} samples (e.g. {sat.index[0]}: {sat.iloc[0]:.3f}), so MkP/HSPC is used"
+            reason = (
+                f"MkP/(MkP+Mk) saturates (> {SATURATED}) in {len(sat)} samples "
+                f"(e.g. {sat.index[0]}: {sat.iloc[0]:.3f}), so MkP/HSPC is used"
+            )
         rows.append({"species": sp_name, "denominator": den, "reason": reason})
         logger.info("pool denominator for %s: %s (%s)", sp_name, den, reason)
     return pd.DataFrame(rows, columns=["species", "denominator", "reason"])
@@ -240,10 +259,15 @@ def _warn_saturated(per_sample: pd.DataFrame) -> None:
     sat = per_sample[per_sample["mkp_fraction"] > SATURATED]
     if not sat.empty:
         logger.warning(
-            "the MkP fraction saturates (> %s) in %d samples (e.g. %s: %.3f of its %s cells): a change in MkP "
+            "the MkP fraction saturates (> %s) in %d samples (e.g. %s: %.3f of its %s cells): "
+            "a change in MkP "
             "can hardly show; choose a wider denominator (denominator='hspc' or 'all')",
-            SATURATED, len(sat), sat["sample"].iloc[0], sat["mkp_fraction"].iloc[0], sat["denominator"].iloc[0],
-        )  # fmt: skip
+            SATURATED,
+            len(sat),
+            sat["sample"].iloc[0],
+            sat["mkp_fraction"].iloc[0],
+            sat["denominator"].iloc[0],
+        )
 
 
 def _per_sample(obs: pd.DataFrame, states: np.ndarray, denominator: str) -> pd.DataFrame:
@@ -331,7 +355,8 @@ def _contrast_row(per_sample: pd.DataFrame, sp_name: str, a: str, b: str) -> dic
         note = "no replicate-aware test possible: " + ", ".join(single)
         notes.insert(0, note)
         warn_and_log(
-            f"{sp_name}, {a} vs {b}: {note}; only per-sample numbers and a point estimate are reported"
+            f"{sp_name}, {a} vs {b}: {note}; "
+            "only per-sample numbers and a point estimate are reported"
         )
         ci_low = ci_high = p = np.nan
     else:
@@ -365,8 +390,16 @@ def _per_condition(per_sample: pd.DataFrame) -> pd.DataFrame:
             se = np.sqrt(phi / yy.sum())
             half = stats.t.ppf(0.975, k - 1) * se
             lo, hi = (0.0 if y.sum() == 0 else rate * np.exp(-half)), rate * np.exp(half)
-        rows.append({
-            "species": sp_name, "condition": cond, "n_samples": k, "n_mkp": int(y.sum()),
-            "n_denominator": int(n.sum()), "mkp_fraction": frac, "ci_low": lo, "ci_high": hi,
-        })  # fmt: skip
+        rows.append(
+            {
+                "species": sp_name,
+                "condition": cond,
+                "n_samples": k,
+                "n_mkp": int(y.sum()),
+                "n_denominator": int(n.sum()),
+                "mkp_fraction": frac,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
     return pd.DataFrame(rows, columns=PER_CONDITION_COLUMNS)

@@ -25,7 +25,10 @@ from anndata import AnnData
 from .. import _keys as K
 from .._genesets import SCORED_SETS, builtin_sets, read_gmt
 from .._settings import MkcellError, MkcellWarning, logger
+from .._species import detect_species, symbol_styles
 from .._utils import check_adata, get_counts, log_write
+from ..pp._normalize import log_normalize
+from ..pp._score_genes import score_genes_matrix
 
 #: Scoring methods for the gene sets (S/G2M always use ``score_genes``).
 METHODS = ("score_genes", "aucell", "ulm")
@@ -33,59 +36,11 @@ METHODS = ("score_genes", "aucell", "ulm")
 CYCLE_SETS = {K.S_SCORE: "TIROSH2016_S_PHASE", K.G2M_SCORE: "TIROSH2016_G2M_PHASE"}
 #: Phase categories in order.
 PHASES = ("G1", "S", "G2M")
-#: Share of classified symbols that must share one casing style to call a species.
-SPECIES_SHARE = 0.7
 #: How many gene names a warning spells out before "... and N more".
 N_NAMED = 25
 
-_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}")
-_HUMAN_ORF = re.compile(r"^C(\d+|X|Y)orf\d+")
-
 
 # --------------------------------------------------------------------------- species
-
-
-def symbol_styles(symbols: Sequence[str]) -> dict[str, int]:
-    """Count human-style (``MCM5``) and mouse-style (``Mcm5``) symbols.
-
-    Parameters
-    ----------
-    symbols
-        Gene symbols.
-
-    Returns
-    -------
-    ``{"human": n, "mouse": n, "ensembl": n, "other": n}``.
-    """
-    out = {"human": 0, "mouse": 0, "ensembl": 0, "other": 0}
-    for s in map(str, symbols):
-        if _ENSEMBL.match(s):
-            out["ensembl"] += 1
-        elif not any(c.isalpha() for c in s):
-            out["other"] += 1
-        elif s == s.upper() or _HUMAN_ORF.match(s):
-            out["human"] += 1
-        elif s[0].isupper() and s[1:] == s[1:].lower():
-            out["mouse"] += 1
-        else:
-            out["other"] += 1
-    return out
-
-
-def detect_species(symbols: Sequence[str]) -> str | None:
-    """Species of a list of symbols from their casing (``None`` when unclear).
-
-    Mostly ``Xxxx`` is mouse, mostly ``XXXX`` human (HGNC / MGI conventions).
-    """
-    st = symbol_styles(symbols)
-    n = st["human"] + st["mouse"]
-    if n == 0:
-        return None
-    if st["human"] >= SPECIES_SHARE * n:
-        return "human"
-    if st["mouse"] >= SPECIES_SHARE * n:
-        return "mouse"
-    return None
 
 
 def _species_of_adata(symbols: pd.Index, gene_symbols: str) -> str:
@@ -143,7 +98,7 @@ def translate_genes(genes: Sequence[str], source: str, target: str) -> tuple[lis
 
 @lru_cache(maxsize=2)
 def _partners(source: str, target: str) -> dict[str, str]:
-    from ..pp._ortholog_table import best_partners
+    from .._ortholog_table import best_partners
 
     return best_partners(source)[target].to_dict()
 
@@ -232,8 +187,9 @@ def _plan_sets(
         key = K.SCORE_PREFIX + slug(name)
         if key in taken:
             msg = (
-                f"gene set {name!r} from {src} would be stored as `adata.obs[{key!r}]`, which is "
-                "already taken (a built-in set or a set with a similar name); rename it in the GMT file"
+                f"gene set {name!r} from {src} would be stored as `adata.obs[{key!r}]`, "
+                "which is already taken (a built-in set or a set with a similar name); "
+                "rename it in the GMT file"
             )
             raise MkcellError(msg)
         taken.add(key)
@@ -297,95 +253,15 @@ def _check_sizes(plans: list[_SetPlan], min_genes: int, on_missing: str) -> None
             f"fewer than min_genes={need}; {done}. Missing: {_names(p.missing)}"
         )
         if p.no_ortholog:
-            msg += f" (no {'mouse' if p.species == 'human' else 'human'} ortholog: {_names(p.no_ortholog)})"
+            msg += (
+                f" (no {'mouse' if p.species == 'human' else 'human'} ortholog: "
+                f"{_names(p.no_ortholog)})"
+            )
         warnings.warn(msg, MkcellWarning, stacklevel=3)
         logger.warning(msg)
 
 
 # --------------------------------------------------------------------------- scoring
-
-
-def log_normalize(
-    X: sp.spmatrix | np.ndarray, target_sum: float = 1e4
-) -> sp.csr_matrix | np.ndarray:
-    """Return a float32 copy of counts scaled to ``target_sum`` per cell, ``log1p``-transformed.
-
-    Parameters
-    ----------
-    X
-        Raw counts (cells x genes), sparse or dense; never modified.
-    target_sum
-        Total per cell after scaling (cells with no counts stay zero).
-    """
-    if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32, copy=True)
-        lib = np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
-        scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0).astype(np.float32)
-        X.data *= np.repeat(scale, np.diff(X.indptr))
-        np.log1p(X.data, out=X.data)
-        return X
-    X = np.array(X, dtype=np.float32, copy=True)
-    lib = X.sum(axis=1, dtype=np.float64)
-    scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0).astype(np.float32)
-    X *= scale[:, None]
-    np.log1p(X, out=X)
-    return X
-
-
-def score_genes_matrix(
-    X: sp.spmatrix | np.ndarray,
-    gene_sets: Sequence[np.ndarray],
-    *,
-    ctrl_sizes: Sequence[int] | int = 50,
-    n_bins: int = 25,
-    seed: int = 0,
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Seurat / scanpy ``score_genes`` for many sets at once.
-
-    Parameters
-    ----------
-    X
-        Log-normalised expression (cells x genes).
-    gene_sets
-        Column indices of each set.
-    ctrl_sizes
-        Control genes drawn per expression bin, per set (scanpy default 50).
-    n_bins
-        Expression bins (scanpy's binning: ranks of the mean over ``n_bins - 1`` items).
-    seed
-        Seed for drawing control genes.
-
-    Returns
-    -------
-    Scores (cells x sets) and the control-gene indices of each set.
-    """
-    rng = np.random.default_rng(seed)
-    n_genes = X.shape[1]
-    avg = np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
-    n_items = max(1, round(n_genes / (n_bins - 1)))
-    cut = (pd.Series(avg).rank(method="min").to_numpy() // n_items).astype(int)
-    by_cut = {c: np.flatnonzero(cut == c) for c in np.unique(cut)}
-    if isinstance(ctrl_sizes, int):
-        ctrl_sizes = [ctrl_sizes] * len(gene_sets)
-    W = np.zeros((n_genes, len(gene_sets)), dtype=np.float64)
-    controls = []
-    for j, (idx, size) in enumerate(zip(gene_sets, ctrl_sizes, strict=True)):
-        idx = np.unique(idx)
-        ctrl = []
-        for c in np.unique(cut[idx]):
-            pool = by_cut[c]
-            ctrl.append(rng.choice(pool, size, replace=False) if size < pool.size else pool)
-        ctrl = np.setdiff1d(np.concatenate(ctrl), idx)
-        if ctrl.size == 0:
-            msg = (
-                "no control genes left for a gene set; the data hold too few genes to score against"
-            )
-            raise MkcellError(msg)
-        W[idx, j] += 1.0 / idx.size
-        W[ctrl, j] -= 1.0 / ctrl.size
-        controls.append(ctrl)
-    S = X @ W
-    return np.asarray(S, dtype=np.float64), controls
 
 
 def _baseline(x: np.ndarray) -> tuple[float, float]:
@@ -455,7 +331,8 @@ def _decoupler_scores(
     net = pd.DataFrame(
         [(p.key, g) for p in plans for g in p.used], columns=["source", "target"]
     ).assign(weight=1.0)
-    tmp = AnnData(X=sp.csr_matrix(X), var=pd.DataFrame(index=var_names.astype(str)))
+    # a copy: X may be the cached `layers['mk_lognorm']`, which decoupler must not alter
+    tmp = AnnData(X=sp.csr_matrix(X, copy=True), var=pd.DataFrame(index=var_names.astype(str)))
     tmp.var_names_make_unique()
     if hasattr(dc, "mt"):  # decoupler >= 2
         getattr(dc.mt, method)(tmp, net, tmin=1, raw=False, verbose=False)
@@ -547,6 +424,56 @@ def score(
     ``uns[key_added]`` (``params``, ``species``, ``sets`` table, ``phase_baseline``).
     """
     check_adata(adata)
+    symbols = _check_inputs(adata, method, on_missing, min_genes, symbols_key, layer)
+    species = _species_of_adata(symbols, gene_symbols)
+    plans = _plan_sets(symbols, species, gmt)
+    _check_sizes(plans, min_genes, on_missing)
+
+    adata = adata.copy() if copy else adata
+    X = log_normalize(adata, layer)
+    scores, n_ctrl, both_cycle = _compute(X, symbols, plans, method, ctrl_size, n_bins, seed)
+    del X
+    baseline = _write_obs(adata, plans, scores, both_cycle, phase_rule, phase_z)
+    params = {
+        "gene_symbols": gene_symbols,
+        "method": method,
+        "gmt": "None" if gmt is None else (str(gmt) if not isinstance(gmt, Mapping) else "dict"),
+        "min_genes": min_genes,
+        "on_missing": on_missing,
+        "layer": str(layer),
+        "symbols_key": str(symbols_key),
+        "phase_rule": phase_rule,
+        "phase_z": phase_z,
+        "ctrl_size": ctrl_size,
+        "n_bins": n_bins,
+        "seed": seed,
+        "normalization": "normalize_total(1e4) + log1p",
+    }
+    adata.uns[key_added] = {
+        "params": params,
+        "species": species,
+        "sets": _sets_table(plans, n_ctrl),
+        "phase_baseline": baseline,
+    }
+    log_write("uns", key_added)
+    logger.info(
+        "scored %d cells (%s symbols): %s",
+        adata.n_obs,
+        species,
+        ", ".join(f"{p.name} {len(p.used)}/{len(p.genes)}" for p in plans if not p.skipped),
+    )
+    return adata if copy else None
+
+
+def _check_inputs(
+    adata: AnnData,
+    method: str,
+    on_missing: str,
+    min_genes: int,
+    symbols_key: str | None,
+    layer: str | None,
+) -> pd.Index:
+    """Check :func:`score`'s arguments and the counts; return the gene symbols."""
     if method not in METHODS:
         msg = f"method={method!r}; choose one of {list(METHODS)}"
         raise MkcellError(msg)
@@ -559,16 +486,23 @@ def score(
     if symbols_key is not None and symbols_key not in adata.var.columns:
         msg = f"no `adata.var[{symbols_key!r}]`; available var columns: {list(adata.var.columns)}"
         raise MkcellError(msg)
-    counts = get_counts(adata, layer)
-    symbols = pd.Index(
+    get_counts(adata, layer)  # raw counts, or a clear error before any work
+    return pd.Index(
         adata.var[symbols_key].astype(str) if symbols_key else adata.var_names.astype(str)
     )
-    species = _species_of_adata(symbols, gene_symbols)
-    plans = _plan_sets(symbols, species, gmt)
-    _check_sizes(plans, min_genes, on_missing)
-    active = [p for p in plans if not p.skipped]
 
-    X = log_normalize(counts)
+
+def _compute(
+    X: sp.csr_matrix,
+    symbols: pd.Index,
+    plans: list[_SetPlan],
+    method: str,
+    ctrl_size: int,
+    n_bins: int,
+    seed: int,
+) -> tuple[dict[str, np.ndarray], dict[str, int], bool]:
+    """Scores of the sets not skipped, their control-gene counts, whether S + G2M were scored."""
+    active = [p for p in plans if not p.skipped]
     cols = {p.key: np.flatnonzero(symbols.isin(p.used)) for p in active}
     cycle = [p for p in active if p.key in CYCLE_SETS]
     other = [p for p in active if p.key not in CYCLE_SETS]
@@ -592,9 +526,18 @@ def score(
     elif other:
         est = _decoupler_scores(X, symbols, other, method, seed)
         scores |= {p.key: est[p.key].to_numpy(dtype=np.float64) for p in other}
-    del X
+    return scores, n_ctrl, len(cycle) == 2
 
-    adata = adata.copy() if copy else adata
+
+def _write_obs(
+    adata: AnnData,
+    plans: list[_SetPlan],
+    scores: dict[str, np.ndarray],
+    both_cycle: bool,
+    phase_rule: str,
+    phase_z: float,
+) -> dict[str, float]:
+    """Write the score columns and the phase; return the phase baseline."""
     for p in plans:  # drop stale columns of sets skipped now
         if p.skipped and p.key in adata.obs.columns:
             del adata.obs[p.key]
@@ -602,7 +545,7 @@ def score(
         adata.obs[key] = pd.Series(val, index=adata.obs_names, dtype=np.float64)
         log_write("obs", key)
     baseline: dict[str, float] = {}
-    if len(cycle) == 2:
+    if both_cycle:
         phase, baseline = call_phase(
             scores[K.S_SCORE], scores[K.G2M_SCORE], rule=phase_rule, z=phase_z
         )
@@ -610,8 +553,12 @@ def score(
         log_write("obs", K.PHASE)
     elif K.PHASE in adata.obs.columns:
         del adata.obs[K.PHASE]
+    return baseline
 
-    table = pd.DataFrame(
+
+def _sets_table(plans: list[_SetPlan], n_ctrl: dict[str, int]) -> pd.DataFrame:
+    """One row per gene set: what was asked, found, translated and scored."""
+    return pd.DataFrame(
         {
             "key": [p.key for p in plans],
             "set": [p.name for p in plans],
@@ -627,32 +574,3 @@ def score(
             "no_ortholog": [";".join(p.no_ortholog) for p in plans],
         }
     )
-    params = {
-        "gene_symbols": gene_symbols,
-        "method": method,
-        "gmt": "None" if gmt is None else (str(gmt) if not isinstance(gmt, Mapping) else "dict"),
-        "min_genes": min_genes,
-        "on_missing": on_missing,
-        "layer": str(layer),
-        "symbols_key": str(symbols_key),
-        "phase_rule": phase_rule,
-        "phase_z": phase_z,
-        "ctrl_size": ctrl_size,
-        "n_bins": n_bins,
-        "seed": seed,
-        "normalization": "normalize_total(1e4) + log1p",
-    }
-    adata.uns[key_added] = {
-        "params": params,
-        "species": species,
-        "sets": table,
-        "phase_baseline": baseline,
-    }
-    log_write("uns", key_added)
-    logger.info(
-        "scored %d cells (%s symbols): %s",
-        adata.n_obs,
-        species,
-        ", ".join(f"{p.name} {len(p.used)}/{len(p.genes)}" for p in active),
-    )
-    return adata if copy else None

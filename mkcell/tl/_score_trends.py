@@ -12,16 +12,25 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._settings import MkcellError, logger
-from .._utils import check_adata, check_obs_key, get_counts, log_write, rng
+from .._utils import check_adata, check_obs_key, log_write, rng
+from ..pp._normalize import log_normalize
 from ._compare import _default_keys
-from ._score import log_normalize
 
 #: ``adata.uns`` key of :func:`score_trends`.
-TRENDS_KEY = f"{K.SCORE}_trends"
+TRENDS_KEY = K.SCORE_TRENDS
 COLUMNS = [
-    "species", "condition", "key", "bin", "pseudotime", "mean", "ci_low", "ci_high",
-    "binned_mean", "n_cells", "n_samples",
-]  # fmt: skip
+    "species",
+    "condition",
+    "key",
+    "bin",
+    "pseudotime",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "binned_mean",
+    "n_cells",
+    "n_samples",
+]
 
 
 def _local_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, frac: float) -> np.ndarray:
@@ -52,9 +61,12 @@ def _local_linear(x: np.ndarray, y: np.ndarray, w: np.ndarray, frac: float) -> n
 def _expression(adata: AnnData, genes: Sequence[str], layer: str | None) -> pd.DataFrame:
     missing = [g for g in genes if g not in adata.var_names]
     if missing:
-        msg = f"genes {missing} are not in adata.var_names; check the species' symbols (e.g. 'Mcm5' vs 'MCM5')"
+        msg = (
+            f"genes {missing} are not in adata.var_names; "
+            "check the species' symbols (e.g. 'Mcm5' vs 'MCM5')"
+        )
         raise MkcellError(msg)
-    X = log_normalize(get_counts(adata, layer))
+    X = log_normalize(adata, layer)
     idx = adata.var_names.get_indexer(list(genes))
     sub = X[:, idx]
     sub = sub.toarray() if hasattr(sub, "toarray") else np.asarray(sub)
@@ -79,7 +91,8 @@ def score_trends(
     layer: str | None = None,
     seed: int = 0,
     key_added: str = TRENDS_KEY,
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> AnnData | None:
     """Score trends along pseudotime per species x condition, with CIs over samples.
 
     Pseudotime is cut into ``n_bins`` equal bins over [0, 1]; the trend is the mean over
@@ -115,11 +128,15 @@ def score_trends(
         Seed of the bootstrap.
     key_added
         ``adata.uns`` key: ``{"table": ..., "params": ...}``.
+    copy
+        Return a copy instead of writing to ``adata``.
 
     Returns
     -------
-    species, condition, key, bin, pseudotime (bin centre), mean, ci_low, ci_high,
-    binned_mean, n_cells, n_samples (samples with cells in the bin).
+    ``None`` or a copy of ``adata`` (``copy=True``), with ``adata.uns[key_added]``:
+    ``table`` (species, condition, key, bin, pseudotime (bin centre), mean, ci_low,
+    ci_high, binned_mean, n_cells, n_samples (samples with cells in the bin)) and
+    ``params``.
     """
     check_adata(adata)
     for k in (pseudotime_key, condition_key, sample_key):
@@ -141,7 +158,7 @@ def score_trends(
     keys = list(keys) if keys is not None else _default_keys(adata)
     values = pd.DataFrame(index=adata.obs_names)
     for k in keys:
-        if k == "cycling_fraction" and k not in adata.obs.columns and K.PHASE in adata.obs.columns:
+        if k == K.CYCLING_FRACTION and k not in adata.obs.columns and K.PHASE in adata.obs.columns:
             values[k] = (adata.obs[K.PHASE].astype(str) != "G1").to_numpy(float)
         elif k in adata.obs.columns:
             values[k] = pd.to_numeric(adata.obs[k], errors="raise").to_numpy(float)
@@ -225,22 +242,41 @@ def score_trends(
                 frames.append(
                     pd.DataFrame(
                         {
-                            "species": sp_name, "condition": c, "key": k, "bin": np.arange(n_bins),
-                            "pseudotime": centres, "mean": est[:, j], "ci_low": lo[:, j], "ci_high": hi[:, j],
-                            "binned_mean": binned[:, j], "n_cells": n_all.astype(int), "n_samples": n_samp,
+                            "species": sp_name,
+                            "condition": c,
+                            "key": k,
+                            "bin": np.arange(n_bins),
+                            "pseudotime": centres,
+                            "mean": est[:, j],
+                            "ci_low": lo[:, j],
+                            "ci_high": hi[:, j],
+                            "binned_mean": binned[:, j],
+                            "n_cells": n_all.astype(int),
+                            "n_samples": n_samp,
                         }
                     )
-                )  # fmt: skip
+                )
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
+    if copy:
+        adata = adata.copy()
     adata.uns[key_added] = {
         "table": table,
         "params": {
-            "keys": names, "pseudotime_key": pseudotime_key, "condition_key": condition_key,
-            "species_key": species_key, "sample_key": sample_key, "n_bins": n_bins, "smooth": smooth,
-            "frac": frac, "n_boot": n_boot, "ci": ci, "min_cells": min_cells, "seed": seed,
+            "keys": names,
+            "pseudotime_key": pseudotime_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "sample_key": sample_key,
+            "n_bins": n_bins,
+            "smooth": smooth,
+            "frac": frac,
+            "n_boot": n_boot,
+            "ci": ci,
+            "min_cells": min_cells,
+            "seed": seed,
             "band": "percentile bootstrap over samples",
         },
-    }  # fmt: skip
+    }
     log_write("uns", key_added)
     logger.info(
         "score trends: %d keys x %d groups x %d bins",
@@ -248,4 +284,4 @@ def score_trends(
         len(frames) // max(len(names), 1),
         n_bins,
     )
-    return table
+    return adata if copy else None

@@ -10,10 +10,11 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
-from .._graph import knn_graph
+from .._graph import knn_graph, neighbors
+from .._markers import panel_scores
 from .._settings import MkcellError, logger
 from .._utils import check_adata, log_write, species_of, zscore_within
-from ._annotate import lognorm, panel_scores
+from ..pp._normalize import log_normalize
 from ._fate import fate_probabilities
 
 #: Other terminal states competing with mature Mk for the fate probabilities.
@@ -123,10 +124,88 @@ def trajectory(
     copy
         Return a copy instead of writing into ``adata``.
     """
-    import cellrank as cr
+    import cellrank  # noqa: F401 - fail before any work when CellRank is missing
 
     check_adata(adata, min_obs=10)
     adata = adata.copy() if copy else adata
+    states = _check_inputs(adata, use_rep, state_key, root_state, terminal_state)
+    t0 = time.perf_counter()
+    X = np.asarray(adata.obsm[use_rep], dtype=np.float32)
+    on_lin = np.isin(states, lineage)
+    lin_idx = np.flatnonzero(on_lin)
+
+    # 1. pseudotime on the lineage
+    X, cycle_note, cycle_share = _cycle_correction(adata, X, lin_idx, states, regress_cycle, seed)
+    pt, root_i, reach, n_comp, n_unreached = _lineage_pseudotime(
+        adata,
+        X,
+        lin_idx,
+        states,
+        root,
+        lineage,
+        (root_state, terminal_state),
+        n_neighbors,
+        n_dcs,
+        seed,
+    )
+    adata.obs[K.PSEUDOTIME] = pt
+    by_markers = adata.uns.get(K.ANNOTATE, {}).get("method") == "markers"
+    stages = None
+    if refine_states and (root_state, terminal_state, state_key) == (K.MKP, K.MK, K.STATE):
+        stages = _refine_stages(adata, pt, lin_idx[reach], state_key) if by_markers else None
+        states = adata.obs[state_key].astype(str).to_numpy()
+
+    # 2. fate probabilities over all cells with CellRank
+    root_all = int(lin_idx[root_i])
+    ga, gpt = _global_time(
+        adata, X, states, on_lin, pt, root_all, use_rep, n_neighbors, n_dcs, seed
+    )
+    kernel = _kernel(adata, ga, gpt, connectivity_weight)
+    terminal = _terminals(states, on_lin, pt, gpt, terminal_state, terminal_quantile)
+    probs, method = fate_probabilities(kernel, terminal, solver=solver, tol=tol, order=gpt)
+    adata.obs[K.FATE] = probs["Mk"].to_numpy()
+
+    # 3. drivers and trends
+    drivers, trends = _drivers(adata, pt, lin_idx[reach], n_drivers, condition_key)
+    adata.uns[K.TRAJECTORY] = {
+        "params": {
+            "root": str(adata.obs_names[root_all]),
+            "lineage": list(lineage),
+            "root_state": root_state,
+            "terminal_state": terminal_state,
+            "state_key": state_key,
+            "use_rep": use_rep,
+            "n_neighbors": n_neighbors,
+            "n_dcs": n_dcs,
+            "connectivity_weight": connectivity_weight,
+            "terminal_quantile": terminal_quantile,
+            "solver": solver,
+            "tol": tol,
+            "regress_cycle": regress_cycle,
+            "refine_states": refine_states,
+            "seed": seed,
+        },
+        "fate_method": method,
+        "n_lineage": int(on_lin.sum()),
+        "n_with_pseudotime": int(np.isfinite(pt).sum()),
+        "n_components": int(n_comp),
+        "n_lineage_without_pseudotime": n_unreached,
+        "n_terminal": {k: int(v.size) for k, v in terminal.items()},
+        "stages": stages or {"refined": False},
+        "cycle_regression": cycle_note,
+        "cycle_share": cycle_share,
+        "drivers": drivers,
+        "trends": trends,
+        "seconds": time.perf_counter() - t0,
+    }
+    _log_done(adata, pt, on_lin, method, t0, state_key if stages else None)
+    return adata if copy else None
+
+
+def _check_inputs(
+    adata: AnnData, use_rep: str, state_key: str, root_state: str, terminal_state: str
+) -> np.ndarray:
+    """Check the embedding and the states :func:`trajectory` needs; return the states."""
     if use_rep not in adata.obsm:
         msg = f"no `adata.obsm[{use_rep!r}]`; run mk.integrate.scvi(adata) first"
         raise MkcellError(msg)
@@ -142,45 +221,84 @@ def trajectory(
                 f"mk.tl.annotate(adata, labels_key=...) or a root cell with root="
             )
             raise MkcellError(msg)
-    t0 = time.perf_counter()
-    X = np.asarray(adata.obsm[use_rep], dtype=np.float32)
-    on_lin = np.isin(states, lineage)
-    lin_idx = np.flatnonzero(on_lin)
+    return states
 
-    # 1. pseudotime on the lineage
+
+def _cycle_correction(
+    adata: AnnData,
+    X: np.ndarray,
+    lin_idx: np.ndarray,
+    states: np.ndarray,
+    regress_cycle: bool,
+    seed: int,
+) -> tuple[np.ndarray, str, float]:
+    """``X`` with the cycle regressed out of the lineage rows when that is worth it, and a note."""
     cycle_note, cycle_share = "off", float("nan")
-    if regress_cycle:
-        try:
-            corrected, cycle_share = _regress_cycle(
-                adata, X[lin_idx], lin_idx, states[lin_idx], seed
-            )
-        except MkcellError as err:  # too few cycle or panel genes to score (e.g. a targeted panel)
-            cycle_note = f"skipped: {err}"
-            logger.warning("cycle regression skipped: %s", err)
-        else:
-            if cycle_share >= MIN_CYCLE_SHARE:
-                X = X.copy()
-                X[lin_idx] = corrected
-                cycle_note = f"applied: the cycle explained {cycle_share:.1%} of the lineage embedding's variance within state"
-            else:
-                cycle_note = f"not needed: the cycle explained {cycle_share:.1%} (< {MIN_CYCLE_SHARE:.0%}) of the lineage embedding's variance within state"
-            logger.info("cycle regression %s", cycle_note)
+    if not regress_cycle:
+        return X, cycle_note, cycle_share
+    try:
+        corrected, cycle_share = _regress_cycle(adata, X[lin_idx], lin_idx, states[lin_idx], seed)
+    except MkcellError as err:  # too few cycle or panel genes to score (e.g. a targeted panel)
+        cycle_note = f"skipped: {err}"
+        logger.warning("cycle regression skipped: %s", err)
+        return X, cycle_note, cycle_share
+    if cycle_share >= MIN_CYCLE_SHARE:
+        X = X.copy()
+        X[lin_idx] = corrected
+        cycle_note = (
+            f"applied: the cycle explained {cycle_share:.1%} of the lineage embedding's "
+            "variance within state"
+        )
+    else:
+        cycle_note = (
+            f"not needed: the cycle explained {cycle_share:.1%} (< {MIN_CYCLE_SHARE:.0%}) of "
+            "the lineage embedding's variance within state"
+        )
+    logger.info("cycle regression %s", cycle_note)
+    return X, cycle_note, cycle_share
+
+
+def _root_index(
+    adata: AnnData, root: str, lin_idx: np.ndarray, states: np.ndarray, lineage: tuple[str, ...]
+) -> int:
+    """Position of the named root cell among the lineage cells."""
+    if root not in adata.obs_names:
+        msg = f"root={root!r} is not a cell name (obs_names)"
+        raise MkcellError(msg)
+    pos = adata.obs_names.get_loc(root)
+    if not np.isin(states[pos], lineage):
+        msg = f"root cell {root!r} is a {states[pos]} cell, not on the lineage {lineage}"
+        raise MkcellError(msg)
+    return int(np.searchsorted(lin_idx, pos))
+
+
+def _lineage_pseudotime(
+    adata: AnnData,
+    X: np.ndarray,
+    lin_idx: np.ndarray,
+    states: np.ndarray,
+    root: str | None,
+    lineage: tuple[str, ...],
+    ends: tuple[str, str],
+    n_neighbors: int,
+    n_dcs: int,
+    seed: int,
+) -> tuple[np.ndarray, int, np.ndarray, int, int]:
+    """Diffusion pseudotime on the lineage's kNN graph, rescaled to [0, 1] (NaN off it).
+
+    Returns the pseudotime of all cells, the root's position among the lineage cells,
+    which lineage cells got a pseudotime, the graph's components and the cells left out.
+    """
+    root_state, terminal_state = ends
+    lin_states = states[lin_idx]
     g = knn_graph(X[lin_idx], n_neighbors, seed)
     n_comp, comp = sp.csgraph.connected_components(g.obsp["connectivities"], directed=False)
     if root is not None:
-        if root not in adata.obs_names:
-            msg = f"root={root!r} is not a cell name (obs_names)"
-            raise MkcellError(msg)
-        pos = adata.obs_names.get_loc(root)
-        if not on_lin[pos]:
-            msg = f"root cell {root!r} is a {states[pos]} cell, not on the lineage {lineage}"
-            raise MkcellError(msg)
-        root_i = int(np.searchsorted(lin_idx, pos))
+        root_i = _root_index(adata, root, lin_idx, states, lineage)
     else:
-        root_i = _auto_root(g, states[lin_idx] == root_state, states[lin_idx] == terminal_state)
+        root_i = _auto_root(g, lin_states == root_state, lin_states == terminal_state)
     dpt = _dpt(g, root_i, n_dcs)
     reach = np.isfinite(dpt) & (comp == comp[root_i])
-    lin_states = states[lin_idx]
     for c in range(n_comp):  # a disconnected graph: each part with both ends gets its own root
         part = comp == c
         if c == comp[root_i] or not (
@@ -189,45 +307,67 @@ def trajectory(
             continue
         if part.sum() < 10:
             continue
-        sub = knn_graph(X[lin_idx[part]], n_neighbors, seed)
-        r = _auto_root(sub, lin_states[part] == root_state, lin_states[part] == terminal_state)
-        d = _dpt(sub, r, n_dcs)
-        ok = np.isfinite(d)
-        dpt[np.flatnonzero(part)[ok]] = (d[ok] - d[ok].min()) / max(
-            d[ok].max() - d[ok].min(), 1e-12
-        )
-        reach[np.flatnonzero(part)[ok]] = True
+        sub_X, sub_states = X[lin_idx[part]], lin_states[part]
+        _root_part(sub_X, sub_states, ends, dpt, reach, part, n_neighbors, n_dcs, seed)
     n_unreached = int((~reach).sum())
     if n_comp > 1:
         logger.warning(
-            "the lineage kNN graph has %d connected components (each with MkP and Mk rooted separately); "
+            "the lineage kNN graph has %d connected components "
+            "(each with MkP and Mk rooted separately); "
             "%d cells in parts without both ends get NaN pseudotime",
-            n_comp, n_unreached,
-        )  # fmt: skip
+            n_comp,
+            n_unreached,
+        )
     pt = np.full(adata.n_obs, np.nan)
     main = reach & (comp == comp[root_i])
     lo, hi = np.nanmin(dpt[main]), np.nanmax(dpt[main])
     dpt[main] = (dpt[main] - lo) / (hi - lo if hi > lo else 1.0)
     pt[lin_idx[reach]] = dpt[reach]
-    adata.obs[K.PSEUDOTIME] = pt
-    stages = None
-    by_markers = adata.uns.get(K.ANNOTATE, {}).get("method") == "markers"
-    if (
-        refine_states
-        and (root_state, terminal_state) == (K.MKP, K.MK)
-        and by_markers
-        and state_key == K.STATE
-    ):
-        stages = _refine_stages(adata, pt, lin_idx[reach], state_key)
-        states = adata.obs[state_key].astype(str).to_numpy()
+    return pt, root_i, reach, n_comp, n_unreached
 
-    # 2. fate probabilities over all cells with CellRank
-    ga = knn_graph(X, n_neighbors, seed)
-    root_all = int(lin_idx[root_i])
-    hsc = np.flatnonzero(states == "HSC/MPP")
+
+def _root_part(
+    X: np.ndarray,
+    states: np.ndarray,
+    ends: tuple[str, str],
+    dpt: np.ndarray,
+    reach: np.ndarray,
+    part: np.ndarray,
+    n_neighbors: int,
+    n_dcs: int,
+    seed: int,
+) -> None:
+    """Root one more component of the lineage graph on its own; fill its ``dpt`` and ``reach``."""
+    sub = knn_graph(X, n_neighbors, seed)
+    r = _auto_root(sub, states == ends[0], states == ends[1])
+    d = _dpt(sub, r, n_dcs)
+    ok = np.isfinite(d)
+    dpt[np.flatnonzero(part)[ok]] = (d[ok] - d[ok].min()) / max(d[ok].max() - d[ok].min(), 1e-12)
+    reach[np.flatnonzero(part)[ok]] = True
+
+
+def _global_time(
+    adata: AnnData,
+    X: np.ndarray,
+    states: np.ndarray,
+    on_lin: np.ndarray,
+    pt: np.ndarray,
+    root_all: int,
+    use_rep: str,
+    n_neighbors: int,
+    n_dcs: int,
+    seed: int,
+) -> tuple[AnnData, np.ndarray]:
+    """The all-cells kNN graph, and a diffusion pseudotime over it following ``pt`` on the lineage.
+
+    The graph is the stored latent graph (``obsp['mk_connectivities']``) when ``X`` is the
+    uncorrected ``obsm[use_rep]`` and the parameters agree; else one built here.
+    """
+    ga = neighbors(adata, X, use_rep=use_rep, n_neighbors=n_neighbors, seed=seed, store=False)
+    hsc = np.flatnonzero(states == K.HSC_MPP)
     global_root = root_all
     if hsc.size:
-        global_root = _auto_root(ga, states == "HSC/MPP", on_lin)
+        global_root = _auto_root(ga, states == K.HSC_MPP, on_lin)
     gpt = _dpt(ga, global_root, n_dcs)
     gpt = np.where(np.isfinite(gpt), gpt, np.nanmax(np.where(np.isfinite(gpt), gpt, np.nan)))
     # on the lineage, the kernel follows the lineage pseudotime (MkP -> mature Mk) within
@@ -236,6 +376,15 @@ def trajectory(
     if has_pt.any():
         lo_g, hi_g = np.quantile(gpt[has_pt], [0.05, 0.95])
         gpt[has_pt] = lo_g + pt[has_pt] * max(hi_g - lo_g, 1e-6)
+    return ga, gpt
+
+
+def _kernel(  # noqa: ANN202 - a CellRank kernel (lazy import)
+    adata: AnnData, ga: AnnData, gpt: np.ndarray, connectivity_weight: float
+):
+    """CellRank PseudotimeKernel on ``gpt`` (soft threshold), mixed with a ConnectivityKernel."""
+    import cellrank as cr
+
     kad = AnnData(
         X=sp.csr_matrix((adata.n_obs, 1), dtype=np.float32),
         obs=pd.DataFrame({"gpt": gpt}, index=adata.obs_names),
@@ -254,9 +403,20 @@ def trajectory(
     if connectivity_weight > 0:
         ck = cr.kernels.ConnectivityKernel(kad).compute_transition_matrix()
         kernel = (1 - connectivity_weight) * pk + connectivity_weight * ck
-        kernel.compute_transition_matrix() if hasattr(
-            kernel, "compute_transition_matrix"
-        ) and kernel._transition_matrix is None else None
+        if hasattr(kernel, "compute_transition_matrix") and kernel._transition_matrix is None:
+            kernel.compute_transition_matrix()
+    return kernel
+
+
+def _terminals(
+    states: np.ndarray,
+    on_lin: np.ndarray,
+    pt: np.ndarray,
+    gpt: np.ndarray,
+    terminal_state: str,
+    terminal_quantile: float,
+) -> dict[str, np.ndarray]:
+    """Mature Mk (lineage end above the pseudotime quantile) and the other terminal states."""
     mature = (
         on_lin
         & (states == terminal_state)
@@ -268,40 +428,27 @@ def trajectory(
         if cells.size >= 10:
             cut = np.quantile(gpt[cells], terminal_quantile)
             terminal[name] = cells[gpt[cells] >= cut]
-    probs, method = fate_probabilities(kernel, terminal, solver=solver, tol=tol, order=gpt)
-    adata.obs[K.FATE] = probs["Mk"].to_numpy()
+    return terminal
 
-    # 3. drivers and trends
-    drivers, trends = _drivers(adata, pt, lin_idx[reach], n_drivers, condition_key)
-    adata.uns[K.TRAJECTORY] = {
-        "params": {
-            "root": str(adata.obs_names[root_all]), "lineage": list(lineage), "root_state": root_state,
-            "terminal_state": terminal_state, "state_key": state_key, "use_rep": use_rep,
-            "n_neighbors": n_neighbors, "n_dcs": n_dcs, "connectivity_weight": connectivity_weight,
-            "terminal_quantile": terminal_quantile, "solver": solver, "tol": tol,
-            "regress_cycle": regress_cycle, "refine_states": refine_states, "seed": seed,
-        },
-        "fate_method": method,
-        "n_lineage": int(on_lin.sum()),
-        "n_with_pseudotime": int(np.isfinite(pt).sum()),
-        "n_components": int(n_comp),
-        "n_lineage_without_pseudotime": n_unreached,
-        "n_terminal": {k: int(v.size) for k, v in terminal.items()},
-        "stages": stages or {"refined": False},
-        "cycle_regression": cycle_note,
-        "cycle_share": cycle_share,
-        "drivers": drivers,
-        "trends": trends,
-        "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
+
+def _log_done(
+    adata: AnnData,
+    pt: np.ndarray,
+    on_lin: np.ndarray,
+    method: str,
+    t0: float,
+    refined_key: str | None,
+) -> None:
     logger.info(
         "trajectory: %d of %d lineage cells with pseudotime; fate by %s in %.1f s",
-        np.isfinite(pt).sum(), on_lin.sum(), method, time.perf_counter() - t0,
-    )  # fmt: skip
-    for key in (K.PSEUDOTIME, K.FATE) + ((K.STAGE, state_key) if stages else ()):
+        np.isfinite(pt).sum(),
+        on_lin.sum(),
+        method,
+        time.perf_counter() - t0,
+    )
+    for key in (K.PSEUDOTIME, K.FATE) + ((K.STAGE, refined_key) if refined_key else ()):
         log_write("obs", key)
     log_write("uns", K.TRAJECTORY)
-    return adata if copy else None
 
 
 #: Share of the Mk program's rise (from its MkP level to its mature level) that marks
@@ -341,7 +488,7 @@ def _refine_stages(
     if cells.size < 30:
         return None
     sub = adata[cells]
-    panels, _ = panel_scores(sub, lognorm(sub))
+    panels, _ = panel_scores(sub, log_normalize(adata)[cells])  # rows of the cached layer
     if K.MK not in panels.columns:
         logger.info("no Mk marker panel: the MkP / Mk boundary stays as annotated")
         return None
@@ -352,7 +499,8 @@ def _refine_stages(
     t0, t1, rise = _rise_points(t, y)
     if not np.isfinite(t0):
         logger.info(
-            "the Mk panel score does not rise along pseudotime: the MkP / Mk boundary stays as annotated"
+            "the Mk panel score does not rise along pseudotime: "
+            "the MkP / Mk boundary stays as annotated"
         )
         return None
     stage = np.where(t < t0, K.MKP, np.where(t < t1, "immature_Mk", "mature_Mk"))
@@ -368,15 +516,23 @@ def _refine_stages(
     full[cells] = stage
     adata.obs[K.STAGE] = pd.Categorical(full, categories=[K.MKP, "immature_Mk", "mature_Mk"])
     out = {
-        "refined": True, "onset_pseudotime": t0, "plateau_pseudotime": t1, "rise_z": rise,
-        "onset_share": ONSET_SHARE, "plateau_share": PLATEAU_SHARE,
+        "refined": True,
+        "onset_pseudotime": t0,
+        "plateau_pseudotime": t1,
+        "rise_z": rise,
+        "onset_share": ONSET_SHARE,
+        "plateau_share": PLATEAU_SHARE,
         "n_mkp_to_mk": int(((before == K.MKP) & (after == K.MK)).sum()),
         "n_mk_to_mkp": int(((before == K.MK) & (after == K.MKP)).sum()),
-    }  # fmt: skip
+    }
     logger.info(
-        "MkP / Mk boundary at pseudotime %.2f (Mk program onset), plateau at %.2f; %d MkP -> Mk, %d Mk -> MkP",
-        t0, t1, out["n_mkp_to_mk"], out["n_mk_to_mkp"],
-    )  # fmt: skip
+        "MkP / Mk boundary at pseudotime %.2f (Mk program onset), plateau at %.2f; "
+        "%d MkP -> Mk, %d Mk -> MkP",
+        t0,
+        t1,
+        out["n_mkp_to_mk"],
+        out["n_mk_to_mkp"],
+    )
     return out
 
 
@@ -403,17 +559,21 @@ def _regress_cycle(
     from ..tl._score import call_phase
 
     sub = adata[cells]
+    Xn = log_normalize(adata)[cells]  # rows of the cached layer: per-cell scaling
     if K.CYCLE_COVARIATES in adata.obsm:
         C = np.asarray(adata.obsm[K.CYCLE_COVARIATES], dtype=np.float64)[cells]
     else:
-        from ..pp._cycle import cycle_scores
+        from ..pp._cycle import scores_from_lognorm
 
-        C = cycle_scores(sub, seed=seed).to_numpy(np.float64)
+        C = scores_from_lognorm(sub, Xn, seed=seed).to_numpy(np.float64)
     phase, _ = call_phase(C[:, 0], C[:, 1])
     C = np.column_stack([C, phase == "S", phase == "G2M"]).astype(np.float64)
-    panels, _ = panel_scores(sub, lognorm(sub))
+    panels, _ = panel_scores(sub, Xn)
     if not {K.MKP, K.MK} <= set(panels.columns):
-        msg = "the MkP and Mk marker panels cannot both be scored, so cycling cannot be told from maturation"
+        msg = (
+            "the MkP and Mk marker panels cannot both be scored, "
+            "so cycling cannot be told from maturation"
+        )
         raise MkcellError(msg)
     P = panels[[K.MKP, K.MK]].to_numpy(np.float64)
     groups = (pd.Series(states.astype(str)) + "|" + pd.Series(species_of(sub))).to_numpy()
@@ -435,7 +595,7 @@ def _drivers(
     if cells.size < 3:
         return pd.DataFrame(columns=["gene", "corr"]), pd.DataFrame()
     sub = adata[cells]
-    Xn = lognorm(sub)
+    Xn = log_normalize(adata)[cells]  # rows of the cached layer
     t = pt[cells]
     tc = (t - t.mean()) / (t.std() + 1e-12)
     mean = np.asarray(Xn.mean(0)).ravel()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .._settings import MkcellError
 
@@ -70,8 +70,9 @@ class DataConf:
     """``data``: the input cells.
 
     ``source`` picks the reader: ``demo`` simulates marrow (``n_cells``, ``n_genes``,
-    ``n_samples``, ``null_effect``, ``cycle_strength``, ``n_cycle_genes``), ``files`` reads ``inputs.mouse`` /
-    ``inputs.human``, ``registry`` loads the registry entry ``id``. ``sample_key`` and
+    ``n_samples``, ``null_effect``, ``cycle_strength``, ``n_cycle_genes``), ``files`` reads
+    ``inputs.mouse`` / ``inputs.human``, ``registry`` loads the registry entry ``id``.
+    ``sample_key`` and
     ``condition_key`` name the user's ``obs`` columns copied to ``sample`` and
     ``condition`` (null: the data has none; every cell gets one sample / condition).
     ``max_cells`` subsamples at most this many cells, evenly per sample (``debug=tiny``).
@@ -105,7 +106,7 @@ class MapConf:
 
 @dataclass
 class IntegrateConf:
-    """``integrate``: feature selection and scVI / SysVI training (see :func:`mkcell.integrate.scvi`)."""
+    """``integrate``: feature selection, scVI / SysVI training (:func:`mkcell.integrate.scvi`)."""
 
     n_top_genes: int = 2000
     model: IntegrationModel = IntegrationModel.scvi
@@ -142,6 +143,9 @@ class AnnotateConf:
     label_map_file: str | None = None
     n_neighbors: int = 15
     resolution: float = 1.0
+    cluster_weight: float = 0.5  # weight of the cluster-mean panel scores (0 cells ... 1 clusters)
+    min_score: float = 0.0  # best combined score at or below this: `other`
+    softmax_scale: float = 3.0  # inverse temperature of the confidence softmax
 
 
 @dataclass
@@ -183,7 +187,7 @@ class PoolConf:
 
 @dataclass
 class ReferenceConf:
-    """``reference``: the finished run that ``mode=map`` maps onto (see :func:`mkcell.tl.map_to_reference`).
+    """``reference``: the finished run ``mode=map`` maps onto (:func:`mkcell.tl.map_to_reference`).
 
     ``dir`` is the reference's run folder. ``max_epochs`` (null: 20 at 5,000 query cells)
     fine-tunes the query's batch parameters only; ``n_neighbors`` reference cells vote on
@@ -306,7 +310,10 @@ def check_config(cfg: DictConfig) -> None:
     """
     unknown = unknown_keys(cfg, Config)
     if unknown:
-        msg = f"unknown config key '{unknown[0]}' (not in the schema); check the spelling (run `mkcell --cfg job` to list every key)"
+        msg = (
+            f"unknown config key '{unknown[0]}' (not in the schema); "
+            "check the spelling (run `mkcell --cfg job` to list every key)"
+        )
         raise MkcellError(msg)
     data = cfg.data
     species = list(data.species)
@@ -318,12 +325,16 @@ def check_config(cfg: DictConfig) -> None:
     if source is DataSource.files:
         given = {s: data.inputs[s] for s in SPECIES if data.inputs[s] is not None and s in species}
         if not given:
-            msg = "data=files needs an input: pass data.inputs.mouse=PATH and/or data.inputs.human=PATH"
+            msg = (
+                "data=files needs an input: "
+                "pass data.inputs.mouse=PATH and/or data.inputs.human=PATH"
+            )
             raise MkcellError(msg)
         for sp_name, path in given.items():
             if not Path(str(path)).expanduser().exists():
                 msg = (
-                    f"data.inputs.{sp_name}={path}: no such file or folder; pass an existing .h5ad, "
+                    f"data.inputs.{sp_name}={path}: no such file or folder; "
+                    "pass an existing .h5ad, "
                     "10x .h5 or 10x mtx folder"
                 )
                 raise MkcellError(msg)
@@ -333,20 +344,15 @@ def check_config(cfg: DictConfig) -> None:
     if data.max_cells is not None and data.max_cells < 10:
         msg = f"data.max_cells={data.max_cells}: use at least 10 cells, or null for all cells"
         raise MkcellError(msg)
-    contrasts = cfg.pool.contrasts
-    if contrasts is not None:
-        for c in contrasts:
-            if len(c) != 2 or c[0] == c[1]:
-                msg = (
-                    f"pool.contrasts entry {list(c)} is not a pair of two conditions; write "
-                    "'pool.contrasts=[[MDS,control],[MDS_drug,MDS]]'"
-                )
-                raise MkcellError(msg)
+    _check_contrasts(cfg)
     label_map = cfg.annotate.label_map
     if label_map is not None and not (
         isinstance(label_map, DictConfig) and all(isinstance(v, str) for v in label_map.values())
     ):
-        msg = f"annotate.label_map={label_map}: write a mapping of labels to states, e.g. 'annotate.label_map={{7MEP: MEP, 8Mk: MkP}}'"
+        msg = (
+            f"annotate.label_map={label_map}: write a mapping of labels to states, "
+            "e.g. 'annotate.label_map={7MEP: MEP, 8Mk: MkP}'"
+        )
         raise MkcellError(msg)
     a = cfg.annotate
     for key in ("labels_file", "label_map_file"):
@@ -360,27 +366,53 @@ def check_config(cfg: DictConfig) -> None:
             msg = f"annotate.{key}={path}: no such file; pass {what}"
             raise MkcellError(msg)
     if a.labels_file is not None and a.labels_key is not None:
-        msg = "annotate.labels_file and annotate.labels_key are both set; keep one (set the other to null)"
+        msg = (
+            "annotate.labels_file and annotate.labels_key are both set; "
+            "keep one (set the other to null)"
+        )
         raise MkcellError(msg)
     if a.label_map is not None and a.label_map_file is not None:
-        msg = "annotate.label_map and annotate.label_map_file are both set; keep one (set the other to null)"
+        msg = (
+            "annotate.label_map and annotate.label_map_file are both set; "
+            "keep one (set the other to null)"
+        )
         raise MkcellError(msg)
     if cfg.integrate.max_epochs is not None and cfg.integrate.max_epochs < 1:
-        msg = f"integrate.max_epochs={cfg.integrate.max_epochs}: use at least 1 (or null for the default)"
+        msg = (
+            f"integrate.max_epochs={cfg.integrate.max_epochs}: "
+            "use at least 1 (or null for the default)"
+        )
         raise MkcellError(msg)
     _check_choices(cfg)
     _check_reference(cfg)
 
 
+def _check_contrasts(cfg: DictConfig) -> None:
+    """``pool.contrasts`` must parse as the tools parse it (:mod:`mkcell.tl._design`)."""
+    from ..tl._design import parse_contrasts
+
+    contrasts = cfg.pool.contrasts
+    if contrasts is None:
+        return
+    try:
+        parse_contrasts(OmegaConf.to_container(contrasts, resolve=True))
+    except MkcellError as err:
+        msg = f"pool.contrasts: {err} — e.g. 'pool.contrasts=[[MDS,control],[MDS_drug,MDS]]'"
+        raise MkcellError(msg) from None
+
+
 def _check_reference(cfg: DictConfig) -> None:
-    """``mode=map``: the reference folder must be a trustworthy reference holding the input species."""
+    """``mode=map``: the reference folder must be a trusted reference holding the input species."""
     if Mode(cfg.mode) is not Mode.map:
         return
     from ..tl._reference import load_reference
 
     ref = cfg.reference
     if ref.dir is None:
-        msg = "mode=map needs a reference: pass reference.dir=RUN_DIR (the folder of a finished mkcell run)"
+        msg = (
+            "mode=map needs a reference: "
+            "pass reference.dir=RUN_DIR (the folder of a finished mkcell run)"
+        )
         raise MkcellError(msg)
     if ref.max_epochs is not None and ref.max_epochs < 1:
         msg = f"reference.max_epochs={ref.max_epochs}: use at least 1 (or null for the default)"
@@ -400,8 +432,9 @@ def _check_reference(cfg: DictConfig) -> None:
     if lacking:
         have = loaded.species
         msg = (
-            f"reference.dir={ref.dir} holds {have} cells only, but the query has {lacking[0]} cells "
-            f"(data.inputs.{lacking[0]}); map them onto a reference with {lacking[0]} cells, or set "
+            f"reference.dir={ref.dir} holds {have} cells only, "
+            f"but the query has {lacking[0]} cells (data.inputs.{lacking[0]}); "
+            f"map them onto a reference with {lacking[0]} cells, or set "
             f"data.species={have}"
         )
         raise MkcellError(msg)

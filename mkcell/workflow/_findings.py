@@ -1,9 +1,9 @@
 """The report's first section: mkcell's four questions answered in words and numbers.
 
 Read from ``adata.uns`` only (what the tools wrote): where Mk-lineage cells stall
-(``mk_maturation``), the E2F / cell-cycle / Aurora scores of MkP between conditions
-(``mk_score_compare``), the MkP pool per sample and whether a condition changes it
-(``mk_pool``). Samples are the replicates; an effect whose 95% CI spans 0 is reported as
+(``uns[K.MATURATION]``), the E2F / cell-cycle / Aurora scores of MkP between conditions
+(``uns[K.SCORE_COMPARE]``), the MkP pool per sample and whether a condition changes it
+(``uns[K.POOL]``). Samples are the replicates; an effect whose 95% CI spans 0 is reported as
 no clear difference.
 """
 
@@ -17,20 +17,18 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys as K
-from ..tl._compare import COMPARE_KEY, CYCLING
-from ..tl._maturation import MATURATION
 
 #: Scores of MkP the findings quote: (column, words).
 SCORES = (
-    ("mk_score_e2f_targets", "E2F targets"),
-    (CYCLING, "cycling fraction (S + G2M)"),
-    ("mk_score_aurora", "Aurora kinase"),
+    (f"{K.SCORE_PREFIX}e2f_targets", "E2F targets"),
+    (K.CYCLING_FRACTION, "cycling fraction (S + G2M)"),
+    (f"{K.SCORE_PREFIX}aurora", "Aurora kinase"),
 )
 #: What the MkP fraction is a share of, per ``denominator`` of ``uns['mk_pool']``.
 DENOMINATOR_WORDS = {
-    "mk_lineage": "MkP / (MkP + Mk)",
-    "hspc": "MkP / (HSC/MPP + MEP + MkP)",
-    "all": "MkP / all cells",
+    K.DENOM_MK_LINEAGE: "MkP / (MkP + Mk)",
+    K.DENOM_HSPC: "MkP / (HSC/MPP + MEP + MkP)",
+    K.DENOM_ALL: "MkP / all cells",
 }
 #: Fewer samples than this on a side of a contrast get a caution.
 FEW_SAMPLES = 3
@@ -113,7 +111,7 @@ def _none(text: str) -> str:
 
 def stall_html(adata: AnnData) -> str:
     """(a) Where Mk-lineage cells stall: the maturation shift between conditions."""
-    df = _table(adata, MATURATION, "contrasts")
+    df = _table(adata, K.MATURATION, "contrasts")
     if df is None:
         traj = adata.uns.get(K.TRAJECTORY, {})
         why = traj.get("reason") if isinstance(traj, Mapping) else None
@@ -121,7 +119,7 @@ def stall_html(adata: AnnData) -> str:
             "Not computed: "
             + (why or "no mature Mk cells with a pseudotime, so no MkP -> Mk transition to place")
         )
-    params = adata.uns[MATURATION].get("params", {})
+    params = adata.uns[K.MATURATION].get("params", {})
     t = params.get("transition")
     head = (
         "<p>Pseudotime runs from MkP (0) to mature Mk (1); the MkP → Mk transition is at "
@@ -158,7 +156,7 @@ def stall_html(adata: AnnData) -> str:
 
 def scores_html(adata: AnnData) -> str:
     """(b) E2F / cell-cycle / Aurora scores of MkP between conditions."""
-    df = _table(adata, COMPARE_KEY, "table")
+    df = _table(adata, K.SCORE_COMPARE, "table")
     if df is None or "state" not in df.columns:
         return _none("Not computed: no score contrasts (one condition per species?)")
     df = df[df["state"].astype(str) == K.MKP]

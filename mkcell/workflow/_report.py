@@ -18,8 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 from .. import _keys as K
 from .._settings import logger
 from .._utils import write_text_atomic
-from ..tl._compare import COMPARE_KEY
-from ..tl._maturation import MATURATION
 from ._config import DataSource
 from ._findings import findings_html
 from ._runner import Stage, stage_timings
@@ -332,7 +330,7 @@ def build_report(
             "scores", "Cell-cycle and gene-set scores",
             _figure(figures, "score_trends")
             + "<h3 id='score-contrasts'>Contrasts (samples as replicates)</h3>"
-            + table_html(_uns_table(adata, COMPARE_KEY, "table")),
+            + table_html(_uns_table(adata, K.SCORE_COMPARE, "table")),
         ),
         (
             "pool", "MkP pool",
@@ -342,7 +340,7 @@ def build_report(
             + "<h3 id='pool-per-sample'>Per sample</h3>"
             + table_html(_uns_table(adata, K.POOL, "per_sample"))
             + "<h3 id='maturation-shift'>Maturation shift</h3>"
-            + table_html(_uns_table(adata, MATURATION, "contrasts")),
+            + table_html(_uns_table(adata, K.MATURATION, "contrasts")),
         ),
         ("timings", "Stage timings", table_html(timings)),
         ("config", "Configuration", f"<pre>{_esc(OmegaConf.to_yaml(cfg, resolve=True))}</pre>"),

@@ -112,7 +112,9 @@ def code_files(patterns: Sequence[str], root: Path | None = None) -> list[str]:
             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
         }
         if not hits:
-            msg = f"stage code pattern {pattern!r} matches no file in {root}; this is a bug in mkcell"
+            msg = (
+                f"stage code pattern {pattern!r} matches no file in {root}; this is a bug in mkcell"
+            )
             raise RuntimeError(msg)
         found |= hits
     return sorted(found)

@@ -28,7 +28,7 @@ POOL_SAMPLE_COLUMNS = ["sample", "species", "condition", "n_cells", "n_mkp", "mk
 POOL_CONTRAST_COLUMNS = ["species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value"]
 METRIC_COLUMNS = ["metric", "value", "baseline_value"]
 #: The Mk-commitment axis the trajectory follows when mature Mk are absent.
-COMMITMENT_AXIS = ("HSC/MPP", "MEP", K.MKP)
+COMMITMENT_AXIS = (K.HSC_MPP, K.MEP, K.MKP)
 FIGURES = ("embedding", "pseudotime_density", "score_trends", "pool")
 #: Extra figure of ``mode=map``: the query on the reference's embedding.
 MAP_FIGURES = ("reference_map",)
@@ -236,18 +236,33 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
 
 def _check_against_data(cfg: DictConfig, data: dict[str, AnnData]) -> None:
     """Fail before integration when the config names conditions or columns the data lack."""
-    from ..tl._design import resolve_contrasts
+    from ..tl._design import check_nesting, resolve_contrasts
 
+    table = pd.concat(
+        pd.DataFrame({
+            "species": s,
+            "sample": a.obs[K.SAMPLE].astype(str).to_numpy(),
+            "condition": a.obs[K.CONDITION].astype(str).to_numpy(),
+        })
+        for s, a in data.items()
+    )  # fmt: skip
+    d = cfg.data
+    try:  # the tools check this too, but only after integration
+        check_nesting(
+            table, sample_key=d.sample_key or K.SAMPLE, condition_key=d.condition_key or K.CONDITION
+        )
+    except MkcellError as err:
+        msg = f"data: {err}"
+        raise MkcellError(msg) from None
     contrasts = contrasts_of(cfg)
     if contrasts is not None:
-        table = pd.concat(
-            pd.DataFrame({"species": s, "condition": a.obs[K.CONDITION].astype(str).to_numpy()})
-            for s, a in data.items()
-        )
         try:
             resolve_contrasts(table, contrasts)
         except MkcellError as err:
-            msg = f"pool.contrasts: {err} — set 'pool.contrasts=[[A,B]]' with these conditions, or pool.contrasts=null"
+            msg = (
+                f"pool.contrasts: {err} — set 'pool.contrasts=[[A,B]]' with these conditions, "
+                "or pool.contrasts=null"
+            )
             raise MkcellError(msg) from None
     key = cfg.annotate.labels_key
     lacking = [s for s, a in data.items() if key is not None and key not in a.obs.columns]
@@ -324,7 +339,7 @@ def _check_labels(cfg: DictConfig, data: dict[str, AnnData]) -> None:
 
 def _check_markers(cfg: DictConfig, data: dict[str, AnnData]) -> None:
     """Without labels, the marker panels must cover MkP; warn (and say what still runs) when Mk is not covered."""
-    from ..tl._annotate import MIN_PANEL_GENES, panel_coverage
+    from .._markers import MIN_PANEL_GENES, panel_coverage
 
     a = cfg.annotate
     if a.labels_key is not None or a.labels_file is not None:
@@ -439,6 +454,9 @@ def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa
         "label_map": user_label_map(cfg),
         "n_neighbors": c.n_neighbors,
         "resolution": c.resolution,
+        "cluster_weight": c.cluster_weight,
+        "min_score": c.min_score,
+        "softmax_scale": c.softmax_scale,
     }
     kwargs = _seeded(f, kwargs, cfg.seed)
     return _inplace(f(adata, **kwargs), adata)
@@ -502,13 +520,13 @@ def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     adata = _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
     if K.PSEUDOTIME in adata.obs.columns and adata.obs[K.PSEUDOTIME].notna().any():
         trends = mk.tl.score_trends
-        table = trends(adata, **_seeded(trends, {}, cfg.seed))
-        if isinstance(table, pd.DataFrame):
-            write_table(table, run_dir, "score_trends")
+        adata = _inplace(trends(adata, **_seeded(trends, {}, cfg.seed)), adata)
+        write_table(adata.uns[K.SCORE_TRENDS]["table"], run_dir, "score_trends")
     else:
         logger.info("no pseudotime (the trajectory was skipped): no score trends along it")
-    compare = mk.tl.compare_scores(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg))
-    write_table(compare, run_dir, "score_contrasts")
+    compare = mk.tl.compare_scores
+    adata = _inplace(compare(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg)), adata)
+    write_table(adata.uns[K.SCORE_COMPARE]["table"], run_dir, "score_contrasts")
     return adata
 
 
@@ -528,11 +546,8 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path, denominator: str | None
         logger.info("no Mk cells with a pseudotime: the maturation shift is skipped")
         return adata
     shift = mk.tl.maturation_shift
-    key = inspect.signature(shift).parameters.get("key_added")
     adata = _inplace(shift(adata, K.CONDITION, contrasts, **_seeded(shift, {}, cfg.seed)), adata)
-    res = adata.uns.get(key.default if key is not None else "", {})
-    if isinstance(res, dict) and isinstance(res.get("contrasts"), pd.DataFrame):
-        write_table(res["contrasts"], run_dir, "maturation_shift")
+    write_table(adata.uns[K.MATURATION]["contrasts"], run_dir, "maturation_shift")
     return adata
 
 
@@ -654,33 +669,78 @@ def report(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
 #: Every stage depends on these: the shared bottom modules, the readers and the simulator,
 #: the workflow machinery itself and the shipped data. Editing one re-runs everything.
 BASE_CODE = (
-    "__init__.py", "*/__init__.py", "_settings.py", "_utils.py", "_keys.py", "_lazy.py",
-    "_genesets.py", "io/*.py", "datasets/_simulate.py", "datasets/_markers.py",
-    "pp/_ortholog_table.py", "workflow/_runner.py", "workflow/_stages.py", "workflow/_config.py",
+    "__init__.py",
+    "*/__init__.py",
+    "_settings.py",
+    "_utils.py",
+    "_keys.py",
+    "_lazy.py",
+    "_docs.py",
+    "_species.py",
+    "_genesets.py",
+    "_markers.py",
+    "_ortholog_table.py",
+    "io/*.py",
+    "datasets/_simulate.py",
+    "workflow/_runner.py",
+    "workflow/_stages.py",
+    "workflow/_config.py",
     "data/**/*",
 )
 MAP_CODE = ("pp/_orthologs.py", "pp/_concat.py")
 INTEGRATE_CODE = (
-    "pp/_hvg.py", "pp/_cycle.py", "integrate/_scvi.py", "integrate/_metrics.py", "_jax.py",
-    "tl/_embed.py", "_graph.py", "tl/_annotate.py", "tl/_labels.py", "tl/_score.py",
+    "pp/_normalize.py",
+    "pp/_score_genes.py",
+    "pp/_hvg.py",
+    "pp/_cycle.py",
+    "integrate/_scvi.py",
+    "integrate/_metrics.py",
+    "_jax.py",
+    "tl/_embed.py",
+    "_graph.py",
+    "tl/_annotate.py",
+    "tl/_labels.py",
+    "tl/_score.py",
 )
 ANNOTATE_CODE = ("tl/_annotate.py", "tl/_labels.py", "_graph.py")
 TRAJECTORY_CODE = ("tl/_trajectory.py", "tl/_fate.py")
-SCORE_CODE = ("tl/_score.py", "tl/_score_trends.py", "tl/_compare.py")
+SCORE_CODE = ("tl/_score.py", "tl/_score_trends.py", "tl/_compare.py", "tl/_design.py")
 POOL_CODE = ("tl/_pool.py", "tl/_design.py", "tl/_maturation.py")
 REPORT_CODE = (
-    "workflow/_report.py", "workflow/_findings.py", "tl/_reference.py", "pl/_utils.py",
-    "pl/_embedding.py", "pl/_maturation.py", "pl/_score_trends.py", "pl/_pool.py",
+    "workflow/_report.py",
+    "workflow/_findings.py",
+    "tl/_reference.py",
+    "pl/_utils.py",
+    "pl/_embedding.py",
+    "pl/_maturation.py",
+    "pl/_score_trends.py",
+    "pl/_pool.py",
 )
 #: ``mode=map``: mapping onto the reference (mk.tl.map_to_reference and what it imports).
 REFERENCE_CODE = (
-    "tl/_map.py", "tl/_reference.py", "tl/_pool.py", "tl/_design.py", "integrate/_scvi.py",
-    "pp/_cycle.py", "pp/_hvg.py", "tl/_score.py", "tl/_annotate.py", "tl/_labels.py", "_graph.py",
+    "tl/_map.py",
+    "tl/_reference.py",
+    "tl/_pool.py",
+    "tl/_design.py",
+    "integrate/_scvi.py",
+    "pp/_normalize.py",
+    "pp/_score_genes.py",
+    "pp/_cycle.py",
+    "pp/_hvg.py",
+    "tl/_score.py",
+    "tl/_annotate.py",
+    "tl/_labels.py",
+    "_graph.py",
 )
 #: Public tools no stage calls (so no fingerprint holds them).
 NOT_RUN = (
-    "datasets/_real.py", "datasets/_scenarios.py", "tl/_gsea.py", "tl/_composition.py",
-    "tl/_milo.py", "pl/_gsea.py", "pl/_milo.py",
+    "datasets/_real.py",
+    "datasets/_scenarios.py",
+    "tl/_gsea.py",
+    "tl/_composition.py",
+    "tl/_milo.py",
+    "pl/_gsea.py",
+    "pl/_milo.py",
 )
 
 REPORT_OUTPUTS = ("report.html", "mkcell.h5ad")

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import pandas as pd
 
-from .._utils import data_path
+from ._utils import data_path
 
 #: How a candidate partner is ranked: HCOP support (number of resources agreeing)
 #: plus a bonus when Ensembl BioMart calls the pair one-to-one.

@@ -1,4 +1,4 @@
-"""Curated marker panels for the marrow states mkcell annotates, and their check on reference profiles."""
+"""Curated marker panels for mkcell's marrow states, and their check on reference profiles."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+from anndata import AnnData
 
-from .._settings import MkcellError
-from .._utils import data_path
+from ._settings import MkcellError
+from ._species import species_gene_set
+from ._utils import data_path
 
 
 @lru_cache(maxsize=1)
@@ -17,7 +20,10 @@ def _panels() -> pd.DataFrame:
 
 
 def marker_panels() -> pd.DataFrame:
-    """Marker panels: one row per (state, gene) with ``human`` and ``mouse`` symbols and a ``source``."""
+    """Marker panels, one row per (state, gene).
+
+    Each row has the ``human`` and ``mouse`` symbols and a ``source``.
+    """
     return _panels().copy()
 
 
@@ -58,3 +64,36 @@ def panel_profile_scores(
         if genes:
             out[state] = z.loc[genes].mean()
     return pd.DataFrame(out)
+
+
+#: Panels with fewer genes present than this are not scored (their state is never called).
+MIN_PANEL_GENES = 2
+
+
+def panel_coverage(var_names: pd.Index) -> dict[str, list[str]]:
+    """Panel genes present in ``var_names`` (human or mouse symbols), per state."""
+    panels = marker_panels()
+    out = {}
+    for state, rows in panels.groupby("state", sort=False):
+        genes = species_gene_set(set(rows["human"]), var_names)
+        out[state] = sorted(g for g in genes if g in var_names)
+    return out
+
+
+def panel_scores(adata: AnnData, X: sp.csr_matrix) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Mean z-scored expression of each state's panel genes (cells x states)."""
+    panels = marker_panels()
+    scores, used = {}, {}
+    mean = np.asarray(X.mean(0)).ravel()
+    sq = np.asarray(X.multiply(X).mean(0)).ravel()
+    sd = np.sqrt(np.maximum(sq - mean**2, 1e-12))
+    for state, rows in panels.groupby("state", sort=False):
+        genes = species_gene_set(set(rows["human"]), adata.var_names)
+        idx = adata.var_names.get_indexer(sorted(genes))
+        idx = idx[idx >= 0]
+        used[state] = list(adata.var_names[idx])
+        if idx.size < MIN_PANEL_GENES:
+            continue
+        z = (X[:, idx].toarray() - mean[idx]) / sd[idx]
+        scores[state] = z.mean(1)
+    return pd.DataFrame(scores, index=adata.obs_names), used
