@@ -1,4 +1,7 @@
-"""report.html: Findings first, in words and numbers, from adata.uns (no table read back from CSV)."""
+"""report.html: Findings first, in words and numbers, from adata.uns.
+
+No table is read back from CSV.
+"""
 
 from __future__ import annotations
 
@@ -29,42 +32,66 @@ def _adata() -> ad.AnnData:
     frac = {"control": [0.30, 0.35, 0.40], "MDS": [0.6, 0.7, 0.8], "MDS_drug": [0.5, 0.7, 0.9]}
     per_sample = pd.DataFrame(
         {
-            "sample": samples, "species": "mouse",
-            "condition": [s.rsplit("_", 1)[0] for s in samples], "n_cells": 100,
-            "n_mkp": 10, "mkp_fraction": [f for c in frac.values() for f in c],
-            "n_denominator": 20, "denominator": "mk_lineage",
+            "sample": samples,
+            "species": "mouse",
+            "condition": [s.rsplit("_", 1)[0] for s in samples],
+            "n_cells": 100,
+            "n_mkp": 10,
+            "mkp_fraction": [f for c in frac.values() for f in c],
+            "n_denominator": 20,
+            "denominator": "mk_lineage",
         }
-    )  # fmt: skip
+    )
     contrasts = pd.DataFrame(
         {
-            "species": "mouse", "contrast": ["MDS vs control", "MDS_drug vs MDS"],
-            "effect_log2": [0.8, -0.1], "ci_low": [0.4, -0.6], "ci_high": [1.2, 0.4],
-            "p_value": [0.01, 0.7], "n_samples_a": 3, "n_samples_b": 3, "note": "",
+            "species": "mouse",
+            "contrast": ["MDS vs control", "MDS_drug vs MDS"],
+            "effect_log2": [0.8, -0.1],
+            "ci_low": [0.4, -0.6],
+            "ci_high": [1.2, 0.4],
+            "p_value": [0.01, 0.7],
+            "n_samples_a": 3,
+            "n_samples_b": 3,
+            "note": "",
         }
-    )  # fmt: skip
+    )
     a.uns["mk_pool"] = {"per_sample": per_sample, "contrasts": contrasts, "params": {}}
     a.uns["mk_score_compare"] = {
         "table": pd.DataFrame(
             {
-                "species": "mouse", "contrast": "MDS vs control", "state": "MkP",
+                "species": "mouse",
+                "contrast": "MDS vs control",
+                "state": "MkP",
                 "score": ["mk_score_e2f_targets", "cycling_fraction", "mk_score_aurora"],
-                "mean_a": 0.0, "mean_b": 0.0, "diff": [0.5, 0.2, 0.05],
-                "ci_low": [0.3, 0.1, -0.2], "ci_high": [0.7, 0.3, 0.3],
-                "p_value": [0.001, 0.01, 0.6], "p_adj": [0.003, 0.02, 0.6], "n_a": 3, "n_b": 3,
+                "mean_a": 0.0,
+                "mean_b": 0.0,
+                "diff": [0.5, 0.2, 0.05],
+                "ci_low": [0.3, 0.1, -0.2],
+                "ci_high": [0.7, 0.3, 0.3],
+                "p_value": [0.001, 0.01, 0.6],
+                "p_adj": [0.003, 0.02, 0.6],
+                "n_a": 3,
+                "n_b": 3,
             }
         ),
         "params": {},
-    }  # fmt: skip
+    }
     a.uns["mk_maturation"] = {
         "contrasts": pd.DataFrame(
             {
-                "species": "mouse", "contrast": ["MDS vs control"], "mean_shift": [-0.25],
-                "mean_shift_ci_low": [-0.3], "mean_shift_ci_high": [-0.2],
-                "frac_after_a": [0.1], "frac_after_b": [0.5], "n_samples_a": 3, "n_samples_b": 3,
+                "species": "mouse",
+                "contrast": ["MDS vs control"],
+                "mean_shift": [-0.25],
+                "mean_shift_ci_low": [-0.3],
+                "mean_shift_ci_high": [-0.2],
+                "frac_after_a": [0.1],
+                "frac_after_b": [0.5],
+                "n_samples_a": 3,
+                "n_samples_b": 3,
             }
         ),
         "params": {"transition": 0.5},
-    }  # fmt: skip
+    }
     return a
 
 

@@ -76,12 +76,25 @@ def two_runs(user_files, tmp_path_factory):
         t0 = time.perf_counter()
         proc = subprocess.run(
             [
-                sys.executable, "-m", "workflows.main", "debug=tiny", "compute=cpu", "seed=3", "data=files",
-                f"data.inputs.mouse={user_files / 'mouse.h5ad'}", f"data.inputs.human={user_files / 'human.h5ad'}",
-                f"score.gmt={user_files / 'sets.gmt'}", f"hydra.run.dir={run_dir}",
+                sys.executable,
+                "-m",
+                "workflows.main",
+                "debug=tiny",
+                "compute=cpu",
+                "seed=3",
+                "data=files",
+                f"data.inputs.mouse={user_files / 'mouse.h5ad'}",
+                f"data.inputs.human={user_files / 'human.h5ad'}",
+                f"score.gmt={user_files / 'sets.gmt'}",
+                f"hydra.run.dir={run_dir}",
             ],
-            cwd=base, env=_env(), capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
+            cwd=base,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         runs.append((run_dir, proc, time.perf_counter() - t0))
     return runs, before, _files_state(user_files)
 

@@ -138,7 +138,7 @@ def test_input_signature_changes_with_the_file(tmp_path):
 
 
 def test_ddp_worker_runs_only_the_ddp_stage(tmp_path, monkeypatch):
-    """A DDP worker re-started by Lightning (LOCAL_RANK > 0) trains and writes nothing to the run."""
+    """A DDP worker restarted by Lightning (LOCAL_RANK > 0) trains and writes nothing to the run."""
     import dataclasses
 
     calls: list[str] = []
@@ -178,8 +178,13 @@ def mkcell(
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "workflows.main", *args],
-        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     return proc, time.perf_counter() - t0
 
 
@@ -367,7 +372,7 @@ def test_changed_stage_config_reruns_it_and_later(tiny_run, tmp_path):
 
 
 def test_code_edit_reruns_stage_and_later(tiny_run, tmp_path):
-    """Edit the pool tool in a scratch copy of the package: pool and report re-run, nothing before."""
+    """Edit the pool tool in a scratch package copy: pool and report re-run, nothing before."""
     import mkcell
 
     run_dir, first, _ = tiny_run
@@ -386,9 +391,13 @@ def test_code_edit_reruns_stage_and_later(tiny_run, tmp_path):
         fh.write("# an edit that changes no number\n")
     proc = subprocess.run(
         [sys.executable, "-m", "workflows.main", "debug=tiny", f"hydra.run.dir={copy}"],
-        cwd=scratch, env={**_env(), "PYTHONPATH": str(scratch)}, capture_output=True, text=True,
-        timeout=900, check=False,
-    )  # fmt: skip
+        cwd=scratch,
+        env={**_env(), "PYTHONPATH": str(scratch)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     i = STAGE_NAMES.index("pool")
     assert _stage_lines(proc.stderr) == {
@@ -421,8 +430,12 @@ def test_killed_run_resumes(tiny_run, tmp_path, after):
     run_dir = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "workflows.main", "debug=tiny", f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     marker = run_dir / "stages" / f"{after}.done.json"
     deadline = time.time() + 600
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
@@ -476,9 +489,15 @@ def test_user_files_mouse_only(tmp_path):
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     run_dir = tmp_path / "run"
     proc, _ = mkcell(
-        "experiment=mds_mouse_crizotinib", "debug=tiny", "data=files", f"data.inputs.mouse={path}",
-        "data.sample_key=donor", "data.condition_key=group", f"hydra.run.dir={run_dir}", cwd=tmp_path,
-    )  # fmt: skip
+        "experiment=mds_mouse_crizotinib",
+        "debug=tiny",
+        "data=files",
+        f"data.inputs.mouse={path}",
+        "data.sample_key=donor",
+        "data.condition_key=group",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest  # input untouched
     adata = ad.read_h5ad(run_dir / "mkcell.h5ad")

@@ -41,7 +41,7 @@ class UsageError(Exception):
 
 
 class _JobErrorFilter:
-    """Stderr proxy that keeps Hydra's "Error executing job with overrides: [...]" out of the console.
+    """Stderr proxy keeping Hydra's "Error executing job with overrides: [...]" out of the console.
 
     The overrides of the failed job are kept and added to mkcell's one-line message. sbatch's
     refusal, which submitit echoes to stderr, is dropped too: mkcell says it in its one line.
@@ -100,7 +100,10 @@ def split_args(argv: Sequence[str]) -> tuple[list[str], list[str], bool, bool]:
         elif arg in _FLAGS:
             flags.append(arg)
         elif arg.startswith("-"):
-            msg = f"unknown option {arg!r}; usage: mkcell [-m] [--cfg job] [key=value ...] (see mkcell --help)"
+            msg = (
+                f"unknown option {arg!r};"
+                " usage: mkcell [-m] [--cfg job] [key=value ...] (see mkcell --help)"
+            )
             raise UsageError(msg)
         else:
             overrides.append(arg)
@@ -111,7 +114,7 @@ def split_args(argv: Sequence[str]) -> tuple[list[str], list[str], bool, bool]:
 
 
 def first_of_sweeps(overrides: Sequence[str], *, multirun: bool) -> list[str]:
-    """Return the overrides of the first job of a sweep (``seed=1,2`` -> ``seed=1``), to check them."""
+    """Return the overrides of a sweep's first job (``seed=1,2`` -> ``seed=1``), to check them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(list(overrides))
@@ -166,10 +169,16 @@ def check_writable(folder: Path) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        msg = f"cannot create the output folder {folder}: {probe} is a file; choose another with hydra.run.dir=DIR"
+        msg = (
+            f"cannot create the output folder {folder}: {probe} is a file;"
+            " choose another with hydra.run.dir=DIR"
+        )
         raise UsageError(msg)
     if not os.access(probe, os.W_OK | os.X_OK):
-        msg = f"cannot write to the output folder {folder} ({probe} is not writable); choose another with hydra.run.dir=DIR"
+        msg = (
+            f"cannot write to the output folder {folder} ({probe} is not writable);"
+            " choose another with hydra.run.dir=DIR"
+        )
         raise UsageError(msg)
 
 
@@ -222,7 +231,10 @@ def _hydra_message(exc: BaseException) -> str:
             f"unknown config key '{m[1]}' ({cause.rstrip('.')}); check the spelling ({HINT_KEYS})"
         )
     if m := re.match(r"Key '([^']+)' not in '(\w+)'", head):
-        return f"unknown config key '{m[1]}' (not in the {m[2]} schema); check the spelling ({HINT_KEYS})"
+        return (
+            f"unknown config key '{m[1]}' (not in the {m[2]} schema);"
+            f" check the spelling ({HINT_KEYS})"
+        )
     if m := re.match(r"Error merging override (.+)", head):
         return f"bad value in override '{m[1]}': {cause.rstrip('.')}; {HINT_KEYS}"
     if "Could not find" in head or "Could not load" in head:
@@ -320,7 +332,7 @@ def task(cfg: DictConfig) -> str:
 
 
 def _log_to_files(exc: BaseException) -> None:
-    """Record a failure with its traceback in the run's log file only (the console gets one line)."""
+    """Record a failure with its traceback in the run's log file only; the console gets one line."""
     record = logging.getLogger("mkcell").makeRecord(
         "mkcell",
         logging.ERROR,
@@ -336,7 +348,7 @@ def _log_to_files(exc: BaseException) -> None:
 
 
 def run(argv: Sequence[str]) -> Path | None:
-    """Check the command line, then run Hydra; return the folder to print (None for --cfg, --help)."""
+    """Check the command line, run Hydra; return the folder to print (None for --cfg, --help)."""
     import hydra
     from omegaconf import OmegaConf
 
@@ -398,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write(
-            "mkcell: interrupted; run the same command again to resume from the last finished stage\n"
+            "mkcell: interrupted; run the same command again"
+            " to resume from the last finished stage\n"
         )
         sys.exit(130)
     except Exception as exc:

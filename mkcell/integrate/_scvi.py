@@ -19,7 +19,10 @@ def _import_scvi():  # noqa: ANN202
     try:
         import scvi
     except ImportError as err:  # pragma: no cover - scvi-tools is a required dependency
-        msg = "mk.integrate.scvi needs scvi-tools: pip install scvi-tools (and a torch build for your machine)"
+        msg = (
+            "mk.integrate.scvi needs scvi-tools: pip install scvi-tools"
+            " (and a torch build for your machine)"
+        )
         raise ImportError(msg) from err
     return scvi
 
@@ -117,7 +120,10 @@ def equalize_species(
 def marker_states(
     adata: AnnData, species_key: str = K.SPECIES, layer: str | None = None
 ) -> np.ndarray:
-    """A rough state per cell before integration: the best marker panel within its species ('other' if none scores above 0)."""
+    """A rough state per cell before integration: the best marker panel within its species.
+
+    'other' if no panel scores above 0.
+    """
     from .._markers import panel_scores
     from ..pp._normalize import log_normalize
 
@@ -244,7 +250,10 @@ def scvi(
         msg = f"model={model!r}; choose 'scvi' or 'sysvi'"
         raise MkcellError(msg)
     if features_key is not None and features_key not in adata.var:
-        msg = f"no features `adata.var[{features_key!r}]`; run mk.pp.highly_variable_genes(adata) first or pass features_key=None"
+        msg = (
+            f"no features `adata.var[{features_key!r}]`; run mk.pp.highly_variable_genes(adata)"
+            " first or pass features_key=None"
+        )
         raise MkcellError(msg)
     feats = adata.var[features_key].to_numpy(bool) if features_key else np.ones(adata.n_vars, bool)
     if feats.sum() < 2:
@@ -324,27 +333,44 @@ def scvi(
     n_train = sub.n_obs * 0.9  # default 90% train split
     adata.uns[K.INTEGRATE] = {
         "params": {
-            "model": model, "batch_key": batch_key, "species_key": species_key, "features_key": features_key,
-            "n_latent": n_latent, "n_layers": n_layers, "n_hidden": n_hidden, "max_epochs": epochs,
-            "batch_size": batch_size, "early_stopping": early_stopping, "accelerator": acc,
-            "devices": str(devices), "strategy": strategy, "equalize": equalize,
-            "cycle_covariates": cycle_covariates, "seed": seed,
+            "model": model,
+            "batch_key": batch_key,
+            "species_key": species_key,
+            "features_key": features_key,
+            "n_latent": n_latent,
+            "n_layers": n_layers,
+            "n_hidden": n_hidden,
+            "max_epochs": epochs,
+            "batch_size": batch_size,
+            "early_stopping": early_stopping,
+            "accelerator": acc,
+            "devices": str(devices),
+            "strategy": strategy,
+            "equalize": equalize,
+            "cycle_covariates": cycle_covariates,
+            "seed": seed,
         },
         "n_features": int(feats.sum()),
         "epochs_run": n_epochs,
         "seconds": seconds,
         "cells_per_second_per_epoch": float(n_train * n_epochs / seconds),
         "epoch_seconds": [round(x, 4) for x in timer.seconds],
-        "cells_per_second_steady": float(n_train / np.median(timer.seconds[1:])) if len(timer.seconds) > 1 else float("nan"),
+        "cells_per_second_steady": float(n_train / np.median(timer.seconds[1:]))
+        if len(timer.seconds) > 1
+        else float("nan"),
         "scvi_tools_version": scvi_mod.__version__,
-    }  # fmt: skip
+    }
     if save_dir is not None:
         setup = {
-            "model": model, "batch_key": batch_key, "species_key": species_key,
-            "continuous_covariates": continuous, "features": [str(g) for g in adata.var_names[feats]],
-            "equalize": equalize, "equalize_species": sorted(set(species)) if ratio is not None else None,
+            "model": model,
+            "batch_key": batch_key,
+            "species_key": species_key,
+            "continuous_covariates": continuous,
+            "features": [str(g) for g in adata.var_names[feats]],
+            "equalize": equalize,
+            "equalize_species": sorted(set(species)) if ratio is not None else None,
             "equalize_ratio": None if ratio is None else [float(x) for x in ratio],
-        }  # fmt: skip
+        }
         _save_atomic(net, Path(save_dir), setup)
         adata.uns[K.INTEGRATE]["model_dir"] = str(save_dir)
     logger.info(
@@ -420,9 +446,11 @@ def _save_plain(net, folder: Path, setup: dict) -> None:  # noqa: ANN001
         "batch_categories": [str(x) for x in batch],
         "categorical_covariates": covs,
         "init_params": {k: v for k, v in init.get("non_kwargs", {}).items() if _jsonable(v)},
-        "init_kwargs": {k: v for k, v in init.get("kwargs", {}).get("kwargs", {}).items() if _jsonable(v)},
+        "init_kwargs": {
+            k: v for k, v in init.get("kwargs", {}).get("kwargs", {}).items() if _jsonable(v)
+        },
         "scvi_tools_version": _import_scvi().__version__,
-    }  # fmt: skip
+    }
     (folder / SETUP_FILE).write_text(json.dumps(plain, indent=1))
 
 

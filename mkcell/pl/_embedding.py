@@ -77,9 +77,12 @@ def embedding(
             codes = cats.cat.codes.to_numpy()[order]
             shown = codes >= 0  # NaN: not drawn
             ax.scatter(
-                xy[order][shown, 0], xy[order][shown, 1], s=3, color=palette[codes[shown]],
+                xy[order][shown, 0],
+                xy[order][shown, 1],
+                s=3,
+                color=palette[codes[shown]],
                 rasterized=True,
-            )  # fmt: skip
+            )
             if len(cats.cat.categories) <= 20:
                 handles = [
                     plt.Line2D([], [], ls="", marker="o", ms=4, color=palette[i], label=str(cat))

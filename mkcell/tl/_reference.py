@@ -42,7 +42,10 @@ PROFILE_QUANTILE = 0.005
 FORMAT = 1
 #: ``obs`` columns of the reference cells that mapping transfers or compares against.
 CELL_COLUMNS = (K.SPECIES, K.SAMPLE, K.CONDITION, K.STATE, K.STAGE, K.PSEUDOTIME, K.FATE)
-FIX = "pass the run folder of a finished mkcell run (mkcell ... hydra.run.dir=RUN_DIR) as the reference"
+FIX = (
+    "pass the run folder of a finished mkcell run (mkcell ... hydra.run.dir=RUN_DIR)"
+    " as the reference"
+)
 
 
 def _major(version: str) -> tuple[int, ...]:
@@ -84,7 +87,10 @@ def write_reference(
     run_dir = Path(run_dir)
     for rel in (WEIGHTS, SETUP, POOL_TABLE):
         if not (run_dir / rel).is_file():
-            msg = f"cannot write a reference: {run_dir / rel} is missing (the integrate or pool stage did not write it)"
+            msg = (
+                f"cannot write a reference: {run_dir / rel} is missing"
+                " (the integrate or pool stage did not write it)"
+            )
             raise MkcellError(msg)
     setup = json.loads((run_dir / SETUP).read_text())
     cols = [c for c in CELL_COLUMNS if c in adata.obs.columns]
@@ -164,7 +170,7 @@ def row_corr(A: np.ndarray, B: np.ndarray) -> np.ndarray:
 
 
 def state_profiles(adata: AnnData, features: list[str], *, layer: str | None = None) -> AnnData:
-    """Mean log expression of the features per (species, state), and how well its own cells match it.
+    """Mean log expression of features per (species, state), and how well its own cells match it.
 
     One row per group with at least :data:`MIN_PROFILE_CELLS` cells, plus one row per
     state over both species (``species='all'``). ``obs['corr_low']`` is the
@@ -173,7 +179,10 @@ def state_profiles(adata: AnnData, features: list[str], *, layer: str | None = N
     """
     pos = adata.var_names.get_indexer(pd.Index(features))
     if (pos < 0).any():
-        msg = f"{int((pos < 0).sum())} model features are not genes of the run's data; this is a bug in mkcell"
+        msg = (
+            f"{int((pos < 0).sum())} model features are not genes of the run's data;"
+            " this is a bug in mkcell"
+        )
         raise RuntimeError(msg)
     E = log_profiles(get_counts(adata, layer), pos)
     states = adata.obs[K.STATE].astype(str).to_numpy()
@@ -190,10 +199,15 @@ def state_profiles(adata: AnnData, features: list[str], *, layer: str | None = N
             continue
         prof = E[m].mean(0)
         r = row_corr(E[m], np.broadcast_to(prof, (int(m.sum()), prof.size)))
-        rows.append({
-            "species": sp_name, "state": st, "n_cells": int(m.sum()),
-            "corr_low": float(np.quantile(r, PROFILE_QUANTILE)), "corr_median": float(np.median(r)),
-        })  # fmt: skip
+        rows.append(
+            {
+                "species": sp_name,
+                "state": st,
+                "n_cells": int(m.sum()),
+                "corr_low": float(np.quantile(r, PROFILE_QUANTILE)),
+                "corr_median": float(np.median(r)),
+            }
+        )
         mats.append(prof)
     obs = pd.DataFrame(rows)
     obs.index = (obs["species"] + "|" + obs["state"]).to_numpy() if len(obs) else obs.index
@@ -257,14 +271,20 @@ class Reference:
         net = scvi.model.SCVI(dummy, **s.get("init_params", {}), **s.get("init_kwargs", {}))
         got = list(net.adata_manager.get_state_registry("batch").categorical_mapping)
         if got != batches:
-            msg = f"reference {self.path}: the rebuilt model's batches differ from setup.json; this is a bug in mkcell"
+            msg = (
+                f"reference {self.path}: the rebuilt model's batches differ from setup.json;"
+                " this is a bug in mkcell"
+            )
             raise RuntimeError(msg)
         with np.load(self.path / WEIGHTS, allow_pickle=False) as z:
             state = {k: torch.from_numpy(np.array(z[k])) for k in z.files}
         try:
             net.module.load_state_dict(state)
         except RuntimeError as err:
-            msg = f"reference {self.path}: {WEIGHTS} does not fit the network described in {SETUP} ({str(err).splitlines()[0]}); run the reference again"
+            msg = (
+                f"reference {self.path}: {WEIGHTS} does not fit the network described in {SETUP}"
+                f" ({str(err).splitlines()[0]}); run the reference again"
+            )
             raise MkcellError(msg) from None
         net.module.eval()
         net.is_trained_ = True
@@ -315,8 +335,8 @@ def load_reference(path: str | os.PathLike | Reference, *, check: bool = True) -
     mpath = root / MANIFEST
     if not mpath.is_file():
         msg = (
-            f"reference {root} is not an mkcell reference: no {MANIFEST} (not a finished run, or made before "
-            f"mapping existed); {FIX}"
+            f"reference {root} is not an mkcell reference: no {MANIFEST} (not a finished run,"
+            f" or made before mapping existed); {FIX}"
         )
         raise MkcellError(msg)
     try:
@@ -325,12 +345,16 @@ def load_reference(path: str | os.PathLike | Reference, *, check: bool = True) -
         version = str(manifest["mkcell_version"])
         features = list(manifest["features"])
     except (OSError, ValueError, KeyError, TypeError) as err:
-        msg = f"reference {root}: cannot read {MANIFEST} ({type(err).__name__}: {err}); run the reference again"
+        msg = (
+            f"reference {root}: cannot read {MANIFEST} ({type(err).__name__}: {err});"
+            " run the reference again"
+        )
         raise MkcellError(msg) from None
     if _major(version) != _major(_version()):
         msg = (
-            f"reference {root} was made by mkcell {version}, this is mkcell {_version()} (another major "
-            f"version); run the reference again with this version, or map with mkcell {version}"
+            f"reference {root} was made by mkcell {version}, this is mkcell {_version()}"
+            " (another major version); run the reference again with this version,"
+            f" or map with mkcell {version}"
         )
         raise MkcellError(msg)
     for rel in (WEIGHTS, SETUP, CELLS, POOL_TABLE):
@@ -340,20 +364,30 @@ def load_reference(path: str | os.PathLike | Reference, *, check: bool = True) -
     for rel, digest in files.items():
         p = root / rel
         if not p.is_file():
-            msg = f"reference {root}: {rel} is missing (listed in {MANIFEST}); copy the whole run folder, or run the reference again"
+            msg = (
+                f"reference {root}: {rel} is missing (listed in {MANIFEST});"
+                " copy the whole run folder, or run the reference again"
+            )
             raise MkcellError(msg)
         if check and file_sha256(p) != digest:
-            msg = f"reference {root}: {rel} does not match its checksum in {MANIFEST} (changed after the run); restore the original file or run the reference again"
+            msg = (
+                f"reference {root}: {rel} does not match its checksum in {MANIFEST}"
+                " (changed after the run); restore the original file or run the reference again"
+            )
             raise MkcellError(msg)
     setup = json.loads((root / SETUP).read_text())
     if list(setup.get("features", [])) != features:
         msg = (
-            f"reference {root}: the model's {len(setup.get('features', []))} features differ from the "
-            f"{len(features)} in {MANIFEST}; the folder mixes two runs — run the reference again"
+            f"reference {root}: the model's {len(setup.get('features', []))} features differ"
+            f" from the {len(features)} in {MANIFEST}; the folder mixes two runs"
+            " — run the reference again"
         )
         raise MkcellError(msg)
     if setup.get("model", "scvi") != "scvi" or setup.get("model_class", "SCVI") != "SCVI":
-        msg = f"reference {root} was integrated with {setup.get('model')}; mapping needs an SCVI reference (integrate.model=scvi)"
+        msg = (
+            f"reference {root} was integrated with {setup.get('model')};"
+            " mapping needs an SCVI reference (integrate.model=scvi)"
+        )
         raise MkcellError(msg)
     cells = ad.read_h5ad(root / CELLS)
     for key in (K.LATENT,):
@@ -365,8 +399,12 @@ def load_reference(path: str | os.PathLike | Reference, *, check: bool = True) -
     config = json.loads((root / CONFIG).read_text()) if (root / CONFIG).is_file() else {}
     logger.info(
         "reference %s: mkcell %s, %d cells, %d features, species %s",
-        root, version, cells.n_obs, len(features), manifest.get("species"),
-    )  # fmt: skip
+        root,
+        version,
+        cells.n_obs,
+        len(features),
+        manifest.get("species"),
+    )
     return Reference(
         path=root,
         manifest=manifest,

@@ -244,22 +244,26 @@ def findings_html(adata: AnnData) -> str:
     """The Findings section: four questions, each linked to its figure and table."""
     parts = [
         (
-            "Where do Mk-lineage cells stall?", stall_html(adata),
+            "Where do Mk-lineage cells stall?",
+            stall_html(adata),
             (("trajectory", "pseudotime figure"), ("maturation-shift", "table")),
         ),
         (
-            "E2F, cell-cycle and Aurora scores in MkP", scores_html(adata),
+            "E2F, cell-cycle and Aurora scores in MkP",
+            scores_html(adata),
             (("scores", "score trends"), ("score-contrasts", "table")),
         ),
         (
-            "MkP pool per sample", pool_per_sample_html(adata),
+            "MkP pool per sample",
+            pool_per_sample_html(adata),
             (("pool", "pool figure"), ("pool-per-sample", "table")),
         ),
         (
-            "Does a condition (a treatment) change the MkP pool?", pool_contrasts_html(adata),
+            "Does a condition (a treatment) change the MkP pool?",
+            pool_contrasts_html(adata),
             (("pool", "pool figure"), ("pool-contrasts", "table")),
         ),
-    ]  # fmt: skip
+    ]
     return (
         "<div class='findings'>"
         + "".join(f"<h3>{_esc(q)}{_links(*links)}</h3>{body}" for q, body, links in parts)

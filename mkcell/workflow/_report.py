@@ -23,12 +23,25 @@ from ._findings import findings_html
 from ._runner import Stage, stage_timings
 
 PACKAGES = (
-    "mkcell", "anndata", "scanpy", "scvi-tools", "torch", "lightning", "cellrank", "numpy",
-    "scipy", "pandas", "statsmodels", "hydra-core", "omegaconf", "matplotlib",
-)  # fmt: skip
+    "mkcell",
+    "anndata",
+    "scanpy",
+    "scvi-tools",
+    "torch",
+    "lightning",
+    "cellrank",
+    "numpy",
+    "scipy",
+    "pandas",
+    "statsmodels",
+    "hydra-core",
+    "omegaconf",
+    "matplotlib",
+)
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;\
+max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{border-bottom:2px solid #444}h2{margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f3f3f3}
@@ -174,11 +187,15 @@ def _states(adata: AnnData) -> str:
     if ann.get("method") == "labels":
         params = ann.get("params", {})
         src = params.get("labels") or f"obs[{params.get('labels_key')!r}]"
-        info = _kv({
-            "states from": f"your labels ({src}); marker-based annotation skipped",
-            "cells whose label the map does not cover (state 'other')": ann.get("n_unmapped", 0),
-            "cells without a label (state 'other')": ann.get("n_unlabelled", 0),
-        })  # fmt: skip
+        info = _kv(
+            {
+                "states from": f"your labels ({src}); marker-based annotation skipped",
+                "cells whose label the map does not cover (state 'other')": ann.get(
+                    "n_unmapped", 0
+                ),
+                "cells without a label (state 'other')": ann.get("n_unlabelled", 0),
+            }
+        )
         unmapped = ann.get("unmapped")
         if isinstance(unmapped, pd.DataFrame) and not unmapped.empty:
             info += "<h3>Labels mapped to no state</h3>" + table_html(unmapped)
@@ -220,7 +237,8 @@ def _trajectory(adata: AnnData) -> str:
         if isinstance(stages, Mapping) and stages.get("refined"):
             info["MkP / immature Mk / mature Mk boundaries (pseudotime)"] = (
                 f"{stages['onset_pseudotime']:.2f} / {stages['plateau_pseudotime']:.2f} "
-                f"(MkP -> Mk {stages['n_mkp_to_mk']}, Mk -> MkP {stages['n_mk_to_mkp']} cells re-called)"
+                f"(MkP -> Mk {stages['n_mkp_to_mk']}, Mk -> MkP {stages['n_mk_to_mkp']}"
+                " cells re-called)"
             )
         else:
             info["MkP / Mk boundary"] = "as annotated (not refined on pseudotime)"
@@ -239,27 +257,47 @@ def _mapping(adata: AnnData, figures: Mapping[str, Path]) -> str:
         "reference mkcell version": res.get("reference_version"),
         "reference cells": res.get("n_reference_cells"),
         "query cells": n,
-        "features used / zero-filled (missing in the query)": f"{res.get('n_features', 0) - res.get('n_missing_features', 0)} / {res.get('n_missing_features', 0)}",
-        f"mapped confidently (state confidence >= {params.get('confident', 0.7)})": f"{res.get('share_confident', float('nan')):.1%}",
-        "unknown (far from every reference cell, or unlike every reference state)": f"{res.get('n_unknown', 0)} cells ({res.get('share_unknown', 0.0):.1%})",
-        "fine-tuning (query batch parameters only; reference weights frozen)": f"{params.get('max_epochs')} epochs, {res.get('train_seconds', float('nan')):.1f} s",
+        "features used / zero-filled (missing in the query)": (
+            f"{res.get('n_features', 0) - res.get('n_missing_features', 0)}"
+            f" / {res.get('n_missing_features', 0)}"
+        ),
+        f"mapped confidently (state confidence >= {params.get('confident', 0.7)})": (
+            f"{res.get('share_confident', float('nan')):.1%}"
+        ),
+        "unknown (far from every reference cell, or unlike every reference state)": (
+            f"{res.get('n_unknown', 0)} cells ({res.get('share_unknown', 0.0):.1%})"
+        ),
+        "fine-tuning (query batch parameters only; reference weights frozen)": (
+            f"{params.get('max_epochs')} epochs, {res.get('train_seconds', float('nan')):.1f} s"
+        ),
         "mapping seconds": f"{res.get('seconds', float('nan')):.1f}",
-    }  # fmt: skip
+    }
     note = ""
     if res.get("share_unknown", 0.0) > 0.1:
         note = (
-            "<p><b>Warning:</b> more than 10% of the query's cells are unlike the reference: the query "
-            "holds cells the reference lacks (another cell type or tissue?). Their states and pseudotime "
-            "are not transferred (state <code>unknown</code>); they are counted in the pool tables.</p>"
+            "<p><b>Warning:</b> more than 10% of the query's cells are unlike the reference:"
+            " the query holds cells the reference lacks (another cell type or tissue?)."
+            " Their states and pseudotime are not transferred (state <code>unknown</code>);"
+            " they are counted in the pool tables.</p>"
         )
     return (
-        note + _kv(info) + _figure(figures, "reference_map")
-        + "<h3>Per query sample</h3>" + table_html(_uns_table(adata, K.MAP, "per_sample"))
+        note
+        + _kv(info)
+        + _figure(figures, "reference_map")
+        + "<h3>Per query sample</h3>"
+        + table_html(_uns_table(adata, K.MAP, "per_sample"))
         + "<h3>Query MkP pool against the reference's samples</h3>"
-        + "<p class='muted'>logit_z: distance from the reference condition's samples (logit scale, in their SD); "
-        + "in_range: within the condition's 95% prediction interval for a new sample (range_low, range_high; wide with few reference samples); the reference's denominator is used.</p>"
+        + (
+            "<p class='muted'>logit_z: distance from the reference condition's samples"
+            " (logit scale, in their SD); "
+        )
+        + (
+            "in_range: within the condition's 95% prediction interval for a new sample"
+            " (range_low, range_high; wide with few reference samples);"
+            " the reference's denominator is used.</p>"
+        )
         + table_html(_pool_vs_reference(adata))
-    )  # fmt: skip
+    )
 
 
 def _pool_vs_reference(adata: AnnData) -> pd.DataFrame | None:
@@ -320,21 +358,27 @@ def build_report(
         *([("mapping", "Mapping onto the reference", mapping)] if mapping else []),
         ("orthologs", "Ortholog mapping", _orthologs(adata)),
         (
-            "integration", "Integration",
-            _kv(integ_info) + table_html(_uns_table(adata, K.METRICS, "table"))
+            "integration",
+            "Integration",
+            _kv(integ_info)
+            + table_html(_uns_table(adata, K.METRICS, "table"))
             + _figure(figures, "embedding"),
         ),
         ("states", "Cell states", _states(adata)),
         ("trajectory", "Trajectory", _trajectory(adata) + _figure(figures, "pseudotime_density")),
         (
-            "scores", "Cell-cycle and gene-set scores",
+            "scores",
+            "Cell-cycle and gene-set scores",
             _figure(figures, "score_trends")
             + "<h3 id='score-contrasts'>Contrasts (samples as replicates)</h3>"
             + table_html(_uns_table(adata, K.SCORE_COMPARE, "table")),
         ),
         (
-            "pool", "MkP pool",
-            _figure(figures, "pool") + "<h3>Denominator</h3>" + table_html(_pool_denominator(adata))
+            "pool",
+            "MkP pool",
+            _figure(figures, "pool")
+            + "<h3>Denominator</h3>"
+            + table_html(_pool_denominator(adata))
             + "<h3 id='pool-contrasts'>Contrasts</h3>"
             + table_html(_uns_table(adata, K.POOL, "contrasts"))
             + "<h3 id='pool-per-sample'>Per sample</h3>"
@@ -345,7 +389,7 @@ def build_report(
         ("timings", "Stage timings", table_html(timings)),
         ("config", "Configuration", f"<pre>{_esc(OmegaConf.to_yaml(cfg, resolve=True))}</pre>"),
         ("versions", "Package versions", _kv(versions())),
-    ]  # fmt: skip
+    ]
     nav = "".join(f"<a href='#{sid}'>{_esc(title)}</a>" for sid, title, _ in sections)
     body = "".join(
         f"<h2 id='{sid}'>{_esc(title)}</h2>{content}" for sid, title, content in sections
@@ -355,7 +399,8 @@ def build_report(
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{title}</h1><p class='muted'>{stamp} — {_esc(run_dir)}</p><nav>{nav}</nav>{body}</body></html>"
+        f"<h1>{title}</h1><p class='muted'>{stamp} — {_esc(run_dir)}</p>"
+        f"<nav>{nav}</nav>{body}</body></html>"
     )
 
 

@@ -284,7 +284,10 @@ def save_data(run_dir: Path, name: str, data: StageData) -> str | dict[str, str]
             write_h5ad_atomic(adata, run_dir / rel)
             rels[key] = rel
         return rels
-    msg = f"stage {name!r} returned {type(data).__name__}; a stage returns an AnnData or a dict of AnnData"
+    msg = (
+        f"stage {name!r} returned {type(data).__name__};"
+        " a stage returns an AnnData or a dict of AnnData"
+    )
     raise TypeError(msg)
 
 
@@ -294,7 +297,10 @@ def load_data(run_dir: Path, name: str) -> StageData:
 
     marker = read_marker(run_dir, name)
     if marker is None or marker.get("data") is None:
-        msg = f"stage {name!r} left no data in {run_dir / STAGES_DIR}; delete that folder and run again"
+        msg = (
+            f"stage {name!r} left no data in {run_dir / STAGES_DIR};"
+            " delete that folder and run again"
+        )
         raise MkcellError(msg)
     data = marker["data"]
     if isinstance(data, str):
@@ -314,7 +320,10 @@ def write_marker(
     """Write the ``done`` marker of a stage (after all its outputs); ``code``: file digests."""
     missing = [f for f in stage.outputs if not (run_dir / f).exists()]
     if missing:
-        msg = f"stage {stage.name!r} did not write {missing}; this is a bug in mkcell, please report it"
+        msg = (
+            f"stage {stage.name!r} did not write {missing};"
+            " this is a bug in mkcell, please report it"
+        )
         raise RuntimeError(msg)
     now = time.time()
     marker = {
@@ -367,7 +376,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            msg = f"another mkcell run is using {run_dir}; wait for it to finish or choose another folder with hydra.run.dir=DIR"
+            msg = (
+                f"another mkcell run is using {run_dir}; wait for it to finish"
+                " or choose another folder with hydra.run.dir=DIR"
+            )
             raise MkcellError(msg) from None
         try:
             yield

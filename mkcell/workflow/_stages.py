@@ -88,7 +88,10 @@ def write_table(
     if columns is not None:
         missing = [c for c in columns if c not in df.columns]
         if missing:
-            msg = f"tables/{name}.csv lacks columns {missing} (has {list(df.columns)}); this is a bug in mkcell"
+            msg = (
+                f"tables/{name}.csv lacks columns {missing} (has {list(df.columns)});"
+                " this is a bug in mkcell"
+            )
             raise RuntimeError(msg)
         df = df[columns + [c for c in df.columns if c not in columns]]
     path = run_dir / "tables" / f"{name}.csv"
@@ -121,7 +124,10 @@ def _set_key(adata: AnnData, user_key: str | None, target: str, fallback: str, w
     elif user_key != target:
         if user_key not in adata.obs.columns:
             cols = ", ".join(map(str, adata.obs.columns))
-            msg = f"no {what} column {user_key!r} in the input obs; available columns: [{cols}] — set data.{what}_key=COLUMN"
+            msg = (
+                f"no {what} column {user_key!r} in the input obs; available columns: [{cols}]"
+                f" — set data.{what}_key=COLUMN"
+            )
             raise MkcellError(msg)
         if target in adata.obs.columns:
             adata.obs[f"{target}_input"] = adata.obs[target]
@@ -129,13 +135,16 @@ def _set_key(adata: AnnData, user_key: str | None, target: str, fallback: str, w
         adata.obs[target] = adata.obs[user_key]
     elif target not in adata.obs.columns:
         cols = ", ".join(map(str, adata.obs.columns))
-        msg = f"no {what} column {user_key!r} in the input obs; available columns: [{cols}] — set data.{what}_key=COLUMN"
+        msg = (
+            f"no {what} column {user_key!r} in the input obs; available columns: [{cols}]"
+            f" — set data.{what}_key=COLUMN"
+        )
         raise MkcellError(msg)
     adata.obs[target] = pd.Categorical(adata.obs[target].astype(str))
 
 
 def _subsample(data: dict[str, AnnData], max_cells: int, seed: int) -> dict[str, AnnData]:
-    """At most ``max_cells`` cells in all, the same number per sample (where a sample has enough)."""
+    """At most ``max_cells`` cells in all, the same number per sample where a sample has enough."""
     total = sum(a.n_obs for a in data.values())
     if total <= max_cells:
         return data
@@ -161,7 +170,10 @@ def _subsample(data: dict[str, AnnData], max_cells: int, seed: int) -> dict[str,
 
 
 def input_signature(cfg: DictConfig) -> object:
-    """Signature of the inputs (path, size, mtime of files; registry entry; the reference's manifest), for the fingerprint."""
+    """Signature of the inputs, for the fingerprint.
+
+    Path, size and mtime of files; the registry entry; the reference's manifest.
+    """
     if Mode(cfg.mode) is Mode.map:
         from ..tl._reference import MANIFEST, _reference_root
 
@@ -192,9 +204,15 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
     if source is DataSource.demo:
         sim = mk.datasets.simulate_marrow
         out = sim(
-            d.n_cells, n_genes=d.n_genes, n_samples=d.n_samples, null=d.null_effect,
-            cycle_strength=d.cycle_strength, n_cycle_genes=d.n_cycle_genes, species=tuple(species), seed=cfg.seed,
-        )  # fmt: skip
+            d.n_cells,
+            n_genes=d.n_genes,
+            n_samples=d.n_samples,
+            null=d.null_effect,
+            cycle_strength=d.cycle_strength,
+            n_cycle_genes=d.n_cycle_genes,
+            species=tuple(species),
+            seed=cfg.seed,
+        )
     elif source is DataSource.files:
         read = mk.io.read
         out = {
@@ -207,7 +225,10 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
         found = adata.obs[K.SPECIES].astype(str).unique().tolist() if K.SPECIES in adata.obs else []
         if not found:
             if len(species) != 1:
-                msg = f"dataset {d.id!r} does not say its species; set data.species=[mouse] or [human]"
+                msg = (
+                    f"dataset {d.id!r} does not say its species;"
+                    " set data.species=[mouse] or [human]"
+                )
                 raise MkcellError(msg)
             adata.obs[K.SPECIES] = species[0]
             found = species
@@ -215,7 +236,10 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
             s: adata[adata.obs[K.SPECIES].astype(str) == s].copy() for s in found if s in species
         }
         if not out:
-            msg = f"dataset {d.id!r} holds {found} cells, but data.species={species}; set data.species={found}"
+            msg = (
+                f"dataset {d.id!r} holds {found} cells, but data.species={species};"
+                f" set data.species={found}"
+            )
             raise MkcellError(msg)
     sample_key = d.sample_key
     if source is DataSource.registry and sample_key is None:
@@ -228,8 +252,12 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
     for sp_name, a in out.items():
         logger.info(
             "%s: %d cells x %d genes, %d samples, conditions %s",
-            sp_name, a.n_obs, a.n_vars, a.obs[K.SAMPLE].nunique(), sorted(a.obs[K.CONDITION].astype(str).unique()),
-        )  # fmt: skip
+            sp_name,
+            a.n_obs,
+            a.n_vars,
+            a.obs[K.SAMPLE].nunique(),
+            sorted(a.obs[K.CONDITION].astype(str).unique()),
+        )
     _check_against_data(cfg, out)
     return out
 
@@ -239,13 +267,15 @@ def _check_against_data(cfg: DictConfig, data: dict[str, AnnData]) -> None:
     from ..tl._design import check_nesting, resolve_contrasts
 
     table = pd.concat(
-        pd.DataFrame({
-            "species": s,
-            "sample": a.obs[K.SAMPLE].astype(str).to_numpy(),
-            "condition": a.obs[K.CONDITION].astype(str).to_numpy(),
-        })
+        pd.DataFrame(
+            {
+                "species": s,
+                "sample": a.obs[K.SAMPLE].astype(str).to_numpy(),
+                "condition": a.obs[K.CONDITION].astype(str).to_numpy(),
+            }
+        )
         for s, a in data.items()
-    )  # fmt: skip
+    )
     d = cfg.data
     try:  # the tools check this too, but only after integration
         check_nesting(
@@ -268,7 +298,10 @@ def _check_against_data(cfg: DictConfig, data: dict[str, AnnData]) -> None:
     lacking = [s for s, a in data.items() if key is not None and key not in a.obs.columns]
     if lacking:
         cols = ", ".join(map(str, data[lacking[0]].obs.columns))
-        msg = f"annotate.labels_key={key}: no such column in the {lacking[0]} input obs (columns: [{cols}]); set annotate.labels_key=COLUMN or null"
+        msg = (
+            f"annotate.labels_key={key}: no such column in the {lacking[0]} input obs"
+            f" (columns: [{cols}]); set annotate.labels_key=COLUMN or null"
+        )
         raise MkcellError(msg)
     _check_labels(cfg, data)
     _check_markers(cfg, data)
@@ -295,7 +328,10 @@ def user_labels(cfg: DictConfig) -> pd.Series | None:
 
 
 def user_label_map(cfg: DictConfig) -> dict[str, str] | None:
-    """``annotate.label_map_file`` or ``annotate.label_map`` as a checked ``{label: state}`` dict."""
+    """The user's label map as a checked ``{label: state}`` dict.
+
+    From ``annotate.label_map_file`` or ``annotate.label_map``.
+    """
     from ..tl._labels import as_label_map
 
     a = cfg.annotate
@@ -333,18 +369,27 @@ def _check_labels(cfg: DictConfig, data: dict[str, AnnData]) -> None:
     n_unmapped = int(unmapped["n_cells"].sum())
     logger.info(
         "%s: %d cells labelled, %d of them MkP, %d mapped to no state (they will be 'other')",
-        where, int((values != "").sum()), int((states == K.MKP).sum()), n_unmapped,
-    )  # fmt: skip
+        where,
+        int((values != "").sum()),
+        int((states == K.MKP).sum()),
+        n_unmapped,
+    )
 
 
 def _check_markers(cfg: DictConfig, data: dict[str, AnnData]) -> None:
-    """Without labels, the marker panels must cover MkP; warn (and say what still runs) when Mk is not covered."""
+    """Without labels, the marker panels must cover MkP; warn when Mk is not covered.
+
+    The warning says what still runs.
+    """
     from .._markers import MIN_PANEL_GENES, panel_coverage
 
     a = cfg.annotate
     if a.labels_key is not None or a.labels_file is not None:
         return
-    fix = "annotate.labels_file=CELLS.csv annotate.label_map_file=MAP.csv (or annotate.labels_key=COLUMN)"
+    fix = (
+        "annotate.labels_file=CELLS.csv annotate.label_map_file=MAP.csv"
+        " (or annotate.labels_key=COLUMN)"
+    )
     panels = mk.datasets.marker_panels()
     for sp_name, ad_ in data.items():
         cov = panel_coverage(ad_.var_names)
@@ -357,16 +402,23 @@ def _check_markers(cfg: DictConfig, data: dict[str, AnnData]) -> None:
             ].tolist()
             if state == K.MKP:
                 msg = (
-                    f"no MkP markers in the {sp_name} input: {len(have)} of the MkP panel genes {wanted} present "
-                    f"(need {MIN_PANEL_GENES}), so MkP cannot be called; give your own labels: {fix}"
+                    f"no MkP markers in the {sp_name} input: {len(have)} of the MkP panel genes"
+                    f" {wanted} present (need {MIN_PANEL_GENES}), so MkP cannot be called;"
+                    f" give your own labels: {fix}"
                 )
                 raise MkcellError(msg)
             logger.warning(
-                "no mature-Mk markers in the %s input (%d of %s present, need %d): MkP and the other states will "
-                "still be called, the pool will use MkP among HSPC (pool.denominator=auto), and if no Mk cell is "
-                "called the trajectory follows the Mk-commitment axis %s; to change that, give your own labels: %s",
-                sp_name, len(have), wanted, MIN_PANEL_GENES, " -> ".join(COMMITMENT_AXIS), fix,
-            )  # fmt: skip
+                "no mature-Mk markers in the %s input (%d of %s present, need %d): MkP and the"
+                " other states will still be called, the pool will use MkP among HSPC"
+                " (pool.denominator=auto), and if no Mk cell is called the trajectory follows"
+                " the Mk-commitment axis %s; to change that, give your own labels: %s",
+                sp_name,
+                len(have),
+                wanted,
+                MIN_PANEL_GENES,
+                " -> ".join(COMMITMENT_AXIS),
+                fix,
+            )
 
 
 def _registry_sample_column(cfg: DictConfig) -> str | None:
@@ -407,7 +459,10 @@ def map_species(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> Ann
 
 
 def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
-    """Select features, train scVI / SysVI, compute integration metrics and the UMAP of the latent space."""
+    """Select features, train scVI / SysVI, compute integration metrics and a UMAP.
+
+    The UMAP is of the latent space.
+    """
     c, comp = cfg.integrate, cfg.compute
     single_lightning_log()
     hvg = mk.pp.highly_variable_genes
@@ -424,13 +479,25 @@ def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     scvi = mk.integrate.scvi
     adata = _inplace(
         scvi(
-            adata, batch_key=K.SAMPLE, species_key=K.SPECIES, model=IntegrationModel(c.model).value, n_latent=c.n_latent,
-            n_layers=c.n_layers, max_epochs=c.max_epochs, batch_size=c.batch_size, early_stopping=c.early_stopping,
-            accelerator=comp.accelerator, devices=_plain(comp.devices), strategy=comp.strategy,
-            cycle_covariates=c.cycle_covariates, equalize=str(c.equalize), seed=cfg.seed, save_dir=run_dir / "model",
+            adata,
+            batch_key=K.SAMPLE,
+            species_key=K.SPECIES,
+            model=IntegrationModel(c.model).value,
+            n_latent=c.n_latent,
+            n_layers=c.n_layers,
+            max_epochs=c.max_epochs,
+            batch_size=c.batch_size,
+            early_stopping=c.early_stopping,
+            accelerator=comp.accelerator,
+            devices=_plain(comp.devices),
+            strategy=comp.strategy,
+            cycle_covariates=c.cycle_covariates,
+            equalize=str(c.equalize),
+            seed=cfg.seed,
+            save_dir=run_dir / "model",
         ),
         adata,
-    )  # fmt: skip
+    )
     metrics = mk.integrate.metrics(
         adata, batch_key=K.SAMPLE, species_key=K.SPECIES, label_key=c.label_key
     )
@@ -467,10 +534,15 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
     f = mk.tl.trajectory
     t = cfg.trajectory
     kwargs = {
-        "root": t.root, "lineage": tuple(t.lineage), "root_state": t.root_state, "terminal_state": t.terminal_state,
-        "n_neighbors": t.n_neighbors, "connectivity_weight": t.connectivity_weight, "regress_cycle": t.regress_cycle,
+        "root": t.root,
+        "lineage": tuple(t.lineage),
+        "root_state": t.root_state,
+        "terminal_state": t.terminal_state,
+        "n_neighbors": t.n_neighbors,
+        "connectivity_weight": t.connectivity_weight,
+        "regress_cycle": t.regress_cycle,
         "refine_states": t.refine_states,
-    }  # fmt: skip
+    }
     states = (
         adata.obs[K.STATE].astype(str) if K.STATE in adata.obs.columns else pd.Series(dtype=str)
     )
@@ -490,10 +562,12 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
         default_axis = (t.root_state, t.terminal_state) == (K.MKP, K.MK)
         if default_axis and all((states == s).sum() >= 2 for s in COMMITMENT_AXIS):
             logger.warning(
-                "no mature Mk to follow (%s): the trajectory follows the Mk-commitment axis %s instead, "
-                "so mk_pseudotime runs HSC/MPP (0) -> MkP (1) and mk_fate is the probability of reaching MkP",
-                reason, " -> ".join(COMMITMENT_AXIS),
-            )  # fmt: skip
+                "no mature Mk to follow (%s): the trajectory follows the Mk-commitment axis %s"
+                " instead, so mk_pseudotime runs HSC/MPP (0) -> MkP (1) and mk_fate is the"
+                " probability of reaching MkP",
+                reason,
+                " -> ".join(COMMITMENT_AXIS),
+            )
             adata = _inplace(f(adata, **_seeded(f, {**kwargs, **commitment}, cfg.seed)), adata)
             adata.uns[K.TRAJECTORY]["axis"] = "commitment (HSC/MPP -> MEP -> MkP)"
             adata.uns[K.TRAJECTORY]["why"] = reason
@@ -508,7 +582,7 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
 
 
 def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
-    """Cell-cycle and gene-set scores, their trends along pseudotime, contrasts between conditions."""
+    """Cell-cycle and gene-set scores, their trends in pseudotime, contrasts between conditions."""
     c = cfg.score
     f = mk.tl.score
     kwargs = {
@@ -561,7 +635,10 @@ def _reference(cfg: DictConfig) -> object:
 
 
 def map_query(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnData:
-    """``mode=map``: orthologs as the reference mapped them; the query must hold enough of its features."""
+    """``mode=map``: orthologs as the reference mapped them.
+
+    The query must hold enough of the reference's features.
+    """
     from ..tl._map import check_features
 
     ref = _reference(cfg)
@@ -585,11 +662,16 @@ def map_reference(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     f = mk.tl.map_to_reference
     adata = _inplace(
         f(
-            adata, _reference(cfg), max_epochs=r.max_epochs, n_neighbors=r.n_neighbors,
-            unknown_distance=r.unknown_distance, accelerator=comp.accelerator, seed=cfg.seed,
+            adata,
+            _reference(cfg),
+            max_epochs=r.max_epochs,
+            n_neighbors=r.n_neighbors,
+            unknown_distance=r.unknown_distance,
+            accelerator=comp.accelerator,
+            seed=cfg.seed,
         ),
         adata,
-    )  # fmt: skip
+    )
     write_table(adata.uns[K.MAP]["per_sample"], run_dir, "map_per_sample", MAP_SAMPLE_COLUMNS)
     missing = adata.uns[K.MAP]["missing_features"]
     if len(missing):
@@ -598,7 +680,10 @@ def map_reference(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
 
 
 def pool_map(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
-    """``mode=map``: the query's pool (with the reference's denominator) and its place among the reference's samples."""
+    """``mode=map``: the query's pool and its place among the reference's samples.
+
+    The pool uses the reference's denominator.
+    """
     ref = _reference(cfg)
     dens = sorted(set(ref.pool["denominator"].astype(str)))
     den = None
@@ -617,7 +702,10 @@ def pool_map(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
 
 
 def _note_figure(text: str) -> object:
-    """A small figure that says why a plot could not be drawn (the stage's outputs stay complete)."""
+    """A small figure that says why a plot could not be drawn.
+
+    The stage's outputs stay complete.
+    """
     import textwrap
 
     import matplotlib.pyplot as plt
@@ -644,7 +732,8 @@ def report(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     for name in FIGURES[1:]:
         if name in ("pseudotime_density", "score_trends") and not has_pt:
             fig = _note_figure(
-                f"{name}: no pseudotime ({adata.uns.get(K.TRAJECTORY, {}).get('reason', 'trajectory skipped')})"
+                f"{name}: no pseudotime"
+                f" ({adata.uns.get(K.TRAJECTORY, {}).get('reason', 'trajectory skipped')})"
             )
         else:
             fig = getattr(mk.pl, name)(adata)
@@ -748,52 +837,79 @@ STAGES: tuple[Stage, ...] = (
     Stage("load", load, ("data", "seed"), code=BASE_CODE),
     Stage("map", map_species, ("map",), ("tables/ortholog_report.csv",), code=MAP_CODE),
     Stage(
-        "integrate", integrate, ("integrate", "seed"), ("tables/integration_metrics.csv",),
-        ddp=True, code=INTEGRATE_CODE,
+        "integrate",
+        integrate,
+        ("integrate", "seed"),
+        ("tables/integration_metrics.csv",),
+        ddp=True,
+        code=INTEGRATE_CODE,
     ),
     Stage("annotate", annotate, ("annotate", "seed"), code=ANNOTATE_CODE),
     Stage("trajectory", trajectory, ("trajectory", "seed"), code=TRAJECTORY_CODE),
     Stage(
-        "score", score, ("score", "pool.contrasts", "seed"), ("tables/score_contrasts.csv",),
+        "score",
+        score,
+        ("score", "pool.contrasts", "seed"),
+        ("tables/score_contrasts.csv",),
         code=SCORE_CODE,
     ),
     Stage(
-        "pool", pool, ("pool", "seed"), ("tables/pool_per_sample.csv", "tables/pool_contrasts.csv"),
+        "pool",
+        pool,
+        ("pool", "seed"),
+        ("tables/pool_per_sample.csv", "tables/pool_contrasts.csv"),
         code=POOL_CODE,
     ),
     Stage(
-        "report", report, ("report",),
+        "report",
+        report,
+        ("report",),
         (*REPORT_OUTPUTS, "reference/manifest.json", *(f"figures/{f}.png" for f in FIGURES)),
-        save_data=False, code=REPORT_CODE,
+        save_data=False,
+        code=REPORT_CODE,
     ),
-)  # fmt: skip
+)
 """The workflow, in order."""
 
 MAP_STAGES: tuple[Stage, ...] = (
     Stage("load", load, ("data", "seed", "mode"), code=BASE_CODE),
     Stage(
-        "map", map_query, ("map", "reference.dir"), ("tables/ortholog_report.csv",),
+        "map",
+        map_query,
+        ("map", "reference.dir"),
+        ("tables/ortholog_report.csv",),
         code=(*MAP_CODE, "tl/_reference.py"),
     ),
     Stage(
-        "reference", map_reference, ("reference", "seed"), ("tables/map_per_sample.csv",),
+        "reference",
+        map_reference,
+        ("reference", "seed"),
+        ("tables/map_per_sample.csv",),
         code=REFERENCE_CODE,
     ),
     Stage(
-        "score", score, ("score", "pool.contrasts", "seed"), ("tables/score_contrasts.csv",),
+        "score",
+        score,
+        ("score", "pool.contrasts", "seed"),
+        ("tables/score_contrasts.csv",),
         code=SCORE_CODE,
     ),
     Stage(
-        "pool", pool_map, ("pool", "seed"),
+        "pool",
+        pool_map,
+        ("pool", "seed"),
         ("tables/pool_per_sample.csv", "tables/pool_contrasts.csv", "tables/pool_vs_reference.csv"),
         code=(*POOL_CODE, "tl/_map.py"),
     ),
     Stage(
-        "report", report, ("report",),
+        "report",
+        report,
+        ("report",),
         (*REPORT_OUTPUTS, *(f"figures/{f}.png" for f in (*FIGURES, *MAP_FIGURES))),
-        save_data=False, code=(*REPORT_CODE, "pl/_map.py"),
+        save_data=False,
+        code=(*REPORT_CODE, "pl/_map.py"),
     ),
-)  # fmt: skip
+)
 """``mode=map``: new samples onto a reference run, in order."""
 
 
