@@ -139,46 +139,15 @@ def score_trends(
     ``params``.
     """
     check_adata(adata)
-    for k in (pseudotime_key, condition_key, sample_key):
-        check_obs_key(
-            adata,
-            k,
-            what="column (run mk.tl.trajectory for pseudotime)"
-            if k == pseudotime_key
-            else "column",
-        )
-    if smooth not in ("bins", "lowess"):
-        msg = f"smooth={smooth!r}; choose 'bins' or 'lowess'"
-        raise MkcellError(msg)
-    if n_bins < 2 or n_boot < 10 or not 0 < ci < 1:
-        msg = (
-            f"n_bins={n_bins}, n_boot={n_boot}, ci={ci}: need n_bins >= 2, n_boot >= 10, 0 < ci < 1"
-        )
-        raise MkcellError(msg)
-    keys = list(keys) if keys is not None else _default_keys(adata)
-    values = pd.DataFrame(index=adata.obs_names)
-    for k in keys:
-        if k == K.CYCLING_FRACTION and k not in adata.obs.columns and K.PHASE in adata.obs.columns:
-            values[k] = (adata.obs[K.PHASE].astype(str) != "G1").to_numpy(float)
-        elif k in adata.obs.columns:
-            values[k] = pd.to_numeric(adata.obs[k], errors="raise").to_numpy(float)
-        else:
-            msg = (
-                f"no `adata.obs[{k!r}]`; run mk.tl.score(adata) first or choose keys from adata.obs"
-            )
-            raise MkcellError(msg)
-    if genes:
-        values = pd.concat([values, _expression(adata, genes, layer)], axis=1)
+    _check_params(adata, (pseudotime_key, condition_key, sample_key), smooth, n_bins, n_boot, ci)
+    values = _values(adata, keys, genes, layer)
     names = list(values.columns)
-
     pt = pd.to_numeric(adata.obs[pseudotime_key], errors="coerce").to_numpy(float)
     on = np.isfinite(pt) & np.isfinite(values.to_numpy()).all(axis=1)
     if not on.any():
         msg = f"no cell has a finite `adata.obs[{pseudotime_key!r}]`; run mk.tl.trajectory first"
         raise MkcellError(msg)
-    pt_c = np.clip(pt[on], 0, 1)
-    bins = np.minimum((pt_c * n_bins).astype(int), n_bins - 1)
-    centres = (np.arange(n_bins) + 0.5) / n_bins
+    bins = np.minimum((np.clip(pt[on], 0, 1) * n_bins).astype(int), n_bins - 1)
     obs = adata.obs.loc[on]
     species = (
         obs[species_key].astype(str).to_numpy()
@@ -189,73 +158,14 @@ def score_trends(
     sample = obs[sample_key].astype(str).to_numpy()
     vals = values.to_numpy(float)[on]
     gen = rng(seed)
-    lo_q, hi_q = 50 * (1 - ci), 100 - 50 * (1 - ci)
-
     frames = []
     for sp_name in pd.unique(species):
         for c in pd.unique(cond[species == sp_name]):
             m = (species == sp_name) & (cond == c)
-            s_codes, s_idx = np.unique(sample[m], return_inverse=True)
-            n_s = s_codes.size
-            flat = s_idx * n_bins + bins[m]
-            cnt = np.bincount(flat, minlength=n_s * n_bins).reshape(n_s, n_bins).astype(float)
-            sums = np.stack(
-                [
-                    np.bincount(flat, weights=vals[m, j], minlength=n_s * n_bins).reshape(
-                        n_s, n_bins
-                    )
-                    for j in range(len(names))
-                ],
-                axis=-1,
-            )  # samples x bins x keys
-            draws = gen.integers(0, n_s, size=(n_boot, n_s))
-            mult = np.zeros((n_boot, n_s))
-            np.add.at(mult, (np.repeat(np.arange(n_boot), n_s), draws.ravel()), 1.0)
-            b_cnt = mult @ cnt  # boot x bins
-            b_sum = np.einsum("bs,sjk->bjk", mult, sums)
-            n_all, s_all = cnt.sum(0), sums.sum(0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                binned = s_all / n_all[:, None]  # bins x keys
-                b_mean = b_sum / b_cnt[..., None]
-            small = n_all < min_cells
-            binned[small] = np.nan
-            if smooth == "lowess":
-                w = np.where(small, 0.0, n_all)
-                est = _local_linear(centres, binned.T, w, frac).T
-                bw = np.where(small[None, :] | (b_cnt == 0), 0.0, b_cnt)
-                b_est = np.stack(
-                    [_local_linear(centres, b_mean[..., j], bw, frac) for j in range(len(names))],
-                    -1,
-                )
-            else:
-                est, b_est = binned, b_mean
-            b_est = np.where(small[None, :, None], np.nan, b_est)
-            with warnings.catch_warnings():  # all-NaN bins
-                warnings.simplefilter("ignore", RuntimeWarning)
-                lo, hi = np.nanpercentile(b_est, [lo_q, hi_q], axis=0)
-            ok = np.isfinite(b_est).sum(0) >= 2
-            lo, hi = np.where(ok, lo, np.nan), np.where(ok, hi, np.nan)
-            n_samp = (cnt > 0).sum(0)
-            lo[n_samp < 2] = np.nan
-            hi[n_samp < 2] = np.nan
-            for j, k in enumerate(names):
-                frames.append(
-                    pd.DataFrame(
-                        {
-                            "species": sp_name,
-                            "condition": c,
-                            "key": k,
-                            "bin": np.arange(n_bins),
-                            "pseudotime": centres,
-                            "mean": est[:, j],
-                            "ci_low": lo[:, j],
-                            "ci_high": hi[:, j],
-                            "binned_mean": binned[:, j],
-                            "n_cells": n_all.astype(int),
-                            "n_samples": n_samp,
-                        }
-                    )
-                )
+            trend = _group_trend(
+                vals[m], bins[m], sample[m], n_bins, smooth, frac, n_boot, ci, min_cells, gen
+            )
+            frames.append(_trend_table(trend, sp_name, c, names))
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
     if copy:
         adata = adata.copy()
@@ -278,10 +188,130 @@ def score_trends(
         },
     }
     log_write("uns", key_added)
-    logger.info(
-        "score trends: %d keys x %d groups x %d bins",
-        len(names),
-        len(frames) // max(len(names), 1),
-        n_bins,
-    )
+    logger.info("score trends: %d keys x %d groups x %d bins", len(names), len(frames), n_bins)
     return adata if copy else None
+
+
+def _check_params(
+    adata: AnnData, columns: Sequence[str], smooth: str, n_bins: int, n_boot: int, ci: float
+) -> None:
+    """Raise on a missing obs column or a setting out of range."""
+    pseudotime_key = columns[0]
+    for k in columns:
+        what = "column (run mk.tl.trajectory for pseudotime)" if k == pseudotime_key else "column"
+        check_obs_key(adata, k, what=what)
+    if smooth not in ("bins", "lowess"):
+        msg = f"smooth={smooth!r}; choose 'bins' or 'lowess'"
+        raise MkcellError(msg)
+    if n_bins < 2 or n_boot < 10 or not 0 < ci < 1:
+        msg = (
+            f"n_bins={n_bins}, n_boot={n_boot}, ci={ci}: need n_bins >= 2, n_boot >= 10, 0 < ci < 1"
+        )
+        raise MkcellError(msg)
+
+
+def _values(
+    adata: AnnData, keys: Sequence[str] | None, genes: Sequence[str] | None, layer: str | None
+) -> pd.DataFrame:
+    """The per-cell values to trend: ``obs`` scores (and ``cycling_fraction``), then genes."""
+    keys = list(keys) if keys is not None else _default_keys(adata)
+    values = pd.DataFrame(index=adata.obs_names)
+    for k in keys:
+        if k == K.CYCLING_FRACTION and k not in adata.obs.columns and K.PHASE in adata.obs.columns:
+            values[k] = (adata.obs[K.PHASE].astype(str) != "G1").to_numpy(float)
+        elif k in adata.obs.columns:
+            values[k] = pd.to_numeric(adata.obs[k], errors="raise").to_numpy(float)
+        else:
+            msg = (
+                f"no `adata.obs[{k!r}]`; run mk.tl.score(adata) first or choose keys from adata.obs"
+            )
+            raise MkcellError(msg)
+    if genes:
+        values = pd.concat([values, _expression(adata, genes, layer)], axis=1)
+    return values
+
+
+def _group_trend(
+    vals: np.ndarray,
+    bins: np.ndarray,
+    sample: np.ndarray,
+    n_bins: int,
+    smooth: str,
+    frac: float,
+    n_boot: int,
+    ci: float,
+    min_cells: int,
+    gen: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Trend and bootstrap band of one species x condition (cells x keys ``vals``)."""
+    n_keys = vals.shape[1]
+    s_codes, s_idx = np.unique(sample, return_inverse=True)
+    n_s = s_codes.size
+    flat = s_idx * n_bins + bins
+    cnt = np.bincount(flat, minlength=n_s * n_bins).reshape(n_s, n_bins).astype(float)
+    sums = np.stack(
+        [
+            np.bincount(flat, weights=vals[:, j], minlength=n_s * n_bins).reshape(n_s, n_bins)
+            for j in range(n_keys)
+        ],
+        axis=-1,
+    )  # samples x bins x keys
+    draws = gen.integers(0, n_s, size=(n_boot, n_s))
+    mult = np.zeros((n_boot, n_s))
+    np.add.at(mult, (np.repeat(np.arange(n_boot), n_s), draws.ravel()), 1.0)
+    b_cnt = mult @ cnt  # boot x bins
+    b_sum = np.einsum("bs,sjk->bjk", mult, sums)
+    n_all, s_all = cnt.sum(0), sums.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        binned = s_all / n_all[:, None]  # bins x keys
+        b_mean = b_sum / b_cnt[..., None]
+    small = n_all < min_cells
+    binned[small] = np.nan
+    if smooth == "lowess":
+        centres = (np.arange(n_bins) + 0.5) / n_bins
+        est = _local_linear(centres, binned.T, np.where(small, 0.0, n_all), frac).T
+        bw = np.where(small[None, :] | (b_cnt == 0), 0.0, b_cnt)
+        b_est = np.stack(
+            [_local_linear(centres, b_mean[..., j], bw, frac) for j in range(n_keys)], -1
+        )
+    else:
+        est, b_est = binned, b_mean
+    b_est = np.where(small[None, :, None], np.nan, b_est)
+    with warnings.catch_warnings():  # all-NaN bins
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(b_est, [50 * (1 - ci), 100 - 50 * (1 - ci)], axis=0)
+    ok = np.isfinite(b_est).sum(0) >= 2
+    lo, hi = np.where(ok, lo, np.nan), np.where(ok, hi, np.nan)
+    n_samp = (cnt > 0).sum(0)
+    lo[n_samp < 2] = np.nan
+    hi[n_samp < 2] = np.nan
+    return {"est": est, "lo": lo, "hi": hi, "binned": binned, "n_cells": n_all, "n_samples": n_samp}
+
+
+def _trend_table(
+    trend: dict[str, np.ndarray], species: str, condition: str, names: Sequence[str]
+) -> pd.DataFrame:
+    """Rows of the trends table for one species x condition (keys stacked)."""
+    n_bins = trend["est"].shape[0]
+    centres = (np.arange(n_bins) + 0.5) / n_bins
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "species": species,
+                    "condition": condition,
+                    "key": k,
+                    "bin": np.arange(n_bins),
+                    "pseudotime": centres,
+                    "mean": trend["est"][:, j],
+                    "ci_low": trend["lo"][:, j],
+                    "ci_high": trend["hi"][:, j],
+                    "binned_mean": trend["binned"][:, j],
+                    "n_cells": trend["n_cells"].astype(int),
+                    "n_samples": trend["n_samples"],
+                }
+            )
+            for j, k in enumerate(names)
+        ],
+        ignore_index=True,
+    )
