@@ -11,6 +11,16 @@ from .. import _keys as K
 from .._settings import MkcellError
 from ._utils import finish
 
+#: Categorical panels with more categories than this put their legend beside the panel.
+LEGEND_INSIDE = 8
+
+
+def _n_categories(values: object) -> int:
+    """Categories of a categorical obs column (0 for a numeric one)."""
+    if getattr(values, "dtype", None) is not None and values.dtype.kind in "fiu":
+        return 0
+    return len(values.astype("category").cat.categories)
+
 
 def embedding(
     adata: AnnData,
@@ -56,7 +66,10 @@ def embedding(
         msg = f"none of {color} is an obs column"
         raise MkcellError(msg)
     xy = np.asarray(adata.obsm[basis])[:, :2]
-    fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 4), squeeze=False)
+    n_wide = sum(_n_categories(adata.obs[c]) > LEGEND_INSIDE for c in cols)
+    fig, axes = plt.subplots(
+        1, len(cols), figsize=(4.2 * len(cols) + 1.6 * n_wide, 4), squeeze=False
+    )
     order = np.random.default_rng(seed).permutation(adata.n_obs)
     for ax, col in zip(axes[0], cols, strict=True):
         values = adata.obs[col]
@@ -88,7 +101,10 @@ def embedding(
                     plt.Line2D([], [], ls="", marker="o", ms=4, color=palette[i], label=str(cat))
                     for i, cat in enumerate(cats.cat.categories)
                 ]
-                ax.legend(handles=handles, fontsize=7, frameon=False, loc="best")
+                # a long legend goes beside the panel, where it hides no point
+                outside = {"loc": "upper left", "bbox_to_anchor": (1.0, 1.0)}
+                where = outside if len(handles) > LEGEND_INSIDE else {"loc": "best"}
+                ax.legend(handles=handles, fontsize=7, frameon=False, **where)
         ax.set_title(col)
         ax.set_xticks([])
         ax.set_yticks([])
