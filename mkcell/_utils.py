@@ -125,9 +125,26 @@ def write_csv_atomic(df, path: str | os.PathLike) -> None:  # noqa: ANN001
 
 
 def write_h5ad_atomic(adata: AnnData, path: str | os.PathLike) -> None:
-    """Write an AnnData to ``.h5ad`` atomically."""
-    with atomic_path(path) as tmp:
-        adata.write_h5ad(tmp)
+    """Write an AnnData to ``.h5ad`` atomically, without mkcell's caches.
+
+    The cached log-normalised layer (``layers['mk_lognorm']`` and its record) is left out
+    of the file: it is derived from the counts, as large as their non-zeros, and rebuilt
+    on first use after reading. ``adata`` itself keeps it.
+    """
+    from . import _keys as K
+
+    held = {
+        "layer": adata.layers.pop(K.LOGNORM, None) if not adata.is_view else None,
+        "record": adata.uns.pop(K.LOGNORM_RECORD, None) if not adata.is_view else None,
+    }
+    try:
+        with atomic_path(path) as tmp:
+            adata.write_h5ad(tmp)
+    finally:
+        if held["layer"] is not None:
+            adata.layers[K.LOGNORM] = held["layer"]
+        if held["record"] is not None:
+            adata.uns[K.LOGNORM_RECORD] = held["record"]
 
 
 def rng(seed: int | None) -> np.random.Generator:

@@ -1,0 +1,160 @@
+"""Issue 18: peak host memory and wall time of every workflow stage, each in its own process.
+
+The workflow's own stage functions (``mkcell.workflow.STAGES``) run one at a time, each in a
+fresh child process that reads the stage before from ``<run>/stages`` and writes its own, as
+the runner does; the parent reads the child's peak RSS from ``os.wait4`` (per process, not
+the high-water mark of the whole run). The cells are ``--base`` simulated cells (both
+species, ``simulate_marrow``) tiled to each ``--cells`` under new names; the integration
+stage trains ``--epochs`` epochs (memory, not convergence, is measured).
+
+Writes ``benchmarks/results/memory.json`` (or ``--out``): per size, per stage, seconds and
+peak GB, and the time exponent of each stage between the smallest and largest size.
+
+    .venv/bin/python benchmarks/bench_memory.py --cells 20000,50000 --base 20000   # quick
+    .venv/bin/python benchmarks/bench_memory.py --cells 100000,200000 --base 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import save, thread_env  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _inputs(base: int, n_cells: int, work: Path, seed: int) -> dict[str, Path]:
+    """Per-species raw-count inputs: ``base`` simulated cells tiled to ``n_cells``."""
+    import anndata as ad
+
+    import mkcell as mk
+
+    out = {sp: work / f"{sp}_{n_cells}.h5ad" for sp in ("mouse", "human")}
+    if all(p.exists() for p in out.values()):
+        return out
+    sim = mk.datasets.simulate_marrow(base, seed=seed)
+    reps = math.ceil(n_cells / base)
+    for sp, a in sim.items():
+        want = round(n_cells * a.n_obs / base)
+        parts = []
+        for r in range(reps):
+            b = a.copy()
+            b.obs_names = [f"{c}-t{r}" for c in b.obs_names]
+            parts.append(b)
+        tiled = ad.concat(parts, merge="same", uns_merge="first")[:want].copy()
+        for col in [c for c in tiled.obs.columns if c.startswith("true_")]:
+            del tiled.obs[col]  # truth columns are not what users bring
+        tiled.write_h5ad(out[sp])
+    return out
+
+
+def _overrides(inputs: dict[str, Path], epochs: int) -> list[str]:
+    return [
+        "data=files",
+        *[f"data.inputs.{sp}={p}" for sp, p in inputs.items()],
+        "data.sample_key=sample",
+        "data.condition_key=condition",
+        f"integrate.max_epochs={epochs}",
+    ]
+
+
+def child(stage_index: int, run_dir: Path, overrides: list[str]) -> None:
+    """Run one stage of the workflow on the data the stage before left in ``run_dir``."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from mkcell.workflow import check_config, stages_for
+    from mkcell.workflow._runner import load_data, save_data
+
+    with initialize_config_dir(
+        config_dir=str(ROOT / "configs"), version_base="1.3", job_name="mkcell"
+    ):
+        cfg = compose("config", overrides=overrides)
+    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    check_config(cfg)
+    stages = stages_for(cfg)
+    st = stages[stage_index]
+    data = load_data(run_dir, stages[stage_index - 1].name) if stage_index else None
+    data = st.func(cfg, data, run_dir)
+    if st.save_data:
+        save_data(run_dir, st.name, data)
+
+
+def _run_stage(i: int, run_dir: Path, overrides: list[str], cores: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(i), "--run", str(run_dir), "--", *overrides]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=thread_env(cores), cwd=run_dir)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        msg = f"stage {i} failed with exit status {code}"
+        raise RuntimeError(msg)
+    return {"seconds": round(seconds, 1), "peak_gb": round(usage.ru_maxrss / 1024**2, 2)}
+
+
+def measure(n_cells: int, args: argparse.Namespace) -> dict:
+    from mkcell.workflow import STAGES
+
+    work = Path(args.work)
+    inputs = _inputs(args.base, n_cells, work, args.seed)
+    run_dir = work / f"run_{n_cells}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    overrides = _overrides(inputs, args.epochs)
+    out = {}
+    for i, st in enumerate(STAGES):
+        out[st.name] = _run_stage(i, run_dir, overrides, args.cores)
+        print(n_cells, st.name, out[st.name], flush=True)
+    return out
+
+
+def exponents(by_size: dict[int, dict]) -> dict[str, float]:
+    """Time exponent of each stage between the smallest and the largest size."""
+    lo, hi = min(by_size), max(by_size)
+    return {
+        name: round(
+            math.log(by_size[hi][name]["seconds"] / by_size[lo][name]["seconds"])
+            / math.log(hi / lo),
+            2,
+        )
+        for name in by_size[lo]
+        if by_size[lo][name]["seconds"] > 0
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cells", default="100000,200000")
+    ap.add_argument("--base", type=int, default=100_000, help="simulated cells, tiled to --cells")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default="/tmp/mkcell_bench_memory")
+    ap.add_argument("--out", default="memory")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--run", help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child is not None:
+        child(args.child, Path(args.run), args.overrides)
+        return
+    sizes = [int(c) for c in args.cells.split(",")]
+    by_size: dict[int, dict] = {}
+    result = {"params": vars(args) | {"cells": sizes}, "stages": by_size}
+    for n in sizes:
+        by_size[n] = measure(n, args)
+        if len(by_size) > 1:
+            result["time_exponent"] = exponents(by_size)
+        save(args.out, json.loads(json.dumps(result)))
+
+
+if __name__ == "__main__":
+    main()
