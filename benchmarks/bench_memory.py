@@ -37,6 +37,7 @@ def _inputs(base: int, n_cells: int, work: Path, seed: int) -> dict[str, Path]:
 
     import mkcell as mk
 
+    work.mkdir(parents=True, exist_ok=True)
     out = {sp: work / f"{sp}_{n_cells}.h5ad" for sp in ("mouse", "human")}
     if all(p.exists() for p in out.values()):
         return out
@@ -68,11 +69,12 @@ def _overrides(inputs: dict[str, Path], epochs: int) -> list[str]:
 
 def child(stage_index: int, run_dir: Path, overrides: list[str]) -> None:
     """Run one stage of the workflow on the data the stage before left in ``run_dir``."""
+    import anndata as ad
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from mkcell.workflow import check_config, stages_for
-    from mkcell.workflow._runner import load_data, save_data
+    from mkcell.workflow._runner import save_data
 
     with initialize_config_dir(
         config_dir=str(ROOT / "configs"), version_base="1.3", job_name="mkcell"
@@ -82,10 +84,17 @@ def child(stage_index: int, run_dir: Path, overrides: list[str]) -> None:
     check_config(cfg)
     stages = stages_for(cfg)
     st = stages[stage_index]
-    data = load_data(run_dir, stages[stage_index - 1].name) if stage_index else None
+    index = run_dir / "bench_data.json"  # stage -> its data file(s), as the runner's markers
+    saved = json.loads(index.read_text()) if index.exists() else {}
+    data = None
+    if stage_index:
+        rel = saved[stages[stage_index - 1].name]
+        read = lambda r: ad.read_h5ad(run_dir / r)  # noqa: E731
+        data = read(rel) if isinstance(rel, str) else {k: read(v) for k, v in rel.items()}
     data = st.func(cfg, data, run_dir)
     if st.save_data:
-        save_data(run_dir, st.name, data)
+        saved[st.name] = save_data(run_dir, st.name, data)
+        index.write_text(json.dumps(saved))
 
 
 def _run_stage(i: int, run_dir: Path, overrides: list[str], cores: int) -> dict:
