@@ -374,11 +374,40 @@ def cd34_table() -> list[str]:
     return out
 
 
+def memory_table() -> list[str]:
+    """Peak host memory and time of each workflow stage at each size (bench_memory)."""
+    res = _load("memory")
+    by_size = res.get("stages", {})
+    if not by_size:
+        return []
+    sizes = sorted(by_size, key=int)
+    expo = res.get("time_exponent", {})
+    epochs = res.get("params", {}).get("epochs")
+    out = [
+        "Each workflow stage in its own process (`benchmarks/bench_memory.py`, "
+        f"{res.get('machine', {}).get('cpu_count')} cores, integration {epochs} epoch(s), "
+        f"simulated cells tiled to size): seconds / peak host GB; exponent of time between "
+        f"{int(sizes[0]):,} and {int(sizes[-1]):,} cells.",
+        "",
+        "| stage | " + " | ".join(f"{int(n):,} cells" for n in sizes) + " | time exponent |",
+        "|---|" + "---|" * len(sizes) + "---|",
+    ]
+    for stage in by_size[sizes[0]]:
+        cells = [
+            f"{by_size[n][stage]['seconds']:.0f} s / {by_size[n][stage]['peak_gb']:.1f} GB"
+            for n in sizes
+            if stage in by_size[n]
+        ]
+        exp = expo.get(stage)
+        out.append(f"| {stage} | " + " | ".join(cells) + f" | {'-' if exp is None else exp} |")
+    return out
+
+
 def block() -> str:
     """Everything between the README markers."""
     lines = ["| stage | measure | result |", "|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows()]
-    for extra in (cycle_tables(), cd34_table(), reference_table(), gpu_table()):
+    for extra in (cycle_tables(), cd34_table(), reference_table(), gpu_table(), memory_table()):
         if extra:
             lines += ["", *extra]
     return "\n".join(lines)
