@@ -38,23 +38,27 @@ def _esc(x: object) -> str:
     return html.escape(str(x))
 
 
-def _num(x: object) -> str:
-    """Two decimals, or two significant digits for small numbers."""
+def _finite(x: object) -> float | None:
+    """``x`` as a finite float, or None (missing, NaN, not a number)."""
     try:
         v = float(x)
     except (TypeError, ValueError):
-        return "NA"
-    if not math.isfinite(v):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _num(x: object) -> str:
+    """Two decimals, or two significant digits for small numbers."""
+    v = _finite(x)
+    if v is None:
         return "NA"
     return f"{v:.2g}" if 0 < abs(v) < 0.1 else f"{v:.2f}"
 
 
 def _p(x: object) -> str:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return "NA"
-    if not math.isfinite(v):
+    """A p-value: scientific below 0.001."""
+    v = _finite(x)
+    if v is None:
         return "NA"
     return f"{v:.1e}" if v < 0.001 else f"{v:.2g}"
 

@@ -833,6 +833,15 @@ NOT_RUN = (
 )
 
 REPORT_OUTPUTS = ("report.html", "mkcell.h5ad")
+#: The score stage, the same in both modes.
+SCORE_STAGE = Stage(
+    "score",
+    score,
+    ("score", "pool.contrasts", "seed"),
+    ("tables/score_contrasts.csv",),
+    code=SCORE_CODE,
+)
+
 STAGES: tuple[Stage, ...] = (
     Stage("load", load, ("data", "seed"), code=BASE_CODE),
     Stage("map", map_species, ("map",), ("tables/ortholog_report.csv",), code=MAP_CODE),
@@ -846,13 +855,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage("annotate", annotate, ("annotate", "seed"), code=ANNOTATE_CODE),
     Stage("trajectory", trajectory, ("trajectory", "seed"), code=TRAJECTORY_CODE),
-    Stage(
-        "score",
-        score,
-        ("score", "pool.contrasts", "seed"),
-        ("tables/score_contrasts.csv",),
-        code=SCORE_CODE,
-    ),
+    SCORE_STAGE,
     Stage(
         "pool",
         pool,
@@ -887,13 +890,7 @@ MAP_STAGES: tuple[Stage, ...] = (
         ("tables/map_per_sample.csv",),
         code=REFERENCE_CODE,
     ),
-    Stage(
-        "score",
-        score,
-        ("score", "pool.contrasts", "seed"),
-        ("tables/score_contrasts.csv",),
-        code=SCORE_CODE,
-    ),
+    SCORE_STAGE,
     Stage(
         "pool",
         pool_map,
