@@ -787,12 +787,9 @@ INTEGRATE_CODE = (
     "_jax.py",
     "tl/_embed.py",
     "_graph.py",
-    "tl/_annotate.py",
-    "tl/_labels.py",
-    "tl/_score.py",
 )
 ANNOTATE_CODE = ("tl/_annotate.py", "tl/_labels.py", "_graph.py")
-TRAJECTORY_CODE = ("tl/_trajectory.py", "tl/_fate.py")
+TRAJECTORY_CODE = ("tl/_trajectory.py", "tl/_fate.py", "tl/_score.py")
 SCORE_CODE = ("tl/_score.py", "tl/_score_trends.py", "tl/_compare.py", "tl/_design.py")
 POOL_CODE = ("tl/_pool.py", "tl/_design.py", "tl/_maturation.py")
 REPORT_CODE = (
