@@ -34,8 +34,16 @@ DENOMINATOR_WORDS = {
 FEW_SAMPLES = 3
 
 
-def _esc(x: object) -> str:
+def esc(x: object) -> str:
+    """``x`` as HTML-escaped text."""
     return html.escape(str(x))
+
+
+def uns_table(adata: AnnData, key: str, field: str) -> pd.DataFrame | None:
+    """``adata.uns[key][field]`` when it is a table (the same table the stage wrote to CSV)."""
+    res = adata.uns.get(key)
+    df = res.get(field) if isinstance(res, Mapping) else None
+    return df.reset_index(drop=True) if isinstance(df, pd.DataFrame) else None
 
 
 def _finite(x: object) -> float | None:
@@ -95,13 +103,13 @@ def _pair(contrast: object) -> tuple[str, str]:
 
 
 def _table(adata: AnnData, key: str, field: str) -> pd.DataFrame | None:
-    res = adata.uns.get(key)
-    df = res.get(field) if isinstance(res, Mapping) else None
-    return df if isinstance(df, pd.DataFrame) and not df.empty else None
+    """:func:`uns_table`, None when empty."""
+    df = uns_table(adata, key, field)
+    return None if df is None or df.empty else df
 
 
 def _links(*targets: tuple[str, str]) -> str:
-    links = ", ".join(f"<a href='#{t}'>{_esc(w)}</a>" for t, w in targets)
+    links = ", ".join(f"<a href='#{t}'>{esc(w)}</a>" for t, w in targets)
     return f" <span class='muted'>({links})</span>"
 
 
@@ -110,7 +118,7 @@ def _items(items: list[str]) -> str:
 
 
 def _none(text: str) -> str:
-    return f"<p class='muted'>{_esc(text)}</p>"
+    return f"<p class='muted'>{esc(text)}</p>"
 
 
 def stall_html(adata: AnnData) -> str:
@@ -152,7 +160,7 @@ def stall_html(adata: AnnData) -> str:
                 f"{after} past the MkP → Mk transition"
             )
         items.append(
-            f"<b>{_esc(r['species'])}</b>, {_esc(r['contrast'])}: {_esc(words)}; {shift}, "
+            f"<b>{esc(r['species'])}</b>, {esc(r['contrast'])}: {esc(words)}; {shift}, "
             f"{_samples(r['n_samples_a'], r['n_samples_b'])}."
         )
     return head + _items(items)
@@ -184,12 +192,12 @@ def scores_html(adata: AnnData) -> str:
                 how = f"{'higher' if sign > 0 else 'lower'} in {a}"
             ci = _ci(r["ci_low"], r["ci_high"])
             parts.append(
-                f"{_esc(words)} {how}: difference {_num(r['diff'])} {ci}, {p_word}={_p(r[p_col])}"
+                f"{esc(words)} {how}: difference {_num(r['diff'])} {ci}, {p_word}={_p(r[p_col])}"
             )
         if parts:
             r = g.iloc[0]
             items.append(
-                f"<b>{_esc(species)}</b>, MkP in {_esc(a)} vs {_esc(b)} "
+                f"<b>{esc(species)}</b>, MkP in {esc(a)} vs {esc(b)} "
                 f"({_samples(r['n_a'], r['n_b'])}): " + "; ".join(parts) + "."
             )
     head = "<p>Mean of per-sample MkP means, A − B, 95% CI (samples as replicates).</p>"
@@ -209,10 +217,10 @@ def pool_per_sample_html(adata: AnnData) -> str:
         for cond, c in g.groupby("condition", sort=False, observed=True):
             f = c["mkp_fraction"].astype(float)
             parts.append(
-                f"{_esc(cond)} mean {_num(f.mean())}, range {_num(f.min())}–{_num(f.max())} "
+                f"{esc(cond)} mean {_num(f.mean())}, range {_num(f.min())}–{_num(f.max())} "
                 f"({len(c)} samples)"
             )
-        head = f"<b>{_esc(species)}</b>, MkP fraction = {_esc(den_words)}: "
+        head = f"<b>{esc(species)}</b>, MkP fraction = {esc(den_words)}: "
         items.append(head + "; ".join(parts) + ".")
     return _items(items)
 
@@ -238,8 +246,8 @@ def pool_contrasts_html(adata: AnnData) -> str:
         else:
             words = f"no clear difference in the MkP fraction between {a} and {b} (the CI spans 0)"
         note = str(r.get("note", "") or "")
-        note = "" if note in ("", "nan") else f" Note: {_esc(note)}"
-        items.append(f"<b>{_esc(r['species'])}</b>: {_esc(words)}: {effect}.{note}")
+        note = "" if note in ("", "nan") else f" Note: {esc(note)}"
+        items.append(f"<b>{esc(r['species'])}</b>: {esc(words)}: {effect}.{note}")
     head = "<p>log2 of A over B (negative: a smaller pool in A), 95% CI; samples as replicates.</p>"
     return head + _items(items)
 
@@ -270,6 +278,6 @@ def findings_html(adata: AnnData) -> str:
     ]
     return (
         "<div class='findings'>"
-        + "".join(f"<h3>{_esc(q)}{_links(*links)}</h3>{body}" for q, body, links in parts)
+        + "".join(f"<h3>{esc(q)}{_links(*links)}</h3>{body}" for q, body, links in parts)
         + "</div>"
     )

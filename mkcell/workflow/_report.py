@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import html
 import importlib.metadata
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -19,7 +18,9 @@ from .. import _keys as K
 from .._settings import logger
 from .._utils import write_text_atomic
 from ._config import DataSource
+from ._findings import esc as _esc
 from ._findings import findings_html
+from ._findings import uns_table as _uns_table
 from ._runner import Stage, stage_timings
 
 PACKAGES = (
@@ -54,10 +55,6 @@ pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:0.8em}
 """
 
 
-def _esc(x: object) -> str:
-    return html.escape(str(x))
-
-
 def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     """Installed versions of the packages the workflow uses."""
     out = {}
@@ -89,13 +86,6 @@ def image_html(path: Path, alt: str) -> str:
     """Return an ``<img>`` with the PNG embedded as base64."""
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return f"<img alt='{_esc(alt)}' src='data:image/png;base64,{data}'>"
-
-
-def _uns_table(adata: AnnData, key: str, field: str) -> pd.DataFrame | None:
-    """``adata.uns[key][field]`` when it is a table (the same table the stage wrote to CSV)."""
-    res = adata.uns.get(key)
-    df = res.get(field) if isinstance(res, Mapping) else None
-    return df.reset_index(drop=True) if isinstance(df, pd.DataFrame) else None
 
 
 def _fmt(v: object) -> str:
