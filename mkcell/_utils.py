@@ -44,13 +44,19 @@ def check_obs_key(adata: AnnData, key: str, *, what: str = "column") -> None:
         raise MkcellError(msg)
 
 
+def counts_layer(adata: AnnData, layer: str | None = None) -> str | None:
+    """The layer :func:`get_counts` reads: ``layer``, else ``'counts'`` if present, else None (X)."""
+    if layer is None:
+        return "counts" if "counts" in adata.layers else None
+    return layer
+
+
 def get_counts(adata: AnnData, layer: str | None = None) -> sp.csr_matrix | np.ndarray:
     """Return the raw-count matrix, checking it holds non-negative integers.
 
     Looks in ``layer`` if given, else ``adata.layers['counts']`` if present, else ``adata.X``.
     """
-    if layer is None:
-        layer = "counts" if "counts" in adata.layers else None
+    layer = counts_layer(adata, layer)
     X = adata.X if layer is None else adata.layers[layer]
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     if X is None:

@@ -15,7 +15,7 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._settings import logger
-from .._utils import get_counts, log_write
+from .._utils import counts_layer, get_counts, log_write
 
 #: Total per cell after scaling.
 TARGET_SUM = 1e4
@@ -71,9 +71,7 @@ def counts_signature(X: sp.spmatrix | np.ndarray) -> dict[str, object]:
 
 def _source(adata: AnnData, layer: str | None) -> str:
     """The layer :func:`mkcell._utils.get_counts` reads (``"X"`` for ``adata.X``)."""
-    if layer is None:
-        return "counts" if "counts" in adata.layers else "X"
-    return layer
+    return counts_layer(adata, layer) or "X"
 
 
 def _same_record(record: object, want: dict[str, object]) -> bool:
