@@ -89,3 +89,19 @@ def _obs_adata(*parts):
 def obs_adata():
     """Builder ``obs_adata(*parts)``: obs-only AnnData of simulated parts, true labels as calls."""
     return _obs_adata
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """How often a kNN graph is actually built (mkcell._graph.knn_graph calls)."""
+    from mkcell import _graph
+
+    n = [0]
+    real = _graph.knn_graph
+
+    def counting(*args, **kwargs):
+        n[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_graph, "knn_graph", counting)
+    return n

@@ -7,7 +7,6 @@ import pytest
 import scanpy as sc
 
 import mkcell as mk
-from mkcell import _graph
 from mkcell import _keys as K
 from mkcell._settings import MkcellError, MkcellWarning
 
@@ -62,15 +61,7 @@ def test_bad_rule_parameters(marrow, kwargs, match):
         mk.tl.annotate(marrow, **kwargs)
 
 
-def test_umap_reuses_the_annotation_graph(marrow, monkeypatch):
-    n = [0]
-    real = _graph.knn_graph
-
-    def counting(*args, **kwargs):
-        n[0] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_graph, "knn_graph", counting)
+def test_umap_reuses_the_annotation_graph(marrow, builds):
     mk.tl.annotate(marrow)
     mk.tl.umap(marrow)
-    assert n[0] == 1 and K.UMAP in marrow.obsm
+    assert builds[0] == 1 and K.UMAP in marrow.obsm

@@ -5,9 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pandas as pd
-import pytest
 
-from mkcell import _graph
 from mkcell import _keys as K
 from mkcell._graph import knn_graph, neighbors, stored_distances
 
@@ -19,20 +17,6 @@ def _latent(n: int = 300, d: int = 8, seed: int = 0) -> ad.AnnData:
     a = ad.AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(n)]))
     a.obsm[K.LATENT] = X.astype(np.float32)
     return a
-
-
-@pytest.fixture
-def builds(monkeypatch):
-    """How often a kNN graph is actually built."""
-    n = [0]
-    real = _graph.knn_graph
-
-    def counting(*args, **kwargs):
-        n[0] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_graph, "knn_graph", counting)
-    return n
 
 
 def _same(g1: ad.AnnData, g2: ad.AnnData) -> bool:
