@@ -52,11 +52,6 @@ def _seeded(func: Callable[..., Any], kwargs: dict[str, Any], seed: int) -> dict
     return kwargs
 
 
-def _inplace(result: object, adata: AnnData) -> AnnData:
-    """Return the AnnData an API call produced (in place: None, or a new AnnData)."""
-    return result if isinstance(result, AnnData) else adata
-
-
 def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
@@ -466,44 +461,39 @@ def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     c, comp = cfg.integrate, cfg.compute
     single_lightning_log()
     hvg = mk.pp.highly_variable_genes
-    adata = _inplace(
-        hvg(
-            adata,
-            n_top_genes=c.n_top_genes,
-            batch_key=K.SAMPLE,
-            exclude_cycle_linked=c.exclude_cycle_linked,
-            seed=cfg.seed,
-        ),
+    hvg(
         adata,
+        n_top_genes=c.n_top_genes,
+        batch_key=K.SAMPLE,
+        exclude_cycle_linked=c.exclude_cycle_linked,
+        seed=cfg.seed,
     )
     scvi = mk.integrate.scvi
-    adata = _inplace(
-        scvi(
-            adata,
-            batch_key=K.SAMPLE,
-            species_key=K.SPECIES,
-            model=IntegrationModel(c.model).value,
-            n_latent=c.n_latent,
-            n_layers=c.n_layers,
-            max_epochs=c.max_epochs,
-            batch_size=c.batch_size,
-            early_stopping=c.early_stopping,
-            accelerator=comp.accelerator,
-            devices=_plain(comp.devices),
-            strategy=comp.strategy,
-            cycle_covariates=c.cycle_covariates,
-            equalize=str(c.equalize),
-            seed=cfg.seed,
-            save_dir=run_dir / "model",
-        ),
+    scvi(
         adata,
+        batch_key=K.SAMPLE,
+        species_key=K.SPECIES,
+        model=IntegrationModel(c.model).value,
+        n_latent=c.n_latent,
+        n_layers=c.n_layers,
+        max_epochs=c.max_epochs,
+        batch_size=c.batch_size,
+        early_stopping=c.early_stopping,
+        accelerator=comp.accelerator,
+        devices=_plain(comp.devices),
+        strategy=comp.strategy,
+        cycle_covariates=c.cycle_covariates,
+        equalize=str(c.equalize),
+        seed=cfg.seed,
+        save_dir=run_dir / "model",
     )
     metrics = mk.integrate.metrics(
         adata, batch_key=K.SAMPLE, species_key=K.SPECIES, label_key=c.label_key
     )
     write_table(metrics, run_dir, "integration_metrics", METRIC_COLUMNS)
     umap = mk.tl.umap
-    return _inplace(umap(adata, use_rep=K.LATENT, seed=cfg.seed), adata)
+    umap(adata, use_rep=K.LATENT, seed=cfg.seed)
+    return adata
 
 
 def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa: ARG001
@@ -526,7 +516,8 @@ def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa
         "softmax_scale": c.softmax_scale,
     }
     kwargs = _seeded(f, kwargs, cfg.seed)
-    return _inplace(f(adata, **kwargs), adata)
+    f(adata, **kwargs)
+    return adata
 
 
 def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa: ARG001
@@ -547,7 +538,8 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
         adata.obs[K.STATE].astype(str) if K.STATE in adata.obs.columns else pd.Series(dtype=str)
     )
     try:
-        return _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
+        f(adata, **_seeded(f, kwargs, cfg.seed))
+        return adata
     except MkcellError as err:
         lacking = [s for s in (t.root_state, t.terminal_state) if (states == s).sum() < 2]
         if not lacking:
@@ -568,7 +560,7 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
                 reason,
                 " -> ".join(COMMITMENT_AXIS),
             )
-            adata = _inplace(f(adata, **_seeded(f, {**kwargs, **commitment}, cfg.seed)), adata)
+            f(adata, **_seeded(f, {**kwargs, **commitment}, cfg.seed))
             adata.uns[K.TRAJECTORY]["axis"] = "commitment (HSC/MPP -> MEP -> MkP)"
             adata.uns[K.TRAJECTORY]["why"] = reason
             return adata
@@ -591,15 +583,15 @@ def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
         "min_genes": c.min_genes,
         "on_missing": c.on_missing,
     }
-    adata = _inplace(f(adata, **_seeded(f, kwargs, cfg.seed)), adata)
+    f(adata, **_seeded(f, kwargs, cfg.seed))
     if K.PSEUDOTIME in adata.obs.columns and adata.obs[K.PSEUDOTIME].notna().any():
         trends = mk.tl.score_trends
-        adata = _inplace(trends(adata, **_seeded(trends, {}, cfg.seed)), adata)
+        trends(adata, **_seeded(trends, {}, cfg.seed))
         write_table(adata.uns[K.SCORE_TRENDS]["table"], run_dir, "score_trends")
     else:
         logger.info("no pseudotime (the trajectory was skipped): no score trends along it")
     compare = mk.tl.compare_scores
-    adata = _inplace(compare(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg)), adata)
+    compare(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg))
     write_table(adata.uns[K.SCORE_COMPARE]["table"], run_dir, "score_contrasts")
     return adata
 
@@ -609,7 +601,7 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path, denominator: str | None
     contrasts = contrasts_of(cfg)
     f = mk.tl.progenitor_pool
     den = denominator or cfg.pool.denominator
-    adata = _inplace(f(adata, K.SAMPLE, K.CONDITION, contrasts, denominator=den), adata)
+    f(adata, K.SAMPLE, K.CONDITION, contrasts, denominator=den)
     res = adata.uns[K.POOL]
     write_table(res["per_sample"], run_dir, "pool_per_sample", POOL_SAMPLE_COLUMNS)
     write_table(res["contrasts"], run_dir, "pool_contrasts", POOL_CONTRAST_COLUMNS)
@@ -620,7 +612,7 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path, denominator: str | None
         logger.info("no Mk cells with a pseudotime: the maturation shift is skipped")
         return adata
     shift = mk.tl.maturation_shift
-    adata = _inplace(shift(adata, K.CONDITION, contrasts, **_seeded(shift, {}, cfg.seed)), adata)
+    shift(adata, K.CONDITION, contrasts, **_seeded(shift, {}, cfg.seed))
     write_table(adata.uns[K.MATURATION]["contrasts"], run_dir, "maturation_shift")
     return adata
 
@@ -660,17 +652,14 @@ def map_reference(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     r, comp = cfg.reference, cfg.compute
     single_lightning_log()
     f = mk.tl.map_to_reference
-    adata = _inplace(
-        f(
-            adata,
-            _reference(cfg),
-            max_epochs=r.max_epochs,
-            n_neighbors=r.n_neighbors,
-            unknown_distance=r.unknown_distance,
-            accelerator=comp.accelerator,
-            seed=cfg.seed,
-        ),
+    f(
         adata,
+        _reference(cfg),
+        max_epochs=r.max_epochs,
+        n_neighbors=r.n_neighbors,
+        unknown_distance=r.unknown_distance,
+        accelerator=comp.accelerator,
+        seed=cfg.seed,
     )
     write_table(adata.uns[K.MAP]["per_sample"], run_dir, "map_per_sample", MAP_SAMPLE_COLUMNS)
     missing = adata.uns[K.MAP]["missing_features"]
@@ -692,7 +681,7 @@ def pool_map(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
         logger.info("pool denominator %s, as in the reference", den)
     adata = pool(cfg, adata, run_dir, den)
     vs = mk.tl.pool_vs_reference
-    adata = _inplace(vs(adata, ref), adata)
+    vs(adata, ref)
     from ..tl._map import POOL_VS_REFERENCE_COLUMNS
 
     write_table(
