@@ -403,11 +403,64 @@ def memory_table() -> list[str]:
     return out
 
 
+def _f(x: float | None, spec: str = ".3f", signed: bool = False) -> str:
+    """A number for a table cell ('-' when missing or NaN)."""
+    if x is None or x != x:
+        return "-"
+    return f"{x:{'+' if signed else ''}{spec}}"
+
+
+def batch_size_table(res: dict | None = None) -> list[str]:
+    """scVI batch size vs quality at equal epochs and equal time (bench_batch_size)."""
+    res = _load("batch_size") if res is None else res
+    regimes = res.get("regimes", {})
+    if not any(regimes.values()):
+        return []
+    par = res.get("params", {})
+    sim = ", ".join(f"{k}={v}" for k, v in par.get("simulation", {}).items())
+    out = [
+        f"scVI batch size vs quality (`benchmarks/bench_batch_size.py`, {par.get('cells', 0):,} "
+        f"simulated cells, {sim}, seed {par.get('seed')}, "
+        f"{par.get('accelerator_resolved', par.get('accelerator'))}, "
+        f"{res.get('machine', {}).get('cpu_count')} cores). Equal epochs: "
+        f"{par.get('epochs')} each; equal time: the {par.get('budget_batch_size')} run's "
+        f"{_f(par.get('budget_seconds'), '.0f')} s of training. "
+        "Δ = value - value at batch size 128.",
+        "",
+        "| regime | batch size | epochs | train (s) | mixing | purity | MkP F1 "
+        "| Spearman (min) | Δ mixing | Δ purity | Δ MkP F1 | Δ Spearman |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for regime, runs in regimes.items():
+        delta = res.get("delta_vs_128", {}).get(regime, {})
+        for bs, r in sorted(runs.items(), key=lambda kv: int(kv[0])):
+            d = delta.get(bs, {}) if bs != "128" else {}  # the base row: no difference
+            reused = " (the equal-epochs run)" if r.get("reused_equal_epochs_run") else ""
+            out.append(
+                f"| {regime.replace('_', ' ')} | {bs} | {r['epochs_run']}{reused} "
+                f"| {r['train_seconds']:.0f} | {_f(r['mixing'], '.2f')} | {_f(r['purity'])} "
+                f"| {_f(r['mkp_f1'], '.2f')} | {_f(r['spearman_min'])} | "
+                + " | ".join(
+                    _f(d.get(m), ".3f", signed=True)
+                    for m in ("mixing", "purity", "mkp_f1", "spearman_min")
+                )
+                + " |"
+            )
+    return out
+
+
 def block() -> str:
     """Everything between the README markers."""
     lines = ["| stage | measure | result |", "|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows()]
-    for extra in (cycle_tables(), cd34_table(), reference_table(), gpu_table(), memory_table()):
+    for extra in (
+        cycle_tables(),
+        cd34_table(),
+        reference_table(),
+        gpu_table(),
+        memory_table(),
+        batch_size_table(),
+    ):
         if extra:
             lines += ["", *extra]
     return "\n".join(lines)

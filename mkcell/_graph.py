@@ -24,16 +24,36 @@ from ._utils import log_write
 def knn_graph(X: np.ndarray, n_neighbors: int = 15, seed: int = 0) -> AnnData:
     """A bare AnnData holding the scanpy kNN graph (UMAP connectivities) of the rows of ``X``.
 
-    Exact neighbours from scikit-learn (fast in a 10-30 dimensional latent space, no
-    pynndescent), sparse connectivities and distances in ``obsp``.
+    Exact neighbours from a scikit-learn k-d tree (no pynndescent): in a 10-30 dimensional
+    latent space it grows as about n log n (24 s at 200k cells on 2 cores, against an
+    n-squared brute-force search that needs ~20 min at 1M). Sparse connectivities and
+    distances in ``obsp``, in scanpy's convention: ``distances`` holds each cell's
+    ``n_neighbors - 1`` nearest other cells.
     """
     import scanpy as sc
+    from sklearn.neighbors import KNeighborsTransformer
 
     g = AnnData(obs=pd.DataFrame(index=pd.RangeIndex(X.shape[0]).astype(str)))
     g.obsm["rep"] = np.asarray(X, dtype=np.float32)
     k = int(min(n_neighbors, X.shape[0] - 1))
-    sc.pp.neighbors(g, n_neighbors=k, use_rep="rep", transformer="sklearn", random_state=seed)
+    tree = KNeighborsTransformer(
+        n_neighbors=k, algorithm="kd_tree", metric="euclidean", n_jobs=sc.settings.n_jobs
+    )
+    sc.pp.neighbors(g, use_rep="rep", transformer=tree, random_state=seed)
+    g.obsp["distances"] = _nearest_others(g.obsp["distances"], k - 1)
     return g
+
+
+def _nearest_others(D: sp.spmatrix, m: int) -> sp.csr_matrix:
+    """Each row's ``m`` nearest entries other than the cell itself (scanpy's distances)."""
+    D = sp.coo_matrix(D)
+    other = D.row != D.col
+    row, col, dist = D.row[other], D.col[other], D.data[other]
+    order = np.lexsort((dist, row))
+    row, col, dist = row[order], col[order], dist[order]
+    starts = np.searchsorted(row, np.arange(D.shape[0]))
+    keep = (np.arange(row.size) - starts[row]) < m
+    return sp.csr_matrix((dist[keep], (row[keep], col[keep])), shape=D.shape)
 
 
 def knn_query(

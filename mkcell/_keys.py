@@ -69,6 +69,7 @@ MAP = "mk_map"
 POOL_VS_REFERENCE = "mk_pool_vs_reference"
 LOGNORM_RECORD = "mk_lognorm"  # what the cached `layers[LOGNORM]` was computed from
 NEIGHBORS = "mk_neighbors"  # scanpy-style neighbors record of obsp[CONNECTIVITIES / DISTANCES]
+X_IS_COUNTS = "mk_x_is_counts"  # a stage file wrote X once, as layers[COUNTS] (mkcell._utils)
 
 # --------------------------------------------------------------- states (values of obs['mk_state'])
 HSC_MPP = "HSC/MPP"

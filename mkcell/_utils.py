@@ -130,27 +130,73 @@ def write_csv_atomic(df, path: str | os.PathLike) -> None:  # noqa: ANN001
         df.to_csv(tmp, index=False)
 
 
-def write_h5ad_atomic(adata: AnnData, path: str | os.PathLike) -> None:
+def write_h5ad_atomic(
+    adata: AnnData, path: str | os.PathLike, *, counts_once: bool = False
+) -> None:
     """Write an AnnData to ``.h5ad`` atomically, without mkcell's caches.
 
     The cached log-normalised layer (``layers['mk_lognorm']`` and its record) is left out
     of the file: it is derived from the counts, as large as their non-zeros, and rebuilt
     on first use after reading. ``adata`` itself keeps it.
+
+    ``counts_once`` (the workflow's stage files): when ``X`` holds the same matrix as
+    ``layers['counts']``, only the layer is written and :func:`read_h5ad_stage` puts it
+    back in ``X`` (one matrix in memory, not two). Files for users keep both.
     """
     from . import _keys as K
 
     held = {
         "layer": adata.layers.pop(K.LOGNORM, None) if not adata.is_view else None,
         "record": adata.uns.pop(K.LOGNORM_RECORD, None) if not adata.is_view else None,
+        "X": None,
     }
+    if counts_once and not adata.is_view and same_matrix(adata.X, adata.layers.get(K.COUNTS)):
+        held["X"] = adata.X
+        adata.X = None
+        adata.uns[K.X_IS_COUNTS] = True
     try:
         with atomic_path(path) as tmp:
             adata.write_h5ad(tmp)
     finally:
+        if held["X"] is not None:
+            adata.X = held["X"]
+            del adata.uns[K.X_IS_COUNTS]
         if held["layer"] is not None:
             adata.layers[K.LOGNORM] = held["layer"]
         if held["record"] is not None:
             adata.uns[K.LOGNORM_RECORD] = held["record"]
+
+
+def read_h5ad_stage(path: str | os.PathLike) -> AnnData:
+    """Read a file written by :func:`write_h5ad_atomic`; ``X`` and the counts share one matrix."""
+    import anndata as ad
+
+    from . import _keys as K
+
+    adata = ad.read_h5ad(path)
+    if adata.uns.pop(K.X_IS_COUNTS, False):
+        adata.X = adata.layers[K.COUNTS]
+    return adata
+
+
+def same_matrix(a: object, b: object) -> bool:
+    """Whether two count matrices hold the same values in the same layout (O(nnz), no copy)."""
+    if a is None or b is None:
+        return False
+    if a is b:
+        return True
+    if sp.issparse(a) and sp.issparse(b):
+        return (
+            a.format == b.format
+            and a.shape == b.shape
+            and a.nnz == b.nnz
+            and a.dtype == b.dtype
+            and all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("indptr", "indices"))
+            and np.array_equal(a.data, b.data)
+        )
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b)
+    return False
 
 
 def rng(seed: int | None) -> np.random.Generator:

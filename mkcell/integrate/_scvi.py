@@ -60,6 +60,10 @@ EQUALIZE = ("states", "all", "none")
 MIN_STATE_CELLS = 20
 
 
+#: Rows thinned at a time by :func:`equalize_species` (bounds its temporary arrays).
+THIN_CHUNK_ROWS = 50_000
+
+
 def equalize_species(
     counts: sp.csr_matrix, species: np.ndarray, seed: int = 0, groups: np.ndarray | None = None
 ) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -74,21 +78,32 @@ def equalize_species(
     thinned for the mature cells it lacks; without, the means over all cells are
     compared, which assumes similar composition.
 
+    Memory: ``counts`` is never copied whole; the means read one group's rows at a time
+    and the thinning works on :data:`THIN_CHUNK_ROWS` rows at a time, so beyond the
+    input and the thinned output it needs about one group's rows.
+
     Returns
     -------
-    (thinned counts, per-gene ratio of the first species' mean over the second's)
+    (thinned counts, CSR in the input's dtype; per-gene ratio of the first species' mean
+    over the second's)
     """
-    X = sp.csr_matrix(counts, dtype=np.float32)
+    X = sp.csr_matrix(counts)
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        X = X.astype(np.float32)
     names = np.unique(species)
     if len(names) != 2:
         return X, np.ones(X.shape[1])
-    lib = np.asarray(X.sum(1)).ravel()
+    lib = np.asarray(X.sum(1, dtype=np.float32)).ravel()
     lib[lib == 0] = 1
-    Xn = sp.csr_matrix(sp.diags(1e4 / lib) @ X)
+    scale = (1e4 / lib).astype(np.float32)
 
     def log_ratio(mask: np.ndarray) -> np.ndarray:
-        a, b = (np.asarray(Xn[mask & (species == s)].mean(0)).ravel() + 1e-3 for s in names)
-        return np.log(a / b)
+        means = []
+        for s in names:
+            rows = np.flatnonzero(mask & (species == s))
+            part = sp.diags(scale[rows]) @ sp.csr_matrix(X[rows], dtype=np.float32)
+            means.append(np.asarray(part.mean(0)).ravel() + 1e-3)
+        return np.log(means[0] / means[1])
 
     shared = []
     if groups is not None:
@@ -107,13 +122,27 @@ def equalize_species(
         if shared
         else np.exp(log_ratio(np.ones(len(species), bool)))
     )
-    coo = X.tocoo()
-    first = species[coo.row] == names[0]
-    p = np.where(first, np.minimum(1, 1 / ratio[coo.col]), np.minimum(1, ratio[coo.col]))
+    keep = {True: np.minimum(1, 1 / ratio), False: np.minimum(1, ratio)}  # by "first species"
+    first = species == names[0]
     rng = np.random.default_rng(seed)
-    data = rng.binomial(np.round(coo.data).astype(np.int64), p).astype(np.float32)
-    out = sp.csr_matrix((data, (coo.row, coo.col)), shape=X.shape)
-    out.eliminate_zeros()
+    data, indices, row_nnz = [], [], []
+    for start in range(0, X.shape[0], THIN_CHUNK_ROWS):
+        stop = min(start + THIN_CHUNK_ROWS, X.shape[0])
+        lo, hi = X.indptr[start], X.indptr[stop]
+        cols = X.indices[lo:hi]
+        row_first = np.repeat(first[start:stop], np.diff(X.indptr[start : stop + 1]))
+        p = np.where(row_first, keep[True][cols], keep[False][cols])
+        drawn = rng.binomial(np.round(X.data[lo:hi]).astype(np.int64), p)
+        nz = drawn > 0
+        data.append(drawn[nz].astype(X.dtype))
+        indices.append(cols[nz])
+        rows = np.repeat(np.arange(stop - start), np.diff(X.indptr[start : stop + 1]))
+        row_nnz.append(np.bincount(rows[nz], minlength=stop - start))
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(row_nnz))])
+    out = sp.csr_matrix(
+        (np.concatenate(data), np.concatenate(indices), indptr.astype(X.indptr.dtype)),
+        shape=X.shape,
+    )
     return out, ratio
 
 
@@ -264,7 +293,8 @@ def scvi(
     batch_size = batch_size or (GPU_BATCH_SIZE if acc == "gpu" else CPU_BATCH_SIZE)
 
     scvi_mod.settings.seed = seed
-    train_counts = sp.csr_matrix(counts, dtype=np.float32)[:, feats]
+    # the features only, sliced before any conversion (no copy when all genes are features)
+    train_counts = sp.csr_matrix(counts if feats.all() else counts[:, feats], dtype=np.float32)
     species = adata.obs[species_key].astype(str).to_numpy()
     ratio = None
     if equalize != "none" and len(set(species)) == 2:

@@ -34,7 +34,7 @@ from anndata import AnnData
 from omegaconf import DictConfig, OmegaConf
 
 from .._settings import MkcellError, logger
-from .._utils import write_h5ad_atomic, write_text_atomic
+from .._utils import read_h5ad_stage, write_h5ad_atomic, write_text_atomic
 
 StageData = AnnData | dict[str, AnnData]
 StageFunc = Callable[[DictConfig, "StageData | None", Path], "StageData"]
@@ -275,13 +275,13 @@ def save_data(run_dir: Path, name: str, data: StageData) -> str | dict[str, str]
     """Write a stage's data atomically under ``stages/``; return the relative path(s)."""
     if isinstance(data, AnnData):
         rel = f"{STAGES_DIR}/{name}.h5ad"
-        write_h5ad_atomic(data, run_dir / rel)
+        write_h5ad_atomic(data, run_dir / rel, counts_once=True)
         return rel
     if isinstance(data, dict) and data and all(isinstance(v, AnnData) for v in data.values()):
         rels = {}
         for key, adata in data.items():
             rel = f"{STAGES_DIR}/{name}.{key}.h5ad"
-            write_h5ad_atomic(adata, run_dir / rel)
+            write_h5ad_atomic(adata, run_dir / rel, counts_once=True)
             rels[key] = rel
         return rels
     msg = (
@@ -293,8 +293,6 @@ def save_data(run_dir: Path, name: str, data: StageData) -> str | dict[str, str]
 
 def load_data(run_dir: Path, name: str) -> StageData:
     """Read the data a finished stage left in ``stages/``."""
-    import anndata as ad
-
     marker = read_marker(run_dir, name)
     if marker is None or marker.get("data") is None:
         msg = (
@@ -304,8 +302,8 @@ def load_data(run_dir: Path, name: str) -> StageData:
         raise MkcellError(msg)
     data = marker["data"]
     if isinstance(data, str):
-        return ad.read_h5ad(run_dir / data)
-    return {k: ad.read_h5ad(run_dir / v) for k, v in data.items()}
+        return read_h5ad_stage(run_dir / data)
+    return {k: read_h5ad_stage(run_dir / v) for k, v in data.items()}
 
 
 def write_marker(
