@@ -374,6 +374,16 @@ def cd34_table() -> list[str]:
     return out
 
 
+def _exponent(t0: float, t1: float, n0: int, n1: int) -> str:
+    import math
+
+    return f"{math.log(t1 / t0) / math.log(n1 / n0):.2f}"
+
+
+#: The stages after integration (issue 18: together at most 30 min at 1M cells).
+POST_INTEGRATION = ("annotate", "trajectory", "score", "pool", "report")
+
+
 def memory_table() -> list[str]:
     """Peak host memory and time of each workflow stage at each size (bench_memory)."""
     res = _load("memory")
@@ -382,12 +392,14 @@ def memory_table() -> list[str]:
         return []
     sizes = sorted(by_size, key=int)
     expo = res.get("time_exponent", {})
-    epochs = res.get("params", {}).get("epochs")
+    par = res.get("params", {})
     out = [
         "Each workflow stage in its own process (`benchmarks/bench_memory.py`, "
-        f"{res.get('machine', {}).get('cpu_count')} cores, integration {epochs} epoch(s), "
-        f"simulated cells tiled to size): seconds / peak host GB; exponent of time between "
-        f"{int(sizes[0]):,} and {int(sizes[-1]):,} cells.",
+        f"{res.get('machine', {}).get('cpu_count')} cores, integration {par.get('epochs')} "
+        f"epoch(s); {par.get('base', 0):,} simulated cells tiled to size, each tile thinned "
+        f"anew to keep {par.get('keep', 1)} of the counts): seconds / peak host GB of the "
+        f"stage's process; exponent of time between {int(sizes[0]):,} and "
+        f"{int(sizes[-1]):,} cells.",
         "",
         "| stage | " + " | ".join(f"{int(n):,} cells" for n in sizes) + " | time exponent |",
         "|---|" + "---|" * len(sizes) + "---|",
@@ -400,6 +412,18 @@ def memory_table() -> list[str]:
         ]
         exp = expo.get(stage)
         out.append(f"| {stage} | " + " | ".join(cells) + f" | {'-' if exp is None else exp} |")
+    post = [
+        sum(by_size[n][s]["seconds"] for s in POST_INTEGRATION if s in by_size[n]) for n in sizes
+    ]
+    peak = [max(by_size[n][s]["peak_gb"] for s in by_size[n]) for n in sizes]
+    out.append(
+        "| **annotate to report, summed** | "
+        + " | ".join(f"{t / 60:.1f} min" for t in post)
+        + " | "
+        + (_exponent(post[0], post[-1], int(sizes[0]), int(sizes[-1])) if len(sizes) > 1 else "-")
+        + " |"
+    )
+    out.append("| **largest stage peak** | " + " | ".join(f"{g:.1f} GB" for g in peak) + " | - |")
     return out
 
 
