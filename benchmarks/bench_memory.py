@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import save, thread_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _thin(X: sp.csr_matrix, keep: float, rng: np.random.Generator) -> sp.csr_matrix:
@@ -130,7 +132,8 @@ def _run_stage(i: int, run_dir: Path, overrides: list[str], cores: int) -> dict:
     return {"seconds": round(seconds, 1), "peak_gb": round(usage.ru_maxrss / 1024**2, 2)}
 
 
-def measure(n_cells: int, args: argparse.Namespace) -> dict:
+def measure(n_cells: int, args: argparse.Namespace, out: dict, saved: Callable) -> None:
+    """Run every stage at ``n_cells`` into ``out`` (skipping those already in it), saving each."""
     from mkcell.workflow import STAGES
 
     work = Path(args.work)
@@ -138,11 +141,12 @@ def measure(n_cells: int, args: argparse.Namespace) -> dict:
     run_dir = work / f"run_{n_cells}"
     run_dir.mkdir(parents=True, exist_ok=True)
     overrides = _overrides(inputs, args.epochs)
-    out = {}
     for i, st in enumerate(STAGES):
+        if st.name in out:
+            continue
         out[st.name] = _run_stage(i, run_dir, overrides, args.cores)
         print(n_cells, st.name, out[st.name], flush=True)
-    return out
+        saved()
 
 
 def exponents(by_size: dict[int, dict]) -> dict[str, float]:
@@ -169,6 +173,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/mkcell_bench_memory")
     ap.add_argument("--out", default="memory")
+    ap.add_argument(
+        "--resume", action="store_true", help="keep the stages --out already holds for --cells"
+    )
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--run", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
@@ -177,13 +184,20 @@ def main() -> None:
         child(args.child, Path(args.run), args.overrides)
         return
     sizes = [int(c) for c in args.cells.split(",")]
-    by_size: dict[int, dict] = {}
-    result = {"params": vars(args) | {"cells": sizes}, "stages": by_size}
-    for n in sizes:
-        by_size[n] = measure(n, args)
-        if len(by_size) > 1:
+    result = {"params": vars(args) | {"cells": sizes}, "stages": {}}
+    if args.resume:  # keep the stages measured before (their data is still in --work)
+        path = Path(args.out) if args.out.endswith(".json") else RESULTS / f"{args.out}.json"
+        before = json.loads(path.read_text())
+        result["stages"] = {int(n): st for n, st in before["stages"].items() if int(n) in sizes}
+    by_size: dict[int, dict] = result["stages"]
+
+    def saved() -> None:
+        if len(by_size) > 1 and all(len(v) == len(by_size[sizes[0]]) for v in by_size.values()):
             result["time_exponent"] = exponents(by_size)
         save(args.out, json.loads(json.dumps(result)))
+
+    for n in sizes:
+        measure(n, args, by_size.setdefault(n, {}), saved)
 
 
 if __name__ == "__main__":

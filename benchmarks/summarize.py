@@ -140,6 +140,17 @@ def rows() -> list[tuple[str, str, str]]:
                 f"{multi['seconds']:.0f} s (rc {multi['returncode']})",
             ),
         ]
+    big = _load("workflow_200k")
+    if big:
+        full = big["full_run"]
+        out.append(
+            (
+                "workflow",
+                f"full workflow, {big['n_cells']:,} cells, 2 cores (s; peak RSS; target 900 s, 4 GB)",
+                f"{full['seconds']:.0f} s; {full['peak_rss_gb_max_child']:.1f} GB "
+                f"(rc {full['returncode']})",
+            )
+        )
     return out
 
 
