@@ -10,6 +10,9 @@ effects), scVI is trained at each ``--batch-sizes`` in two regimes:
   ``max(1, round(budget / its own median epoch seconds))`` epochs. A batch size whose epochs
   come out equal to its equal-epochs run is not trained again (``reused_equal_epochs_run``).
 
+Batch size 128 is also trained with a second seed (``--noise-seed``): how far the metrics
+move with no change of setting, the scale against which a 0.02 loss is read.
+
 After each training, on that latent space and with the package's own functions only:
 cross-species kNN mixing and kNN state purity (as ``bench_integration.py``), MkP F1 of
 ``mk.tl.annotate``, and per species the Spearman of ``mk.tl.trajectory``'s pseudotime with true
@@ -75,7 +78,7 @@ def _spearman(o, species: str) -> dict:  # noqa: ANN001
     return {"spearman": rho, "share_with_pseudotime": float(has.sum() / max(lin.sum(), 1))}
 
 
-def run_one(pristine, batch_size: int, epochs: int, accelerator: str) -> dict:  # noqa: ANN001
+def run_one(pristine, batch_size: int, epochs: int, accelerator: str, seed: int = 0) -> dict:  # noqa: ANN001
     """Train at ``batch_size`` for ``epochs`` on a fresh copy of ``pristine``; measure."""
     a = pristine.copy()  # no latent space, annotation or trajectory of an earlier run
     t0 = time.perf_counter()
@@ -84,7 +87,7 @@ def run_one(pristine, batch_size: int, epochs: int, accelerator: str) -> dict:  
         batch_size=batch_size,
         max_epochs=epochs,
         early_stopping=False,
-        seed=0,
+        seed=seed,
         accelerator=accelerator,
     )
     info = a.uns["mk_integrate"]
@@ -175,6 +178,12 @@ def main() -> None:
     p.add_argument("--budget-batch-size", type=int, default=CPU_BATCH_SIZE)
     p.add_argument("--accelerator", default="auto")
     p.add_argument(
+        "--noise-seed",
+        type=int,
+        default=1,
+        help="train batch size 128 again with this seed: the seed-to-seed spread (-1: skip)",
+    )
+    p.add_argument(
         "--out", default="batch_size", help="a name under benchmarks/results, or a path *.json"
     )
     args = p.parse_args()
@@ -235,6 +244,17 @@ def main() -> None:
         print(_line("equal_time", r), flush=True)
         checkpoint()
 
+    if args.noise_seed >= 0 and str(BASE_BATCH_SIZE) in eq:
+        # the same batch size and epochs with another training seed: how much the metrics
+        # move without any change of setting (the scale to read the 0.02 target against)
+        r = run_one(a, BASE_BATCH_SIZE, epochs, args.accelerator, seed=args.noise_seed)
+        print(_line(f"seed {args.noise_seed}", r), flush=True)
+        base = eq[str(BASE_BATCH_SIZE)]
+        result["seed_noise"] = {
+            "run": r,
+            "abs_difference": {m: abs(r[m] - base[m]) for m in DELTA_METRICS},
+        }
+        checkpoint()
     result["wall_seconds"] = time.perf_counter() - t0
     print("targets", result["targets"], flush=True)
     checkpoint()

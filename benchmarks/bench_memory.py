@@ -137,6 +137,11 @@ def measure(n_cells: int, args: argparse.Namespace, out: dict, saved: Callable) 
     from mkcell.workflow import STAGES
 
     work = Path(args.work)
+    # the inputs are made in a process of their own: Linux keeps a process's peak RSS across
+    # exec, so a child forked from a parent that had simulated them would report its peak
+    cmd = [sys.executable, __file__, "--inputs-only", f"--cells={n_cells}"]
+    cmd += [f"--base={args.base}", f"--work={work}", f"--seed={args.seed}", f"--keep={args.keep}"]
+    subprocess.run(cmd, check=True)
     inputs = _inputs(args.base, n_cells, work, args.seed, args.keep)
     run_dir = work / f"run_{n_cells}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -177,11 +182,15 @@ def main() -> None:
         "--resume", action="store_true", help="keep the stages --out already holds for --cells"
     )
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--inputs-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--run", help=argparse.SUPPRESS)
     ap.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
         child(args.child, Path(args.run), args.overrides)
+        return
+    if args.inputs_only:
+        _inputs(args.base, int(args.cells), Path(args.work), args.seed, args.keep)
         return
     sizes = [int(c) for c in args.cells.split(",")]
     result = {"params": vars(args) | {"cells": sizes}, "stages": {}}

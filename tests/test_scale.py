@@ -182,3 +182,18 @@ def test_one_diffusion_map_per_graph(monkeypatch):
     a.obs[K.STATE] = a.obs["true_state"].astype(str).astype("category")
     mk.tl.trajectory(a, regress_cycle=False)
     assert calls and len(calls) == len(set(calls)), calls  # auto-root and DPT share one
+
+
+def test_approximate_graph_above_the_exact_limit(monkeypatch):
+    from mkcell import _graph
+
+    rng = np.random.default_rng(0)
+    Z = (rng.normal(size=(1500, 3)) @ rng.normal(size=(3, 10))).astype(np.float32)
+    exact = knn_graph(Z, 30, 0)
+    monkeypatch.setattr(_graph, "EXACT_MAX_CELLS", 1000)
+    approx = knn_graph(Z, 30, 0)
+    D = approx.obsp["distances"]
+    assert np.all(np.diff(D.indptr) == 29) and D.diagonal().sum() == 0  # scanpy's convention
+    same = (exact.obsp["distances"] != 0).multiply(D != 0).nnz / D.nnz
+    assert same > 0.99  # pynndescent finds (almost) the exact neighbours
+    assert approx.uns["neighbors"]["params"]["n_neighbors"] == 30
