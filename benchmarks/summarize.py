@@ -445,6 +445,14 @@ def _f(x: float | None, spec: str = ".3f", signed: bool = False) -> str:
     return f"{x:{'+' if signed else ''}{spec}}"
 
 
+#: Row labels of the batch-size regimes.
+REGIME_NAMES = {
+    "equal_epochs": "equal epochs, lr 1e-3",
+    "equal_time": "equal time, lr 1e-3",
+    "equal_epochs_sqrt_lr": "equal epochs, lr 1e-3·√(bs/128) (mkcell's default)",
+}
+
+
 def batch_size_table(res: dict | None = None) -> list[str]:
     """scVI batch size vs quality at equal epochs and equal time (bench_batch_size)."""
     res = _load("batch_size") if res is None else res
@@ -472,7 +480,7 @@ def batch_size_table(res: dict | None = None) -> list[str]:
             d = delta.get(bs, {}) if bs != "128" else {}  # the base row: no difference
             reused = " (the equal-epochs run)" if r.get("reused_equal_epochs_run") else ""
             out.append(
-                f"| {regime.replace('_', ' ')} | {bs} | {r['epochs_run']}{reused} "
+                f"| {REGIME_NAMES.get(regime, regime)} | {bs} | {r['epochs_run']}{reused} "
                 f"| {r['train_seconds']:.0f} | {_f(r['mixing'])} | {_f(r['purity'])} "
                 f"| {_f(r['mkp_f1'])} | {_f(r['spearman_min'])} | "
                 + " | ".join(

@@ -114,6 +114,7 @@ class IntegrateConf:
     n_layers: int = 1
     max_epochs: int | None = None
     batch_size: int | None = None
+    lr: float | None = None  # None: 1e-3 * sqrt(batch_size / 128) for scvi
     early_stopping: bool = True
     label_key: str | None = None
     exclude_cycle_linked: bool = False  # leave out features that track the cycle within states

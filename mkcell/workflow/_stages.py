@@ -478,6 +478,7 @@ def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
         n_layers=c.n_layers,
         max_epochs=c.max_epochs,
         batch_size=c.batch_size,
+        lr=c.lr,
         early_stopping=c.early_stopping,
         accelerator=comp.accelerator,
         devices=_plain(comp.devices),
