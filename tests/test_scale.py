@@ -197,3 +197,18 @@ def test_approximate_graph_above_the_exact_limit(monkeypatch):
     same = (exact.obsp["distances"] != 0).multiply(D != 0).nnz / D.nnz
     assert same > 0.99  # pynndescent finds (almost) the exact neighbours
     assert approx.uns["neighbors"]["params"]["n_neighbors"] == 30
+
+
+def test_learning_rate_scales_with_the_batch_size():
+    import mkcell as mk
+    from mkcell.integrate._scvi import default_lr
+
+    assert default_lr(128) == pytest.approx(1e-3)  # scvi-tools' own rate at its own batch
+    assert default_lr(512) == pytest.approx(2e-3)
+    assert default_lr(1024) == pytest.approx(1e-3 * 8**0.5)
+    a = mk.pp.concat_species(mk.datasets.simulate_marrow(600, seed=0))
+    mk.pp.highly_variable_genes(a, n_top_genes=200)
+    mk.integrate.scvi(a, max_epochs=1, batch_size=256, accelerator="cpu", seed=0)
+    assert a.uns[K.INTEGRATE]["params"]["lr"] == pytest.approx(default_lr(256))
+    mk.integrate.scvi(a, max_epochs=1, batch_size=256, lr=5e-4, accelerator="cpu", seed=0)
+    assert a.uns[K.INTEGRATE]["params"]["lr"] == 5e-4

@@ -122,28 +122,42 @@ def equalize_species(
         if shared
         else np.exp(log_ratio(np.ones(len(species), bool)))
     )
-    keep = {True: np.minimum(1, 1 / ratio), False: np.minimum(1, ratio)}  # by "first species"
-    first = species == names[0]
+    return thin_to_ratio(X, species == names[0], ratio, seed), ratio
+
+
+def thin_to_ratio(
+    X: sp.csr_matrix, first: np.ndarray, ratio: np.ndarray, seed: int = 0
+) -> sp.csr_matrix:
+    """Thin counts so that each gene's species means meet.
+
+    The last step of :func:`equalize_species`, and what a query mapped onto a reference
+    gets (:mod:`mkcell.tl._map`). Cells of the first species (``first``) keep each count of gene ``g`` with probability
+    ``min(1, 1 / ratio[g])``, the others with ``min(1, ratio[g])``. Works on
+    :data:`THIN_CHUNK_ROWS` rows at a time; the draws are those of one pass over all
+    non-zero values in row order. Returns a new CSR in ``X``'s dtype.
+    """
+    ratio = np.asarray(ratio, dtype=np.float64)
+    keep = {True: np.minimum(1, 1 / ratio), False: np.minimum(1, ratio)}
     rng = np.random.default_rng(seed)
     data, indices, row_nnz = [], [], []
     for start in range(0, X.shape[0], THIN_CHUNK_ROWS):
         stop = min(start + THIN_CHUNK_ROWS, X.shape[0])
         lo, hi = X.indptr[start], X.indptr[stop]
         cols = X.indices[lo:hi]
-        row_first = np.repeat(first[start:stop], np.diff(X.indptr[start : stop + 1]))
+        per_row = np.diff(X.indptr[start : stop + 1])
+        row_first = np.repeat(first[start:stop], per_row)
         p = np.where(row_first, keep[True][cols], keep[False][cols])
         drawn = rng.binomial(np.round(X.data[lo:hi]).astype(np.int64), p)
         nz = drawn > 0
         data.append(drawn[nz].astype(X.dtype))
         indices.append(cols[nz])
-        rows = np.repeat(np.arange(stop - start), np.diff(X.indptr[start : stop + 1]))
+        rows = np.repeat(np.arange(stop - start), per_row)
         row_nnz.append(np.bincount(rows[nz], minlength=stop - start))
     indptr = np.concatenate([[0], np.cumsum(np.concatenate(row_nnz))])
-    out = sp.csr_matrix(
+    return sp.csr_matrix(
         (np.concatenate(data), np.concatenate(indices), indptr.astype(X.indptr.dtype)),
         shape=X.shape,
     )
-    return out, ratio
 
 
 def marker_states(

@@ -71,14 +71,9 @@ def _thin(X: sp.csr_matrix, species: np.ndarray, setup: dict, seed: int) -> sp.c
     names = setup.get("equalize_species")
     if ratio is None or not names:
         return X
-    ratio = np.asarray(ratio, dtype=np.float64)
-    coo = X.tocoo()
-    first = species[coo.row] == names[0]
-    p = np.where(first, np.minimum(1, 1 / ratio[coo.col]), np.minimum(1, ratio[coo.col]))
-    data = np.random.default_rng(seed).binomial(np.round(coo.data).astype(np.int64), p)
-    out = sp.csr_matrix((data.astype(np.float32), (coo.row, coo.col)), shape=X.shape)
-    out.eliminate_zeros()
-    return out
+    from ..integrate._scvi import thin_to_ratio
+
+    return thin_to_ratio(X, species == names[0], ratio, seed)
 
 
 def _weights(dist: np.ndarray, scale: np.ndarray) -> np.ndarray:
