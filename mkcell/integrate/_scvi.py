@@ -262,9 +262,9 @@ def scvi(
         256, 111k at 1024, 158k at 2048, 306k at 4096; plain scvi-tools at its
         default 128 with dense minibatches, 16k.
     lr
-        Adam learning rate. Default for SCVI :func:`default_lr` (``1e-3 * sqrt(batch_size /
-        128)``: 2e-3 at 512 cells per batch); for SysVI, scvi-tools' default (not measured
-        at other batch sizes).
+        Adam learning rate. Default for SCVI :func:`default_lr` of the cells a step sees
+        (``1e-3 * sqrt(min(batch_size, training cells) / 128)``: 2e-3 at 512 cells per
+        batch); for SysVI, scvi-tools' default (not measured at other batch sizes).
     early_stopping
         Stop when the validation ELBO stops improving.
     accelerator, devices, strategy
@@ -376,8 +376,8 @@ def scvi(
         "batch_size": batch_size,
         "early_stopping": early_stopping,
     }
-    if lr is None and model == "scvi":
-        lr = default_lr(batch_size)
+    if lr is None and model == "scvi":  # the batch a step sees: small data fill no full one
+        lr = default_lr(min(batch_size, int(0.9 * adata.n_obs)))
     if lr is not None:
         train_kwargs["plan_kwargs"] = {"lr": lr}
     if acc == "gpu" and strategy != "auto":
