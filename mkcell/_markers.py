@@ -9,6 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from ._blocks import column_mean_var
 from ._settings import MkcellError
 from ._species import species_gene_set
 from ._utils import data_path
@@ -80,20 +81,38 @@ def panel_coverage(var_names: pd.Index) -> dict[str, list[str]]:
     return out
 
 
-def panel_scores(adata: AnnData, X: sp.csr_matrix) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """Mean z-scored expression of each state's panel genes (cells x states)."""
+def panel_scores(
+    adata: AnnData, X: sp.csr_matrix, rows: np.ndarray | None = None
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Mean z-scored expression of each state's panel genes (cells x states).
+
+    Parameters
+    ----------
+    adata
+        The cells and genes of ``X`` (its ``var_names`` and ``obs_names`` are used).
+    X
+        Log-normalised expression, cells x genes.
+    rows
+        Integer indices of the cells to score (default all); the genes are z-scored over
+        these cells only. Cheaper than scoring a copy ``X[rows]``.
+
+    Returns
+    -------
+    Scores (cells x states, indexed by the cells' names) and the panel genes used per state.
+    """
     panels = marker_panels()
     scores, used = {}, {}
-    mean = np.asarray(X.mean(0)).ravel()
-    sq = np.asarray(X.multiply(X).mean(0)).ravel()
-    sd = np.sqrt(np.maximum(sq - mean**2, 1e-12))
-    for state, rows in panels.groupby("state", sort=False):
-        genes = species_gene_set(set(rows["human"]), adata.var_names)
+    mean, var = column_mean_var(X, rows)
+    sd = np.sqrt(np.maximum(var, 1e-12))
+    names = adata.obs_names if rows is None else adata.obs_names[rows]
+    for state, group in panels.groupby("state", sort=False):
+        genes = species_gene_set(set(group["human"]), adata.var_names)
         idx = adata.var_names.get_indexer(sorted(genes))
         idx = idx[idx >= 0]
         used[state] = list(adata.var_names[idx])
         if idx.size < MIN_PANEL_GENES:
             continue
-        z = (X[:, idx].toarray() - mean[idx]) / sd[idx]
+        cols = X[:, idx] if rows is None else X[:, idx][rows]
+        z = (cols.toarray() - mean[idx]) / sd[idx]
         scores[state] = z.mean(1)
-    return pd.DataFrame(scores, index=adata.obs_names), used
+    return pd.DataFrame(scores, index=names), used

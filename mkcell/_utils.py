@@ -141,25 +141,28 @@ def write_h5ad_atomic(
 
     ``counts_once`` (the workflow's stage files): when ``X`` holds the same matrix as
     ``layers['counts']``, only the layer is written and :func:`read_h5ad_stage` puts it
-    back in ``X`` (one matrix in memory, not two). Files for users keep both.
+    back in ``X`` (one matrix in memory, not two). ``adata`` is left the same way: its
+    ``X`` becomes the layer's matrix, so a run that goes on in memory holds what a resumed
+    run reads. Files for users keep both.
     """
     from . import _keys as K
 
     held = {
         "layer": adata.layers.pop(K.LOGNORM, None) if not adata.is_view else None,
         "record": adata.uns.pop(K.LOGNORM_RECORD, None) if not adata.is_view else None,
-        "X": None,
     }
-    if counts_once and not adata.is_view and same_matrix(adata.X, adata.layers.get(K.COUNTS)):
-        held["X"] = adata.X
+    x_is_counts = (
+        counts_once and not adata.is_view and same_matrix(adata.X, adata.layers.get(K.COUNTS))
+    )
+    if x_is_counts:
         adata.X = None
         adata.uns[K.X_IS_COUNTS] = True
     try:
         with atomic_path(path) as tmp:
             adata.write_h5ad(tmp)
     finally:
-        if held["X"] is not None:
-            adata.X = held["X"]
+        if x_is_counts:
+            adata.X = adata.layers[K.COUNTS]  # the same values: one matrix, not two
             del adata.uns[K.X_IS_COUNTS]
         if held["layer"] is not None:
             adata.layers[K.LOGNORM] = held["layer"]

@@ -91,8 +91,11 @@ def _with_counts(n=60, g=12):
 
 def test_stage_files_hold_the_counts_once(tmp_path):
     a = _with_counts()
+    values = a.X.copy()
     write_h5ad_atomic(a, tmp_path / "s.h5ad", counts_once=True)
-    assert a.X is not None and K.X_IS_COUNTS not in a.uns  # the object is left as it was
+    # the object now holds one matrix too, as a resumed run reads it
+    assert a.X is a.layers[K.COUNTS] and (a.X != values).nnz == 0
+    assert K.X_IS_COUNTS not in a.uns
     with h5py.File(tmp_path / "s.h5ad") as f:
         assert "X" not in f and "counts" in f["layers"]
     b = read_h5ad_stage(tmp_path / "s.h5ad")
@@ -112,6 +115,106 @@ def test_files_for_users_and_other_x_keep_both(tmp_path):
             assert "X" in f and "counts" in f["layers"], name
     b = read_h5ad_stage(tmp_path / "other.h5ad")
     assert b.X is not b.layers[K.COUNTS] and (b.X != a.X).nnz == 0
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("subset", [False, True])
+def test_row_blocks_give_the_whole_matrix_results(monkeypatch, dense, subset):
+    from mkcell import _blocks
+
+    monkeypatch.setattr(_blocks, "ROW_BLOCK", 7)  # many blocks, the last one short
+    X, _, _ = _counts(n=101, g=13)
+    X = X.toarray() if dense else X
+    rows = np.random.default_rng(0).choice(101, 40, replace=False) if subset else None
+    whole = X[rows] if subset else X
+    ref = (whole.toarray() if sp.issparse(whole) else whole).astype(np.float64)
+    mean, var = _blocks.column_mean_var(X, rows)
+    np.testing.assert_allclose(mean, ref.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(var, ref.var(0), rtol=1e-9, atol=1e-12)
+    W = np.random.default_rng(1).normal(size=(13, 3))
+    # each row of a product is its own: the blocks give the one product's values exactly
+    np.testing.assert_array_equal(_blocks.matmul(X, W, rows), np.asarray(whole @ W))
+    v = np.random.default_rng(2).normal(size=ref.shape[0])
+    np.testing.assert_allclose(_blocks.rmatmul(X, v, rows), ref.T @ v, rtol=1e-12)
+
+
+def test_profile_correlation_from_sparse_rows_is_pearsons(monkeypatch):
+    from mkcell import _blocks
+    from mkcell.tl._reference import log_profiles, profile_corr
+
+    monkeypatch.setattr(_blocks, "ROW_BLOCK", 9)
+    X, _, _ = _counts(n=60, g=25)
+    X = X.tolil()
+    X[3] = 0  # a cell without counts: no variance, correlation 0
+    X[5] = 2  # a constant cell: no variance either
+    E = log_profiles(sp.csr_matrix(X), np.arange(0, 25, 2))
+    p = np.random.default_rng(3).gamma(2, size=E.shape[1])
+    rows = np.arange(0, 60, 2)
+    dense = E.toarray().astype(np.float64)[rows]
+    want = np.array([np.corrcoef(r, p)[0, 1] if r.std() > 0 else 0.0 for r in dense])
+    np.testing.assert_allclose(profile_corr(E, p, rows), want, rtol=1e-9, atol=1e-12)
+    assert profile_corr(E, np.ones(E.shape[1])).tolist() == [0.0] * 60  # a flat profile
+
+
+def test_panel_and_cycle_scores_of_rows_are_those_of_the_subset():
+    from mkcell._markers import panel_scores
+    from mkcell.datasets import simulate_marrow
+    from mkcell.pp._cycle import scores_from_lognorm
+    from mkcell.pp._normalize import log_normalize
+
+    a = simulate_marrow(n_cells=600, n_genes=800, seed=3)["mouse"]
+    X = log_normalize(a)
+    rows = np.sort(np.random.default_rng(0).choice(a.n_obs, a.n_obs // 2, replace=False))
+    sub = a[rows].copy()
+    got, used = panel_scores(a, X, rows=rows)
+    want, used_sub = panel_scores(sub, X[rows])
+    assert used == used_sub and list(got.index) == list(sub.obs_names)
+    pd.testing.assert_frame_equal(got, want, rtol=1e-10)
+    pd.testing.assert_frame_equal(
+        scores_from_lognorm(a, X, seed=4, rows=rows),
+        scores_from_lognorm(sub, X[rows], seed=4),
+        rtol=1e-10,
+    )
+
+
+def test_log_normalised_cache_shares_the_counts_index_arrays():
+    from mkcell.pp._normalize import log_normalize, log_normalize_matrix
+
+    X, _, _ = _counts()
+    a = ad.AnnData(X=X.copy())
+    a.layers[K.COUNTS] = X
+    L = log_normalize(a)
+    assert np.shares_memory(L.indices, X.indices) and np.shares_memory(L.indptr, X.indptr)
+    assert not np.shares_memory(L.data, X.data) and L.dtype == np.float32
+    unsorted = sp.csr_matrix(X)
+    unsorted.indices[:2] = unsorted.indices[1::-1].copy()  # not canonical: a full copy
+    unsorted.has_sorted_indices = False
+    U = log_normalize_matrix(unsorted)
+    assert not np.shares_memory(U.indices, unsorted.indices)
+    np.testing.assert_array_equal(U.data, L.data)  # the same values either way
+
+
+def test_lobpcg_spectral_start_is_umaps():
+    import umap.spectral
+    from sklearn.neighbors import kneighbors_graph
+
+    from mkcell.tl._embed import _spectral_start
+
+    rng = np.random.default_rng(0)
+    pts = np.vstack([rng.normal(size=(1500, 5)), rng.normal(size=(1500, 5)) + [2, 0, 0, 0, 0]])
+    knn = kneighbors_graph(pts, 15, mode="connectivity")
+    conn = sp.csr_matrix(knn.maximum(knn.T), dtype=np.float32)
+    conn.data = rng.uniform(0.2, 1.0, conn.nnz).astype(np.float32)
+    conn = conn.maximum(conn.T)
+    ours = _spectral_start(conn, 0)
+    pruned = sp.csr_matrix(conn, dtype=np.float64)
+    pruned.data[pruned.data < pruned.data.max() / 500] = 0  # UMAP's pruning at 3,000 cells
+    theirs = umap.spectral.spectral_layout(None, pruned, 2, np.random.RandomState(0))
+    for i in range(2):  # the same eigenvectors, up to sign
+        assert abs(np.corrcoef(ours[:, i], theirs[:, i])[0, 1]) > 0.99
+    assert np.abs(ours).max() == pytest.approx(10.0)  # scaled as UMAP scales its start
+    two = sp.block_diag([conn, conn], format="csr")
+    assert _spectral_start(two, 0) == "spectral"  # pieces: UMAP lays them out itself
 
 
 def test_kd_tree_graph_is_scanpys_exact_graph():

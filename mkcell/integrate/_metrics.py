@@ -12,7 +12,7 @@ from .._graph import stored_distances
 from .._jax import jax_x64
 from .._settings import MkcellError, logger
 from .._utils import check_obs_key, get_counts, log_write
-from ..pp._normalize import log_normalize_matrix
+from ..pp._normalize import log_normalize, log_normalize_matrix
 
 N_NEIGHBORS = 30
 
@@ -32,9 +32,13 @@ def pca_baseline(
         if features_key and features_key in adata.var
         else np.ones(adata.n_vars, bool)
     )
-    # scaled by each cell's total over the features (not over all genes, as the cache is)
-    counts = sp.csr_matrix(get_counts(adata), dtype=np.float32)[:, feats]
-    tmp = AnnData(X=log_normalize_matrix(counts))
+    if feats.all():  # the cached log-normalised counts (read, not modified, by the PCA)
+        X = log_normalize(adata)
+    else:  # scaled by each cell's total over the features (not over all genes, as the cache is)
+        X = log_normalize_matrix(
+            sp.csr_matrix(get_counts(adata), dtype=np.float32)[:, feats], copy=False
+        )
+    tmp = AnnData(X=X)
     n = int(min(n_comps, tmp.n_vars - 1, tmp.n_obs - 1))
     sc.pp.pca(tmp, n_comps=n, random_state=0)
     adata.obsm[key_added] = tmp.obsm["X_pca"].astype(np.float32)

@@ -175,7 +175,7 @@ def marker_states(
     X = log_normalize(adata, layer)  # per-cell scaling: its rows are each species' own
     for s in np.unique(species):
         m = species == s
-        scores, _ = panel_scores(adata[m], X[m])
+        scores, _ = panel_scores(adata, X, rows=np.flatnonzero(m))
         if scores.shape[1]:
             S = scores.to_numpy()
             best = np.asarray(scores.columns)[S.argmax(1)].astype(object)
@@ -442,6 +442,10 @@ def scvi(
         }
         _save_atomic(net, Path(save_dir), setup)
         adata.uns[K.INTEGRATE]["model_dir"] = str(save_dir)
+    # scvi-tools keeps each AnnData a model was set up with in class-level stores, so the
+    # training counts (a thinned copy of the features) outlived this call: drop them
+    net.deregister_manager(sub)
+    type(net)._per_instance_manager_store.pop(net.id, None)
     logger.info(
         "%s trained %d epochs in %.1f s (%.0f cells/s per epoch)",
         model.upper(),

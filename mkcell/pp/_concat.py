@@ -78,6 +78,7 @@ def concat_species(
         if species == "mouse":
             m = map_orthologs(a, "mouse", "human", keep_unmapped=keep_species_specific)
             reports["mouse"] = m.uns.pop(K.ORTHOLOGS)
+            del m.layers[K.COUNTS]  # the same values as X: only X is concatenated
         else:
             X = sp.csr_matrix(get_counts(a), dtype=np.float32)
             m = AnnData(X=X, obs=a.obs.copy(), var=pd.DataFrame(index=a.var_names.astype(str)))
@@ -121,6 +122,8 @@ def concat_species(
     out.obs = pd.concat([m.obs for m in parts.values()], join="outer").loc[
         out.obs_names
     ]  # every input column
+    for m in parts.values():  # concatenated: free the parts' matrices before the copy below
+        m.X = None
     out.X = sp.csr_matrix(out.X, dtype=np.float32)
     out.layers[K.COUNTS] = out.X.copy()
     out.obs[K.SPECIES] = pd.Categorical(

@@ -54,9 +54,17 @@ def cycle_scores(adata: AnnData, *, layer: str | None = None, seed: int = 0) -> 
 
 
 def scores_from_lognorm(
-    adata: AnnData, X: sp.csr_matrix | np.ndarray, *, seed: int = 0
+    adata: AnnData,
+    X: sp.csr_matrix | np.ndarray,
+    *,
+    seed: int = 0,
+    rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """:func:`cycle_scores` from log-normalised expression ``X`` of all of ``adata``'s genes."""
+    """:func:`cycle_scores` from log-normalised expression ``X`` of all of ``adata``'s genes.
+
+    ``rows``: integer indices of the cells to score (default all), as if ``X[rows]`` and
+    ``adata[rows]`` were passed.
+    """
     from .._species import species_gene_set
     from .._utils import species_of, zscore_within
     from ._score_genes import score_genes_matrix
@@ -74,10 +82,11 @@ def scores_from_lognorm(
             )
             raise MkcellError(msg)
         idx.append(cols)
-    S, _ = score_genes_matrix(X, idx, ctrl_sizes=min(c.size for c in idx), seed=seed)
-    return pd.DataFrame(
-        zscore_within(S, species_of(adata)), index=adata.obs_names, columns=["S", "G2M"]
-    )
+    S, _ = score_genes_matrix(X, idx, ctrl_sizes=min(c.size for c in idx), seed=seed, rows=rows)
+    species, names = species_of(adata), adata.obs_names
+    if rows is not None:
+        species, names = species[rows], names[rows]
+    return pd.DataFrame(zscore_within(S, species), index=names, columns=["S", "G2M"])
 
 
 def _residual(Y: np.ndarray, Z: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
+from .._blocks import ROW_BLOCK
 from .._settings import logger
 from .._utils import counts_layer, get_counts, log_write
 
@@ -22,26 +23,38 @@ TARGET_SUM = 1e4
 
 
 def log_normalize_matrix(
-    X: sp.spmatrix | np.ndarray, target_sum: float = TARGET_SUM
+    X: sp.spmatrix | np.ndarray, target_sum: float = TARGET_SUM, *, copy: bool = True
 ) -> sp.csr_matrix | np.ndarray:
-    """Return a float32 copy of counts scaled to ``target_sum`` per cell, ``log1p``-transformed.
+    """Return counts scaled to ``target_sum`` per cell, ``log1p``-transformed, as float32.
 
     Parameters
     ----------
     X
-        Raw counts (cells x genes), sparse or dense; never modified.
+        Raw counts (cells x genes), sparse or dense.
     target_sum
         Total per cell after scaling (cells with no counts stay zero).
+    copy
+        Leave ``X`` as it was (default). The result then has new values, and, when ``X``
+        is a CSR matrix in canonical format (sorted column indices, no duplicates), shares
+        ``X``'s index arrays (the non-zeros are the same): neither may be re-sorted in
+        place. ``False`` transforms a float32 CSR ``X`` in place and returns it (for a
+        matrix the caller has just made, such as a column subset).
 
     Returns
     -------
     A CSR matrix for sparse ``X``, else a dense array.
     """
     if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32, copy=True)
+        if copy and X.format == "csr" and X.has_canonical_format:
+            X = sp.csr_matrix((X.data.astype(np.float32), X.indices, X.indptr), shape=X.shape)
+        else:
+            X = sp.csr_matrix(X, dtype=np.float32, copy=copy)
         lib = np.asarray(X.sum(axis=1, dtype=np.float64)).ravel()
         scale = np.divide(target_sum, lib, out=np.zeros_like(lib), where=lib > 0).astype(np.float32)
-        X.data *= np.repeat(scale, np.diff(X.indptr))
+        for start in range(0, X.shape[0], ROW_BLOCK):  # no array as long as all the values
+            rows = slice(start, min(start + ROW_BLOCK, X.shape[0]))
+            lo, hi = X.indptr[rows.start], X.indptr[rows.stop]
+            X.data[lo:hi] *= np.repeat(scale[rows], np.diff(X.indptr[rows.start : rows.stop + 1]))
         np.log1p(X.data, out=X.data)
         return X
     X = np.array(X, dtype=np.float32, copy=True)

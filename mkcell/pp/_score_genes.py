@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._blocks import column_mean_var, matmul
 from .._settings import MkcellError
 
 
@@ -18,6 +19,7 @@ def score_genes_matrix(
     ctrl_sizes: Sequence[int] | int = 50,
     n_bins: int = 25,
     seed: int = 0,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Seurat / scanpy ``score_genes`` for many sets at once.
 
@@ -33,6 +35,8 @@ def score_genes_matrix(
         Expression bins (scanpy's binning: ranks of the mean over ``n_bins - 1`` items).
     seed
         Seed for drawing control genes.
+    rows
+        Integer indices of the cells to score (default all), as if ``X[rows]`` were passed.
 
     Returns
     -------
@@ -40,7 +44,7 @@ def score_genes_matrix(
     """
     rng = np.random.default_rng(seed)
     n_genes = X.shape[1]
-    avg = np.asarray(X.mean(axis=0, dtype=np.float64)).ravel()
+    avg, _ = column_mean_var(X, rows)
     n_items = max(1, round(n_genes / (n_bins - 1)))
     cut = (pd.Series(avg).rank(method="min").to_numpy() // n_items).astype(int)
     by_cut = {c: np.flatnonzero(cut == c) for c in np.unique(cut)}
@@ -63,5 +67,4 @@ def score_genes_matrix(
         W[idx, j] += 1.0 / idx.size
         W[ctrl, j] -= 1.0 / ctrl.size
         controls.append(ctrl)
-    S = X @ W
-    return np.asarray(S, dtype=np.float64), controls
+    return matmul(X, W, rows), controls

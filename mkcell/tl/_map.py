@@ -14,7 +14,7 @@ from .. import _keys as K
 from .._graph import knn_query
 from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, get_counts, log_write
-from ._reference import Reference, load_reference, log_profiles, row_corr
+from ._reference import Reference, load_reference, log_profiles, profile_corr
 
 #: A query needs at least this share of the reference's features (the rest is zero-filled).
 MIN_FEATURE_SHARE = 0.5
@@ -340,8 +340,9 @@ def _profile_match(
         if rows.size == 0:
             rows = np.flatnonzero((groups["species"].astype(str) == "all").to_numpy())
         m = species == sp_name
+        cells = np.flatnonzero(m)
         for r in rows:
-            corr = row_corr(E[m], np.broadcast_to(P[r], (int(m.sum()), P.shape[1])))
+            corr = profile_corr(E, P[r], cells)
             low = max(float(groups["corr_low"].iloc[r]), 1e-6)
             best[m] = np.maximum(best[m], corr / low)
     return best

@@ -18,12 +18,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
+from .._blocks import column_mean_var, row_blocks
 from .._settings import MkcellError, logger
 from .._utils import get_counts, write_h5ad_atomic, write_text_atomic
 from ..io._fetch import file_sha256
+from ..pp._normalize import log_normalize_matrix
 
 MANIFEST = "reference/manifest.json"
 CELLS = "reference/cells.h5ad"
@@ -147,26 +150,42 @@ def write_reference(
     return path
 
 
-def log_profiles(counts: object, columns: np.ndarray | None = None) -> np.ndarray:
-    """log1p of counts per 10,000 over the given feature columns (dense cells x features)."""
-    import scipy.sparse as sp
+def log_profiles(counts: object, columns: np.ndarray | None = None) -> sp.csr_matrix:
+    """log1p of counts per 10,000 over the given feature columns (CSR cells x features, float32).
 
+    Each cell is scaled by its total over these columns, not over all genes.
+    """
     X = sp.csr_matrix(counts, dtype=np.float32)
-    if columns is not None:
-        X = X[:, columns]
-    size = np.asarray(X.sum(1)).ravel()
-    size[size == 0] = 1
-    X = sp.csr_matrix(sp.diags(1e4 / size) @ X)
-    X.data = np.log1p(X.data)
-    return X.toarray()
+    if columns is None:
+        return log_normalize_matrix(X)
+    return log_normalize_matrix(X[:, columns], copy=False)  # the subset is a new matrix
 
 
-def row_corr(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each row of ``A`` with the same row of ``B``."""
-    a = A - A.mean(1, keepdims=True)
-    b = B - B.mean(1, keepdims=True)
-    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
-    return np.divide((a * b).sum(1), den, out=np.zeros(len(a)), where=den > 0)
+def profile_corr(
+    E: sp.csr_matrix, profile: np.ndarray, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Pearson correlation of each row of ``E`` (or of its ``rows``) with one ``profile``.
+
+    The same as correlating the dense rows with the profile, computed from the sparse rows'
+    sums, sums of squares and products with the profile, a block of rows at a time.
+    Rows (or a profile) without variance get 0.
+    """
+    p = np.asarray(profile, dtype=np.float64).ravel()
+    n = p.size
+    p_sum, p_ss = p.sum(), p @ p
+    p_var = p_ss - p_sum**2 / n
+    out = []
+    for block in row_blocks(E, rows):
+        B = sp.csr_matrix((block.data.astype(np.float64), block.indices, block.indptr), block.shape)
+        x_sum = np.asarray(B.sum(1)).ravel()
+        x_ss = np.asarray(B.multiply(B).sum(1)).ravel()
+        cov = np.asarray(B @ p).ravel() - x_sum * p_sum / n
+        x_var = x_ss - x_sum**2 / n
+        # variances at rounding level (constant rows) count as none
+        den = np.sqrt(np.where(x_var > 1e-12 * np.maximum(x_ss, 1.0), x_var, 0.0) * p_var)
+        ok = den > 0 if p_var > 1e-12 * max(p_ss, 1.0) else np.zeros(len(den), bool)
+        out.append(np.divide(cov, den, out=np.zeros(len(den)), where=ok))
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def state_profiles(adata: AnnData, features: list[str], *, layer: str | None = None) -> AnnData:
@@ -197,8 +216,9 @@ def state_profiles(adata: AnnData, features: list[str], *, layer: str | None = N
     for sp_name, st, m in groups:
         if m.sum() < MIN_PROFILE_CELLS:
             continue
-        prof = E[m].mean(0)
-        r = row_corr(E[m], np.broadcast_to(prof, (int(m.sum()), prof.size)))
+        cells = np.flatnonzero(m)
+        prof, _ = column_mean_var(E, cells)
+        r = profile_corr(E, prof, cells)
         rows.append(
             {
                 "species": sp_name,

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import _keys as K
+from .._blocks import column_mean_var, rmatmul
 from .._graph import knn_graph, neighbors
 from .._markers import panel_scores
 from .._settings import MkcellError, logger
@@ -525,7 +526,7 @@ def _refine_stages(
     if cells.size < 30:
         return None
     sub = adata[cells]
-    panels, _ = panel_scores(sub, log_normalize(adata)[cells])  # rows of the cached layer
+    panels, _ = panel_scores(adata, log_normalize(adata), rows=cells)
     if K.MK not in panels.columns:
         logger.info("no Mk marker panel: the MkP / Mk boundary stays as annotated")
         return None
@@ -596,16 +597,16 @@ def _regress_cycle(
     from ..tl._score import call_phase
 
     sub = adata[cells]
-    Xn = log_normalize(adata)[cells]  # rows of the cached layer: per-cell scaling
+    Xn = log_normalize(adata)  # the cached layer; normalisation is per cell
     if K.CYCLE_COVARIATES in adata.obsm:
         C = np.asarray(adata.obsm[K.CYCLE_COVARIATES], dtype=np.float64)[cells]
     else:
         from ..pp._cycle import scores_from_lognorm
 
-        C = scores_from_lognorm(sub, Xn, seed=seed).to_numpy(np.float64)
+        C = scores_from_lognorm(adata, Xn, seed=seed, rows=cells).to_numpy(np.float64)
     phase, _ = call_phase(C[:, 0], C[:, 1])
     C = np.column_stack([C, phase == "S", phase == "G2M"]).astype(np.float64)
-    panels, _ = panel_scores(sub, Xn)
+    panels, _ = panel_scores(adata, Xn, rows=cells)
     if not {K.MKP, K.MK} <= set(panels.columns):
         msg = (
             "the MkP and Mk marker panels cannot both be scored, "
@@ -632,12 +633,12 @@ def _drivers(
     if cells.size < 3:
         return pd.DataFrame(columns=["gene", "corr"]), pd.DataFrame()
     sub = adata[cells]
-    Xn = log_normalize(adata)[cells]  # rows of the cached layer
+    Xn = log_normalize(adata)  # the cached layer; normalisation is per cell
     t = pt[cells]
     tc = (t - t.mean()) / (t.std() + 1e-12)
-    mean = np.asarray(Xn.mean(0)).ravel()
-    sd = np.sqrt(np.maximum(np.asarray(Xn.multiply(Xn).mean(0)).ravel() - mean**2, 1e-12))
-    corr = (np.asarray(Xn.T @ tc).ravel() / len(t) - mean * tc.mean()) / sd
+    mean, var = column_mean_var(Xn, cells)
+    sd = np.sqrt(np.maximum(var, 1e-12))
+    corr = (rmatmul(Xn, tc, cells) / len(t) - mean * tc.mean()) / sd
     order = np.argsort(-np.abs(corr))[:n_drivers]
     drivers = pd.DataFrame({"gene": sub.var_names[order], "corr": corr[order]})
     bins = np.minimum((t * 10).astype(int), 9)
@@ -652,7 +653,7 @@ def _drivers(
         else np.full(len(t), "all")
     )
     top = order[:12]
-    dense = Xn[:, top].toarray()
+    dense = Xn[:, top][cells].toarray()
     frame = pd.DataFrame(dense, columns=sub.var_names[top])
     frame["species"], frame["condition"], frame["bin"] = species, cond, bins
     trends = frame.groupby(["species", "condition", "bin"]).mean().reset_index()

@@ -342,6 +342,22 @@ def write_marker(
     )
 
 
+def release_memory() -> None:
+    """Free what a finished stage left unreachable and hand freed heap memory back to the OS.
+
+    All stages run in one process. Without this its resident memory only grew from stage
+    to stage: glibc keeps freed heap pages (many small and mid-sized arrays, reference
+    cycles of the trained model) for reuse, so each stage started above the last one's
+    high-water mark. ``malloc_trim`` is glibc's; elsewhere only the collection runs.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _peak_rss_gb() -> float:
     """Peak resident memory of this process so far (GB; Linux reports kB)."""
     import resource
@@ -505,6 +521,7 @@ def _run(cfg: DictConfig, run_dir: Path, stages: Sequence[Stage], inputs: object
         data = st.func(cfg, data, run_dir)
         data_rel = save_data(run_dir, st.name, data) if st.save_data else None
         write_marker(run_dir, st, fps[st.name], data_rel, started, cfg, payloads[st.name]["code"])
+        release_memory()
         logger.info("stage %-10s done in %.1f s", st.name, time.perf_counter() - t0)
         status[st.name] = "ran"
     logger.info("workflow finished in %.1f s: %s", time.perf_counter() - t_all, run_dir)

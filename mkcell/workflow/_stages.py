@@ -758,6 +758,7 @@ BASE_CODE = (
     "_species.py",
     "_genesets.py",
     "_markers.py",
+    "_blocks.py",
     "_ortholog_table.py",
     "io/*.py",
     "datasets/_simulate.py",
@@ -868,7 +869,7 @@ MAP_STAGES: tuple[Stage, ...] = (
         map_query,
         ("map", "reference.dir"),
         ("tables/ortholog_report.csv",),
-        code=(*MAP_CODE, "tl/_reference.py"),
+        code=(*MAP_CODE, "tl/_reference.py", "pp/_normalize.py"),
     ),
     Stage(
         "reference",
