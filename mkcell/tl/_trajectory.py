@@ -418,13 +418,15 @@ def _kernel(  # noqa: ANN202 - a CellRank kernel (lazy import)
     if n_parts > 1:
         logger.warning("the pseudotime-biased kNN graph has %d connected components", n_parts)
     pk.transition_matrix = biased
-    kernel = pk
     if connectivity_weight > 0:
         ck = cr.kernels.ConnectivityKernel(kad).compute_transition_matrix()
         kernel = (1 - connectivity_weight) * pk + connectivity_weight * ck
         if hasattr(kernel, "compute_transition_matrix") and kernel._transition_matrix is None:
             kernel.compute_transition_matrix()
-    return kernel
+        # the sum keeps both kernels' matrices and both weighted ones (0.4 GB at 200k
+        # cells) for as long as it lives: keep its matrix only (rows sum to 1: not rescaled)
+        pk.transition_matrix = kernel.transition_matrix
+    return pk
 
 
 def _soft_bias(

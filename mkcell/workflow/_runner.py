@@ -345,10 +345,10 @@ def write_marker(
 def release_memory() -> None:
     """Free what a finished stage left unreachable and hand freed heap memory back to the OS.
 
-    All stages run in one process. Without this its resident memory only grew from stage
-    to stage: glibc keeps freed heap pages (many small and mid-sized arrays, reference
-    cycles of the trained model) for reuse, so each stage started above the last one's
-    high-water mark. ``malloc_trim`` is glibc's; elsewhere only the collection runs.
+    All stages run in one process. What a stage freed may sit in reference cycles (the
+    trained model's) until a collection, and glibc keeps freed heap pages for reuse
+    rather than returning them, so the next stage would start higher. ``malloc_trim`` is
+    glibc's; elsewhere only the collection runs.
     """
     import ctypes
     import gc
