@@ -126,7 +126,7 @@ def rows() -> list[tuple[str, str, str]]:
             (
                 "workflow",
                 f"full workflow, {wf['n_cells']:,} cells, 2 cores (s; peak RSS)",
-                f"{full['seconds']:.0f} s; {full['peak_rss_gb_max_child']:.1f} GB "
+                f"{full['seconds']:.0f} s; {full['peak_rss_gb_max_child']:.2f} GB "
                 f"(rc {full['returncode']})",
             ),
             (
@@ -147,7 +147,7 @@ def rows() -> list[tuple[str, str, str]]:
             (
                 "workflow",
                 f"full workflow, {big['n_cells']:,} cells, 2 cores (s; peak RSS; target 900 s, 4 GB)",
-                f"{full['seconds']:.0f} s; {full['peak_rss_gb_max_child']:.1f} GB "
+                f"{full['seconds']:.0f} s; {full['peak_rss_gb_max_child']:.2f} GB "
                 f"(rc {full['returncode']})",
             )
         )
