@@ -423,8 +423,9 @@ def _kernel(  # noqa: ANN202 - a CellRank kernel (lazy import)
         kernel = (1 - connectivity_weight) * pk + connectivity_weight * ck
         if hasattr(kernel, "compute_transition_matrix") and kernel._transition_matrix is None:
             kernel.compute_transition_matrix()
-        # the sum keeps both kernels' matrices and both weighted ones (0.4 GB at 200k
-        # cells) for as long as it lives: keep its matrix only (rows sum to 1: not rescaled)
+        # the sum keeps both kernels' matrices and both weighted ones, four more matrices
+        # the graph's size, for as long as it lives: keep its matrix only (its rows sum to
+        # 1, so the setter does not rescale them)
         pk.transition_matrix = kernel.transition_matrix
     return pk
 
