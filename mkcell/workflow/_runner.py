@@ -521,9 +521,9 @@ def _run(cfg: DictConfig, run_dir: Path, stages: Sequence[Stage], inputs: object
         data = st.func(cfg, data, run_dir)
         data_rel = save_data(run_dir, st.name, data) if st.save_data else None
         write_marker(run_dir, st, fps[st.name], data_rel, started, cfg, payloads[st.name]["code"])
-        release_memory()
         logger.info("stage %-10s done in %.1f s", st.name, time.perf_counter() - t0)
         status[st.name] = "ran"
+        release_memory()  # after the log line: a marker without its line reads as unfinished
     logger.info("workflow finished in %.1f s: %s", time.perf_counter() - t_all, run_dir)
     return status
 
