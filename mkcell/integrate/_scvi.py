@@ -131,8 +131,9 @@ def thin_to_ratio(
     """Thin counts so that each gene's species means meet.
 
     The last step of :func:`equalize_species`, and what a query mapped onto a reference
-    gets (:mod:`mkcell.tl._map`). Cells of the first species (``first``) keep each count of gene ``g`` with probability
-    ``min(1, 1 / ratio[g])``, the others with ``min(1, ratio[g])``. Works on
+    gets (:mod:`mkcell.tl._map`). Cells of the first species (``first``) keep each count
+    of gene ``g`` with probability ``min(1, 1 / ratio[g])``, the others with
+    ``min(1, ratio[g])``. Works on
     :data:`THIN_CHUNK_ROWS` rows at a time; the draws are those of one pass over all
     non-zero values in row order. Returns a new CSR in ``X``'s dtype.
     """

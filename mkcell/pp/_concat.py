@@ -12,7 +12,7 @@ from .. import _keys as K
 from .._settings import MkcellError, MkcellWarning, logger
 from .._species import detect_species
 from .._utils import check_adata, get_counts, log_write
-from ._orthologs import map_orthologs
+from ._orthologs import translate_counts
 
 #: Samples with fewer cells than this get a warning (they are kept).
 MIN_CELLS_PER_SAMPLE = 20
@@ -77,9 +77,9 @@ def concat_species(
             )
             raise MkcellError(msg)
         if species == "mouse":
-            m = map_orthologs(a, "mouse", "human", keep_unmapped=keep_species_specific)
+            # counts in X only: X alone is concatenated
+            m = translate_counts(a, "mouse", "human", keep_unmapped=keep_species_specific)
             reports["mouse"] = m.uns.pop(K.ORTHOLOGS)
-            del m.layers[K.COUNTS]  # the same values as X: only X is concatenated
         else:
             X = sp.csr_matrix(get_counts(a), dtype=np.float32)
             m = AnnData(X=X, obs=a.obs.copy(), var=pd.DataFrame(index=a.var_names.astype(str)))

@@ -62,6 +62,20 @@ def map_orthologs(
     in ``uns['mk_orthologs']['genes']`` (columns source_gene, target_gene, status
     in kept / merged / dropped / species_only, reason, hcop_support, biomart_type).
     """
+    out = translate_counts(adata, source, target, keep_unmapped=keep_unmapped, layer=layer)
+    out.layers[K.COUNTS] = out.X.copy()
+    return out
+
+
+def translate_counts(
+    adata: AnnData,
+    source: str = "mouse",
+    target: str = "human",
+    *,
+    keep_unmapped: bool = False,
+    layer: str | None = None,
+) -> AnnData:
+    """:func:`map_orthologs` with the counts in ``X`` only (no ``layers['counts']`` copy)."""
     check_adata(adata)
     _check_species_names(source, target)
     counts = get_counts(adata, layer)
@@ -144,7 +158,6 @@ def map_orthologs(
     out = AnnData(
         X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(out_genes, name="gene"))
     )
-    out.layers[K.COUNTS] = out.X.copy()
     out.var["species_only"] = ~out_genes.isin(report.loc[mapped, "target_gene"])
     out.var[f"{source}_genes"] = (
         report[keep]

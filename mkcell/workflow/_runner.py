@@ -523,7 +523,8 @@ def _run(cfg: DictConfig, run_dir: Path, stages: Sequence[Stage], inputs: object
         write_marker(run_dir, st, fps[st.name], data_rel, started, cfg, payloads[st.name]["code"])
         logger.info("stage %-10s done in %.1f s", st.name, time.perf_counter() - t0)
         status[st.name] = "ran"
-        release_memory()  # after the log line: a marker without its line reads as unfinished
+        # after the log line: the log must not lag the marker (a requeue may land in between)
+        release_memory()
     logger.info("workflow finished in %.1f s: %s", time.perf_counter() - t_all, run_dir)
     return status
 
