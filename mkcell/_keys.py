@@ -93,3 +93,9 @@ SPECIES_NAMES = ("mouse", "human")
 DENOM_MK_LINEAGE = "mk_lineage"
 DENOM_HSPC = "hspc"
 DENOM_ALL = "all"
+#: What the MkP fraction is a share of, per pool denominator (figures and report).
+DENOMINATOR_WORDS = {
+    DENOM_MK_LINEAGE: "MkP / (MkP + Mk)",
+    DENOM_HSPC: "MkP / (HSC/MPP + MEP + MkP)",
+    DENOM_ALL: "MkP / all cells",
+}

@@ -95,7 +95,7 @@ def _design_adata():
     ("tool", "key", "kwargs"),
     [
         ("progenitor_pool", "mk_pool", {}),
-        ("maturation_shift", "mk_maturation", {"n_boot": 10}),
+        ("maturation_shift", "mk_maturation", {}),
         ("compare_scores", "mk_score_compare", {"keys": ["mk_score_e2f_targets"]}),
     ],
 )

@@ -50,6 +50,7 @@ def _adata() -> ad.AnnData:
             "ci_low": [0.4, -0.6],
             "ci_high": [1.2, 0.4],
             "p_value": [0.01, 0.7],
+            "p_adj": [0.02, 0.7],
             "n_samples_a": 3,
             "n_samples_b": 3,
             "note": "",
@@ -84,6 +85,8 @@ def _adata() -> ad.AnnData:
                 "mean_shift": [-0.25],
                 "mean_shift_ci_low": [-0.3],
                 "mean_shift_ci_high": [-0.2],
+                "p_value": [0.001],
+                "p_adj": [0.002],
                 "frac_after_a": [0.1],
                 "frac_after_b": [0.5],
                 "n_samples_a": 3,
@@ -103,7 +106,7 @@ def test_findings_in_words_and_numbers():
     text = _text(findings_html(_adata()))
     assert (
         "MkP fraction higher in MDS than control: log2 effect 0.80 [0.40, 1.20] (×1.74), "
-        "p=0.01, 3 vs 3 samples" in text
+        "adjusted p=0.02, 3 vs 3 samples" in text
     )
     assert "no clear difference in the MkP fraction between MDS_drug and MDS" in text
     assert "E2F targets higher in MDS: difference 0.50 [0.30, 0.70], adjusted p=0.003" in text
@@ -112,6 +115,18 @@ def test_findings_in_words_and_numbers():
     assert "MkP fraction = MkP / (MkP + Mk)" in text
     assert "MDS's Mk-lineage cells stall before the MkP → Mk transition" in text
     assert "10% vs 50%" in text and "[-0.30, -0.20]" in text
+
+
+def test_findings_follow_the_adjusted_p_not_the_ci():
+    """A CI that excludes 0 makes no call when the adjusted p is 0.05 or more."""
+    a = _adata()
+    a.uns["mk_pool"]["contrasts"]["p_adj"] = [0.08, 0.7]
+    a.uns["mk_maturation"]["contrasts"]["p_adj"] = [0.06]
+    a.uns["mk_maturation"]["contrasts"]["p_min"] = [1 / 3]
+    text = _text(findings_html(a))
+    assert "no clear difference in the MkP fraction between MDS and control" in text
+    assert "no clear shift in maturation between MDS and control" in text
+    assert "no p can go below 0.33" in text
 
 
 def test_findings_without_results_say_so():

@@ -208,7 +208,7 @@ def test_uns_writes_to_h5ad(sim, tmp_path):
     mk.tl.score(a, phase_rule="scanpy")
     a.obs["mk_state"] = a.obs["true_state"]
     a.obs["mk_pseudotime"] = a.obs["true_time"]
-    mk.tl.score_trends(a, n_boot=20)
+    mk.tl.score_trends(a)
     mk.tl.compare_scores(a)
     a.write_h5ad(tmp_path / "s.h5ad")
     b = ad.read_h5ad(tmp_path / "s.h5ad")

@@ -55,13 +55,17 @@ def test_mkp_e2f_higher_in_mds_and_not_in_null(sim, sim_null, species, contrast)
 
 def test_compare_records_pseudobulk_and_params(sim):
     a = _prep(sim["mouse"])
-    tab = _compare(a, contrasts=["MDS vs control", ("MDS_drug", "MDS")], method="ols", min_cells=2)
+    tab = _compare(a, contrasts=["MDS vs control", ("MDS_drug", "MDS")], min_cells=2)
     assert set(tab["contrast"]) == {"MDS vs control", "MDS_drug vs MDS"}
     assert {"cycling_fraction", "S_score", E2F} <= set(tab["score"])
     uns = a.uns["mk_score_compare"]
     means = uns["sample_means"]
     assert set(means["sample"]) == set(a.obs["sample"]) and (means["n_cells"] >= 2).all()
-    assert uns["params"]["method"] == "ols"
+    assert uns["params"]["design"] == "~ condition"
+    # the within-phase table: gene-set scores only, per phase, its own BH family
+    by_phase = uns["by_phase"]
+    assert set(by_phase["phase"]) <= {"G1", "S", "G2M"} and len(by_phase)
+    assert by_phase["score"].str.startswith("mk_score_").all()
     # the per-sample mean reproduces the cells' mean
     s = means.iloc[0]
     cells = a.obs[(a.obs["sample"] == s["sample"]) & (a.obs["mk_state"] == "MkP")]
@@ -160,7 +164,7 @@ def test_sample_names_may_recur_across_species(sim):
 
 def test_score_trends_bands_over_samples(sim):
     a = _prep(sim["human"])
-    tab = _trends(a, keys=[E2F, "S_score"], genes=["MCM5"], n_bins=10, n_boot=200)
+    tab = _trends(a, keys=[E2F, "S_score"], genes=["MCM5"], n_bins=10)
     assert set(tab["key"]) == {E2F, "S_score", "gene:MCM5"}
     assert set(tab["condition"]) == {"healthy", "MDS"} and (tab["n_samples"] <= 4).all()
     ok = tab.dropna(subset=["ci_low"])
@@ -169,7 +173,7 @@ def test_score_trends_bands_over_samples(sim):
     early = tab[(tab["key"] == E2F) & (tab["pseudotime"] < 0.3)].groupby("condition")["mean"].mean()
     assert early["MDS"] > early["healthy"]
     assert a.uns["mk_score_trends"]["params"]["n_bins"] == 10
-    lo = _trends(a, keys=[E2F], smooth="lowess", n_boot=100, key_added="lw")
+    lo = _trends(a, keys=[E2F], smooth="lowess", key_added="lw")
     # smoothing reduces bin-to-bin jitter
     j_raw = np.nanmean(
         np.abs(np.diff(tab[(tab["key"] == E2F) & (tab["condition"] == "healthy")]["binned_mean"]))
@@ -189,7 +193,7 @@ def test_plot_score_trends(sim, tmp_path):
     a = _prep(sim["mouse"])
     with pytest.raises(MkcellError, match="run mk.tl.score_trends"):
         mk.pl.score_trends(a)
-    mk.tl.score_trends(a, keys=[E2F, "G2M_score"], n_boot=50)
+    mk.tl.score_trends(a, keys=[E2F, "G2M_score"])
     fig = mk.pl.score_trends(a, save=tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 0
     assert len(fig.axes) == 2

@@ -84,9 +84,9 @@ def pseudotime_density(
             tab = res["contrasts"]
             for _, r in tab[tab["species"] == sp_name].iterrows():
                 title += (
-                    f"\n{r['contrast']}: W={r['wasserstein']:.2f}, "
-                    f"Δmean={r['mean_shift']:+.2f} [{r['mean_shift_ci_low']:.2f}, "
-                    f"{r['mean_shift_ci_high']:.2f}]"
+                    f"\n{r['contrast']}: Δmean={r['mean_shift']:+.2f} "
+                    f"[{r['mean_shift_ci_low']:.2f}, {r['mean_shift_ci_high']:.2f}], "
+                    f"adj. p={r['p_adj']:.2g}"
                 )
         ax.set_title(title, fontsize=8, loc="left")
         ax.set_xlabel(pseudotime_key)

@@ -37,8 +37,9 @@ def pool(
     """Plot the per-sample MkP fraction by condition, one panel per species.
 
     Reads ``adata.uns[key]`` written by ``mk.tl.progenitor_pool``: dots are
-    samples, bars the pooled fraction of each condition with its 95% CI, and the panel
-    lists each contrast (log2 effect, CI, p-value).
+    samples, bars the geometric-mean fraction of each condition with its 95% CI, the axis
+    names the denominator used, and the panel lists each contrast (log2 effect, CI,
+    BH-adjusted p).
 
     Parameters
     ----------
@@ -53,7 +54,6 @@ def pool(
     res = read_uns(adata, key, "mk.tl.progenitor_pool", ("per_sample", "contrasts"))
     per_sample, contrasts = res["per_sample"], res["contrasts"]
     per_cond = res.get("per_condition")
-    denom = res.get("params", {}).get("denominator", K.DENOM_MK_LINEAGE)
     names = list(dict.fromkeys(per_sample["species"])) if species is None else list(species)
     fig = Figure(
         figsize=(panel_size[0] * max(len(names), 1), panel_size[1] + 0.25 * len(contrasts)),
@@ -78,14 +78,18 @@ def pool(
                         ax.vlines(i + 0.32, r["ci_low"], r["ci_high"], color="k", linewidth=1.2)
         ax.set_xticks(range(len(conds)), conds, rotation=30, ha="right")
         ax.set_xlim(-0.6, len(conds) - 0.4)
-        ax.set_ylabel(f"MkP fraction of {denom}")
+        dens = [str(d) for d in dict.fromkeys(tab.get("denominator", [K.DENOM_MK_LINEAGE]))]
+        ax.set_ylabel("MkP fraction, " + ", ".join(K.DENOMINATOR_WORDS.get(d, d) for d in dens))
         lines = []
         for _, c in contrasts[contrasts["species"] == sp_name].iterrows():
-            p = "NA" if not np.isfinite(c["p_value"]) else f"{c['p_value']:.2g}"
+            p_adj = c.get("p_adj", c["p_value"])
+            p = "NA" if not np.isfinite(p_adj) else f"{p_adj:.2g}"
             lines.append(
                 f"{c['contrast']}: {c['effect_log2']:+.2f} [{c['ci_low']:.2f}, "
-                f"{c['ci_high']:.2f}] p={p}"
+                f"{c['ci_high']:.2f}] adj. p={p}"
             )
         ax.set_title(sp_name + ("\n" + "\n".join(lines) if lines else ""), fontsize=8, loc="left")
-    fig.suptitle("MkP pool per sample (bar: pooled, line: 95% CI; log2 A/B)", fontsize=9)
+    fig.suptitle(
+        "MkP pool per sample (bar: geometric mean of samples, line: 95% CI; log2 A/B)", fontsize=9
+    )
     return finish(fig, save)

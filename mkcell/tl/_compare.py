@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
-from scipy import stats
 
 from .. import _keys as K
 from .._docs import fill_doc
 from .._settings import MkcellError, MkcellWarning, logger
 from .._utils import check_adata, check_obs_key, get_counts, log_write
 from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs
+from ._inference import (
+    DEFAULT_DESIGN,
+    DESIGN_DOC,
+    Design,
+    bh,
+    contrast_table,
+    parse_design,
+    sample_covariates,
+)
 
 #: ``adata.uns`` key of :func:`compare_scores`.
 COMPARE_KEY = K.SCORE_COMPARE
@@ -37,10 +44,15 @@ COLUMNS = [
     "ci_high",
     "p_value",
     "p_adj",
+    "p_min",
     "n_a",
     "n_b",
     "method",
 ]
+#: Identifier columns of the per-sample means.
+ID_COLUMNS = ("species", "sample", "condition", "state")
+#: Phases the gene-set scores are also compared within.
+PHASES = ("G1", "S", "G2M")
 #: Columns of the :func:`pseudobulk_de` table.
 DE_COLUMNS = [
     "species",
@@ -143,45 +155,74 @@ def _sample_means(
     return out[~small].reset_index(drop=True)
 
 
-def _welch(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, float, float, float]:
-    diff = a.mean() - b.mean()
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = np.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff, 1.0 if diff == 0 else 0.0
-    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    q = stats.t.ppf(0.5 + level / 2, df)
-    p = 2 * stats.t.sf(abs(diff / se), df)
-    return diff, diff - q * se, diff + q * se, p
+def _contrast_rows(
+    means: pd.DataFrame,
+    keys: Sequence[str],
+    todo: Sequence[tuple[str, str, str]],
+    states: Sequence[str],
+    *,
+    design: Design,
+    covariates: pd.DataFrame | None,
+    ci: float,
+    min_cells: int,
+) -> pd.DataFrame:
+    """One row per species x contrast x state x key, fitted on the per-sample means."""
+    rows = []
+    for sp_name, a_name, b_name in todo:
+        for st in states:
+            tab = means[
+                (means["species"] == sp_name)
+                & (means["state"] == st)
+                & means["condition"].isin([a_name, b_name])
+            ]
+            n_a, n_b = ((tab["condition"] == c).sum() for c in (a_name, b_name))
+            if min(n_a, n_b) < 2:
+                warnings.warn(
+                    f"{sp_name}: '{a_name} vs {b_name}' in {st} has {n_a} and {n_b} "
+                    f"samples with >= {min_cells} cells; need 2 per group, so no p-value or CI",
+                    MkcellWarning,
+                    stacklevel=3,
+                )
+            cov = None
+            if covariates is not None:
+                cov = covariates.loc[list(zip(tab["species"], tab["sample"], strict=True))]
+            fits = contrast_table(
+                tab[list(keys)],
+                tab["condition"].to_numpy(),
+                a_name,
+                b_name,
+                design=design,
+                covariates=cov,
+                level=ci,
+                where=f"for {a_name} vs {b_name} ({sp_name}, {st})",
+            )
+            for k, r in fits.iterrows():
+                a_vals = tab.loc[tab["condition"] == a_name, k]
+                b_vals = tab.loc[tab["condition"] == b_name, k]
+                rows.append(
+                    {
+                        "species": sp_name,
+                        "contrast": f"{a_name} vs {b_name}",
+                        "state": st,
+                        "score": k,
+                        "mean_a": a_vals.mean() if len(a_vals) else np.nan,
+                        "mean_b": b_vals.mean() if len(b_vals) else np.nan,
+                        "diff": r["estimate"],
+                        "ci_low": r["ci_low"],
+                        "ci_high": r["ci_high"],
+                        "p_value": r["p_value"],
+                        "p_min": r["p_min"],
+                        "n_a": int(r["n_a"]),
+                        "n_b": int(r["n_b"]),
+                        "method": r["method"],
+                    }
+                )
+    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_adj"])
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adj", bh(table["p_value"]))
+    return table
 
 
-def _ols(
-    a: np.ndarray, b: np.ndarray, rest: list[np.ndarray], level: float
-) -> tuple[float, float, float, float]:
-    """Cell-means linear model over every condition of the species (pooled variance)."""
-    groups = [a, b, *rest]
-    n, k = sum(g.size for g in groups), len(groups)
-    rss = sum(((g - g.mean()) ** 2).sum() for g in groups)
-    dof = n - k
-    diff = a.mean() - b.mean()
-    se = np.sqrt(rss / dof * (1 / a.size + 1 / b.size)) if dof > 0 else np.nan
-    if not se > 0:
-        return diff, np.nan, np.nan, np.nan
-    q = stats.t.ppf(0.5 + level / 2, dof)
-    return diff, diff - q * se, diff + q * se, 2 * stats.t.sf(abs(diff / se), dof)
-
-
-def _bh(p: np.ndarray) -> np.ndarray:
-    out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any():
-        from scipy.stats import false_discovery_control
-
-        out[ok] = false_discovery_control(p[ok])
-    return out
-
-
-@fill_doc(contrasts=CONTRASTS_DOC)
+@fill_doc(contrasts=CONTRASTS_DOC, design=DESIGN_DOC)
 def compare_scores(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
@@ -193,15 +234,19 @@ def compare_scores(
     states: Sequence[str] | None = (K.MKP,),
     keys: Sequence[str] | None = None,
     min_cells: int = 5,
-    method: Literal["welch", "ols"] = "welch",
+    design: str = DEFAULT_DESIGN,
     ci: float = 0.95,
     key_added: str = COMPARE_KEY,
     copy: bool = False,
 ) -> AnnData | None:
     """Compare mean scores between conditions per state, samples as replicates.
 
-    Cells are averaged per sample x state (pseudobulk); each contrast is tested within
-    each species that has both conditions, on the per-sample means (never on cells).
+    Cells are averaged per sample x state (pseudobulk); each contrast is fitted within
+    each species that has both conditions on the per-sample means (never on cells) with
+    the ``design`` (least squares, t interval; exact permutation p below 3 samples a
+    group, see :func:`~mkcell.tl._inference.fit_contrast`). The gene-set scores are also
+    compared within each cell-cycle phase (``by_phase``), so that a larger cycling share
+    and a higher score per cycling cell are told apart.
 
     Parameters
     ----------
@@ -219,9 +264,7 @@ def compare_scores(
         (share of cells not in G1).
     min_cells
         Fewest cells of a sample x state for the sample to count.
-    method
-        ``"welch"`` (Welch t on the two groups) or ``"ols"`` (linear model of sample means
-        on condition over every condition of the species; pooled variance).
+    {design}
     ci
         Confidence level of ``ci_low`` / ``ci_high``.
     key_added
@@ -233,79 +276,34 @@ def compare_scores(
     -------
     ``None`` or a copy of ``adata`` (``copy=True``), with ``adata.uns[key_added]``:
     ``table``, one row per species x contrast x state x score: species, contrast
-    (``"A vs B"``), state, score, mean_a, mean_b, diff (A - B), ci_low, ci_high, p_value,
-    p_adj (Benjamini-Hochberg over the table), n_a, n_b (samples), method;
+    (``"A vs B"``), state, score, mean_a, mean_b, diff (A - B, adjusted for the design's
+    covariates), ci_low, ci_high, p_value, p_adj (Benjamini-Hochberg over the table), p_min
+    (smallest attainable p), n_a, n_b (samples), method; ``by_phase`` (the same for the
+    ``mk_score_*`` scores within each phase G1, S, G2M, with its own BH family);
     ``sample_means`` (the per-sample means tested) and ``params``.
     """
     check_adata(adata)
-    if method not in ("welch", "ols"):
-        msg = f"method={method!r}; choose 'welch' or 'ols'"
-        raise MkcellError(msg)
     if not 0 < ci < 1:
         msg = f"ci={ci}; give a level between 0 and 1 (e.g. 0.95)"
         raise MkcellError(msg)
     obs = sample_obs(adata, sample_key, condition_key, species_key)
     todo = resolve_contrasts(obs, contrasts)
-    means = _sample_means(adata, obs, _states(adata, state_key, states), keys, min_cells)
-    keys = [
-        c for c in means.columns if c not in ("species", "sample", "condition", "state", "n_cells")
-    ]
+    parsed = parse_design(design, condition_key)
+    covariates = sample_covariates(adata, obs, parsed)
+    state = _states(adata, state_key, states)
+    means = _sample_means(adata, obs, state, keys, min_cells)
+    keys = [c for c in means.columns if c not in (*ID_COLUMNS, "n_cells")]
     state_list = ["all"] if states is None else [str(x) for x in states]
-    rows = []
-    for sp_name, a_name, b_name in todo:
-        by_sp = means[means["species"] == sp_name]
-        for st in state_list:
-            tab = by_sp[by_sp["state"] == st]
-            ta, tb = tab[tab["condition"] == a_name], tab[tab["condition"] == b_name]
-            rest = [g for c, g in tab.groupby("condition") if c not in (a_name, b_name)]
-            few = ta.shape[0] < 2 or tb.shape[0] < 2
-            if few:
-                warnings.warn(
-                    f"{sp_name}: '{a_name} vs {b_name}' in {st} has "
-                    f"{ta.shape[0]} and {tb.shape[0]} "
-                    f"samples with >= {min_cells} cells; need 2 per group, so no p-value or CI",
-                    MkcellWarning,
-                    stacklevel=2,
-                )
-            for k in keys:
-                a, b = ta[k].to_numpy(float), tb[k].to_numpy(float)
-                if few:
-                    d = a.mean() - b.mean() if a.size and b.size else np.nan
-                    res = (d, np.nan, np.nan, np.nan)
-                elif method == "welch":
-                    res = _welch(a, b, ci)
-                else:
-                    res = _ols(a, b, [g[k].to_numpy(float) for g in rest], ci)
-                rows.append(
-                    {
-                        "species": sp_name,
-                        "contrast": f"{a_name} vs {b_name}",
-                        "state": st,
-                        "score": k,
-                        "mean_a": a.mean() if a.size else np.nan,
-                        "mean_b": b.mean() if b.size else np.nan,
-                        "diff": res[0],
-                        "ci_low": res[1],
-                        "ci_high": res[2],
-                        "p_value": res[3],
-                        "n_a": a.size,
-                        "n_b": b.size,
-                        "method": method,
-                    }
-                )
-    table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "p_adj"])
+    fit = {"design": parsed, "covariates": covariates, "ci": ci, "min_cells": min_cells}
+    table = _contrast_rows(means, keys, todo, state_list, **fit)
     if table.empty:
-        logger.warning(
-            "no contrast could be computed: %s",
-            todo,
-        )
-    table.insert(
-        table.columns.get_loc("p_value") + 1, "p_adj", _bh(table["p_value"].to_numpy(float))
-    )
+        logger.warning("no contrast could be computed: %s", todo)
+    by_phase = _by_phase(adata, obs, state, keys, todo, state_list, fit)
     if copy:
         adata = adata.copy()
     adata.uns[key_added] = {
         "table": table,
+        "by_phase": by_phase,
         "sample_means": means,
         "params": {
             "sample_key": sample_key,
@@ -316,12 +314,46 @@ def compare_scores(
             "keys": keys,
             "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)),
             "min_cells": min_cells,
-            "method": method,
+            "design": parsed.formula,
             "ci": ci,
         },
     }
     log_write("uns", key_added)
     return adata if copy else None
+
+
+def _by_phase(
+    adata: AnnData,
+    obs: pd.DataFrame,
+    state: pd.Series,
+    keys: Sequence[str],
+    todo: Sequence[tuple[str, str, str]],
+    state_list: Sequence[str],
+    fit: dict,
+) -> pd.DataFrame:
+    """The gene-set scores compared within each cell-cycle phase (one BH family).
+
+    Tells "more MkP cycle" (the cycling fraction) from "higher E2F per cycling cell".
+    """
+    set_keys = [k for k in keys if str(k).startswith(K.SCORE_PREFIX)]
+    if K.PHASE not in adata.obs.columns or not set_keys or not todo:
+        return pd.DataFrame(columns=["phase", *COLUMNS])
+    phase = adata.obs[K.PHASE].astype(str).to_numpy()
+    frames = []
+    for ph in PHASES:
+        in_phase = state.where(phase == ph)
+        if in_phase.isna().all():
+            continue
+        means = _sample_means(adata, obs, in_phase, set_keys, fit["min_cells"])
+        with warnings.catch_warnings():  # few samples per phase: the rows say so (NaN)
+            warnings.simplefilter("ignore", MkcellWarning)
+            tab = _contrast_rows(means, set_keys, todo, state_list, **fit)
+        frames.append(tab.drop(columns="p_adj").assign(phase=ph))
+    if not frames:
+        return pd.DataFrame(columns=["phase", *COLUMNS])
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(out.columns.get_loc("p_value") + 1, "p_adj", bh(out["p_value"]))
+    return out[["phase", *COLUMNS]]
 
 
 @fill_doc(contrasts=CONTRASTS_DOC)

@@ -1,12 +1,17 @@
-"""Patient-level pre-ranked GSEA of Hallmark sets on a samples x genes table.
+"""Patient-level GSEA of Hallmark sets on a samples x genes table.
 
-The table is bulk RNA-seq or a pseudobulk of cells (:func:`pseudobulk`); genes are
-ranked by a signal-to-noise ratio or a t statistic between two groups of samples and
-tested with gseapy ``prerank``.
+The table is bulk RNA-seq or a pseudobulk of cells (:func:`pseudobulk`). Genes of a set
+such as E2F or G2M targets move together across samples (each person's share of cycling
+cells), so a test must respect inter-gene correlation: :func:`gsea` runs GSEA with
+sample-label (phenotype) permutation, or a CAMERA-style competitive test
+(:func:`mkcell.tl._camera.camera`) when the groups are too small to permute. Pre-ranked
+GSEA with gene permutation (gseapy ``prerank``) is kept as an explicit option only; it is
+not calibrated on such data.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -26,6 +31,17 @@ from .._utils import check_adata, check_obs_key, get_counts
 from ._score import translate_genes
 
 RANKINGS = ("signal_to_noise", "t_test")
+TESTS = ("auto", "phenotype", "camera", "gene_permutation")
+#: The ``method`` column of :func:`gsea`'s result, per test.
+METHOD_LABELS = {
+    "phenotype": "phenotype permutation",
+    "camera": "camera (inter-gene correlation from residuals)",
+    "gene_permutation": "gene permutation (not calibrated: ignores gene correlation)",
+}
+#: ``test="auto"`` permutes sample labels from this many samples in each group on.
+AUTO_MIN_PER_GROUP = 7
+#: gseapy's phenotype permutation needs this many samples per group.
+PHENOTYPE_MIN_PER_GROUP = 3
 COLUMNS = [
     "term",
     "nes",
@@ -37,6 +53,8 @@ COLUMNS = [
     "tag",
     "lead_genes",
     "genes",
+    "direction",
+    "method",
 ]
 
 
@@ -260,63 +278,210 @@ def _gene_sets(
     return sets
 
 
-def gsea(
+def _resolve_test(test: str, n_a: int, n_b: int) -> str:
+    """The test :func:`gsea` runs for ``test`` with ``n_a`` and ``n_b`` samples (logged)."""
+    if test not in TESTS:
+        msg = (
+            f"test={test!r}; choose one of {list(TESTS)} ('auto': phenotype permutation "
+            f"from {AUTO_MIN_PER_GROUP} samples per group, camera below)"
+        )
+        raise MkcellError(msg)
+    small = min(n_a, n_b)
+    if test == "phenotype" and small < PHENOTYPE_MIN_PER_GROUP:
+        msg = (
+            f"test='phenotype' permutes sample labels and needs >= {PHENOTYPE_MIN_PER_GROUP} "
+            f"samples per group; the groups have {n_a} and {n_b}. Use test='camera'"
+        )
+        raise MkcellError(msg)
+    if test != "auto":
+        return test
+    if small >= AUTO_MIN_PER_GROUP:
+        logger.info(
+            "gsea: test='auto' -> phenotype permutation (groups of %d and %d samples, "
+            ">= %d each: enough sample relabelings for fine p-values)",
+            n_a,
+            n_b,
+            AUTO_MIN_PER_GROUP,
+        )
+        return "phenotype"
+    logger.info(
+        "gsea: test='auto' -> camera (groups of %d and %d samples; below %d per group, "
+        "sample-label permutation gives too few relabelings, so the inter-gene correlation "
+        "is estimated from the residuals instead)",
+        n_a,
+        n_b,
+        AUTO_MIN_PER_GROUP,
+    )
+    return "camera"
+
+
+def _sized_sets(
+    sets: Mapping[str, Sequence[str]], genes: pd.Index, min_size: int, max_size: int
+) -> dict[str, list[str]]:
+    """The sets' genes found in ``genes``, keeping sets of ``min_size`` to ``max_size`` genes."""
+    have = set(genes)
+    found = {k: [g for g in dict.fromkeys(v) if g in have] for k, v in sets.items()}
+    kept = {k: v for k, v in found.items() if min_size <= len(v) <= max_size and len(v) < len(have)}
+    if not kept:
+        sizes = {k: len(v) for k, v in list(found.items())[:5]}
+        msg = (
+            f"no gene set has between min_size={min_size} and max_size={max_size} genes in the "
+            f"table (sizes found, e.g. {sizes}); lower min_size or check the gene symbols"
+        )
+        raise MkcellError(msg)
+    return kept
+
+
+def _from_gseapy(r: pd.DataFrame) -> pd.DataFrame:
+    tag = r["Tag %"].astype(str)
+    return pd.DataFrame(
+        {
+            "term": r["Term"].astype(str),
+            "nes": pd.to_numeric(r["NES"]),
+            "es": pd.to_numeric(r["ES"]),
+            "p_value": pd.to_numeric(r["NOM p-val"]),
+            "fdr": pd.to_numeric(r["FDR q-val"]),
+            "fwer": pd.to_numeric(r["FWER p-val"]),
+            "set_size": tag.str.split("/").str[1].astype(int),
+            "tag": tag,
+            "lead_genes": r["Lead_genes"].astype(str),
+        }
+    )
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    order = np.argsort(p)
+    adj = np.maximum.accumulate((p.size - np.arange(p.size)) * p[order])
+    out = np.empty_like(adj)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
+def _run_camera(table: pd.DataFrame, a: np.ndarray, b: np.ndarray, sets: dict) -> pd.DataFrame:
+    from scipy.stats import false_discovery_control
+
+    from ._camera import camera
+
+    X = table.to_numpy(dtype=float)
+    keep = (X.std(0) > 0) & ~table.columns.duplicated()
+    genes = table.columns[keep]
+    pos = {g: i for i, g in enumerate(genes)}
+    index = {k: [pos[g] for g in v if g in pos] for k, v in sets.items()}
+    index = {k: v for k, v in index.items() if 2 <= len(v) < len(genes)}
+    if not index:
+        msg = "no gene set keeps 2 or more genes that vary across samples; check the table"
+        raise MkcellError(msg)
+    res = camera(X[:, keep], a, b, index)
+    p = res["p_value"].to_numpy()
+    logger.info(
+        "camera: %d genes, %d sets; inter-gene correlation per set from the residuals "
+        "(median %.2f, max %.2f)",
+        genes.size,
+        len(index),
+        float(res["correlation"].median()),
+        float(res["correlation"].max()),
+    )
+    return pd.DataFrame(
+        {
+            "term": res["term"],
+            "nes": res["statistic"],
+            "es": np.nan,
+            "p_value": p,
+            "fdr": false_discovery_control(p, method="bh"),
+            "fwer": _holm(p),
+            "set_size": res["n_genes"],
+            "tag": "",
+            "lead_genes": "",
+        }
+    )
+
+
+def _run_phenotype(
     table: pd.DataFrame,
-    sample_meta: pd.DataFrame,
-    group_key: str,
-    groups: Sequence[str] = ("MDS", "healthy"),
+    a: np.ndarray,
+    b: np.ndarray,
+    sets: dict,
+    groups: Sequence[str],
     *,
-    gene_sets: str | os.PathLike | Mapping[str, Sequence[str]] = "hallmark",
-    method: Literal["signal_to_noise", "t_test"] = "signal_to_noise",
-    permutations: int = 1000,
-    min_size: int = 15,
-    max_size: int = 500,
-    transform: Literal["auto", "none", "log_cpm"] = "auto",
-    seed: int = 0,
-    threads: int = 1,
+    method: str,
+    permutations: int,
+    min_size: int,
+    max_size: int,
+    seed: int,
+    threads: int,
 ) -> pd.DataFrame:
-    """Pre-ranked GSEA (gseapy ``prerank``) of two groups of samples.
-
-    Parameters
-    ----------
-    table
-        Samples x genes expression (bulk or :func:`pseudobulk`), log scale; raw counts are
-        detected (``transform="auto"``) and turned into log2(CPM + 1).
-    sample_meta
-        Per-sample metadata indexed by the table's sample names.
-    group_key
-        Column of ``sample_meta`` with the groups.
-    groups
-        ``(A, B)``: positive NES means higher in A.
-    gene_sets
-        ``"hallmark"`` (the 50 MSigDB Hallmark sets), a GMT path or ``{name: genes}``.
-        Human sets on a mouse table are mapped to mouse orthologs.
-    method
-        Gene ranking: ``"signal_to_noise"`` or ``"t_test"``; see :func:`rank_genes`.
-    permutations
-        Gene-set permutations of gseapy.
-    min_size, max_size
-        Sizes of the sets tested (after matching the table's genes).
-    transform
-        ``"auto"``, ``"none"`` or ``"log_cpm"``.
-    seed
-        Seed of the permutations.
-    threads
-        gseapy threads.
-
-    Returns
-    -------
-    term, nes, es, p_value, fdr, fwer, set_size, tag (hits / set size), lead_genes
-    (``;``-joined), genes (the set's genes found in the table, after mapping to its
-    species; ``;``-joined, what :func:`mkcell.pl.e2f_heatmap` draws), sorted by NES;
-    parameters in ``.attrs['params']`` (the ranking itself: :func:`rank_genes`).
-    """
     import gseapy
 
-    a, b = _align(table, sample_meta, group_key, groups)
-    table = _to_log(table, transform)
+    n_a, n_b = int(a.sum()), int(b.sum())
+    relabelings = math.comb(n_a + n_b, n_a)
+    if permutations > relabelings:
+        logger.warning(
+            "phenotype permutation: %d permutations asked but only %d distinct relabelings of "
+            "%d + %d samples exist; p-values cannot go much below 1/%d = %.3g",
+            permutations,
+            relabelings,
+            n_a,
+            n_b,
+            relabelings,
+            1 / relabelings,
+        )
+    data = pd.concat([table.loc[a], table.loc[b]])
+    data = data.loc[:, ~data.columns.duplicated() & (data.to_numpy(dtype=float).std(0) > 0)]
+    # gseapy takes the class of the first sample as the positive phenotype
+    labels = ["A"] * n_a + ["B"] * n_b
+    logger.info(
+        "GSEA phenotype permutation (%s = A, %s = B): %d genes, %d sets, %d permutations",
+        groups[0],
+        groups[1],
+        data.shape[1],
+        len(sets),
+        permutations,
+    )
+    res = gseapy.gsea(
+        data=data.T.set_axis([f"s{i}" for i in range(data.shape[0])], axis=1),
+        gene_sets=sets,
+        cls=labels,
+        permutation_type="phenotype",
+        method=method,
+        permutation_num=permutations,
+        min_size=min_size,
+        max_size=max_size,
+        seed=seed,
+        threads=threads,
+        outdir=None,
+        no_plot=True,
+        verbose=False,
+    )
+    if res.pheno_pos != "A" or res.permutation_type != "phenotype":
+        msg = (
+            "gseapy did not run a phenotype permutation with group A as the positive class "
+            f"(pheno_pos={res.pheno_pos!r}, permutation_type={res.permutation_type!r})"
+        )
+        raise MkcellError(msg)
+    return _from_gseapy(res.res2d)
+
+
+def _run_prerank(
+    table: pd.DataFrame,
+    a: np.ndarray,
+    b: np.ndarray,
+    sets: dict,
+    *,
+    method: str,
+    permutations: int,
+    min_size: int,
+    max_size: int,
+    seed: int,
+    threads: int,
+) -> pd.DataFrame:
+    import gseapy
+
     ranks = rank_genes(table, a, b, method=method)
-    sets = _gene_sets(gene_sets, ranks.index)
+    logger.warning(
+        "gsea: test='gene_permutation' permutes genes, which ignores inter-gene correlation; "
+        "correlated sets (E2F, G2M, mitotic spindle) come out significant on null cohorts. "
+        "Its p-values are not calibrated: use test='auto', 'phenotype' or 'camera'"
+    )
     logger.info(
         "GSEA prerank: %d genes, %d sets, %d permutations", ranks.size, len(sets), permutations
     )
@@ -332,30 +497,115 @@ def gsea(
         no_plot=True,
         verbose=False,
     )
-    r = res.res2d
-    tag = r["Tag %"].astype(str)
-    out = pd.DataFrame(
-        {
-            "term": r["Term"].astype(str),
-            "nes": pd.to_numeric(r["NES"]),
-            "es": pd.to_numeric(r["ES"]),
-            "p_value": pd.to_numeric(r["NOM p-val"]),
-            "fdr": pd.to_numeric(r["FDR q-val"]),
-            "fwer": pd.to_numeric(r["FWER p-val"]),
-            "set_size": tag.str.split("/").str[1].astype(int),
-            "tag": tag,
-            "lead_genes": r["Lead_genes"].astype(str),
-        }
-    )
-    in_table = set(table.columns.astype(str))
-    found = {k: ";".join(g for g in dict.fromkeys(v) if g in in_table) for k, v in sets.items()}
-    out["genes"] = out["term"].map(found).fillna("")
+    return _from_gseapy(res.res2d)
+
+
+def gsea(
+    table: pd.DataFrame,
+    sample_meta: pd.DataFrame,
+    group_key: str,
+    groups: Sequence[str] = ("MDS", "healthy"),
+    *,
+    test: Literal["auto", "phenotype", "camera", "gene_permutation"] = "auto",
+    gene_sets: str | os.PathLike | Mapping[str, Sequence[str]] = "hallmark",
+    method: Literal["signal_to_noise", "t_test"] = "signal_to_noise",
+    permutations: int = 1000,
+    min_size: int = 15,
+    max_size: int = 500,
+    transform: Literal["auto", "none", "log_cpm"] = "auto",
+    seed: int = 0,
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Gene-set test of two groups of samples that respects inter-gene correlation.
+
+    Genes of proliferation sets (E2F, G2M, mitotic spindle) rise and fall together with
+    each sample's share of cycling cells; a test that permutes genes treats them as
+    independent and calls such sets significant on null cohorts. The default therefore
+    permutes sample labels, or, with too few samples for that, runs a CAMERA test.
+
+    Parameters
+    ----------
+    table
+        Samples x genes expression (bulk or :func:`pseudobulk`), log scale; raw counts are
+        detected (``transform="auto"``) and turned into log2(CPM + 1).
+    sample_meta
+        Per-sample metadata indexed by the table's sample names.
+    group_key
+        Column of ``sample_meta`` with the groups.
+    groups
+        ``(A, B)``: positive NES (or camera statistic) means higher in A.
+    test
+        ``"phenotype"``: GSEA with sample-label permutation (gseapy ``gsea``; needs >= 3
+        samples per group; the p-values cannot go below about 1 / C(n_A + n_B, n_A)).
+        ``"camera"``: CAMERA competitive test (Wu & Smyth 2012) with each set's
+        inter-gene correlation estimated from the residuals of a per-gene two-group
+        model (moderated t); see :func:`mkcell.tl._camera.camera`.
+        ``"gene_permutation"``: pre-ranked GSEA with gene permutation (gseapy
+        ``prerank``); not calibrated for correlated sets, kept for comparison only.
+        ``"auto"``: ``"phenotype"`` when both groups have >= 7 samples, else ``"camera"``.
+    gene_sets
+        ``"hallmark"`` (the 50 MSigDB Hallmark sets), a GMT path or ``{name: genes}``.
+        Human sets on a mouse table are mapped to mouse orthologs.
+    method
+        Gene ranking of the GSEA tests: ``"signal_to_noise"`` or ``"t_test"``; see
+        :func:`rank_genes` (camera uses moderated t statistics).
+    permutations
+        Permutations of the GSEA tests (sample labels or genes).
+    min_size, max_size
+        Sizes of the sets tested (after matching the table's genes).
+    transform
+        ``"auto"``, ``"none"`` or ``"log_cpm"``.
+    seed
+        Seed of the permutations.
+    threads
+        gseapy threads.
+
+    Returns
+    -------
+    One row per set: term; nes (GSEA normalised enrichment score; for camera the signed
+    camera statistic, a t statistic of the set's mean gene z-score against the other
+    genes with variance inflated by the set's inter-gene correlation); es (GSEA
+    enrichment score, NaN for camera); p_value (camera: two-sided); fdr (GSEA's FDR;
+    camera: Benjamini-Hochberg over the sets); fwer (GSEA's FWER; camera: Holm);
+    set_size; tag (hits / set size, GSEA only); lead_genes (``;``-joined, GSEA only);
+    genes (the set's genes found in the table, after mapping to its species;
+    ``;``-joined, what :func:`mkcell.pl.e2f_heatmap` draws); direction (``"Up"`` in A or
+    ``"Down"``); method (the test that ran, see ``METHOD_LABELS``). Sorted by nes;
+    parameters, with ``test`` and the test that ran (``test_used``), in
+    ``.attrs['params']``.
+    """
+    if method not in RANKINGS:
+        msg = f"method={method!r}; choose one of {list(RANKINGS)}"
+        raise MkcellError(msg)
+    if not isinstance(permutations, int | np.integer) or permutations < 1:
+        msg = f"permutations={permutations!r}; give a positive integer"
+        raise MkcellError(msg)
+    a, b = _align(table, sample_meta, group_key, groups)
+    used = _resolve_test(test, int(a.sum()), int(b.sum()))
+    table = _to_log(table, transform)
+    table = table.set_axis(table.columns.astype(str), axis=1)
+    sets = _gene_sets(gene_sets, table.columns)
+    sets = _sized_sets(sets, table.columns, min_size, max_size)
+    kw = {"method": method, "permutations": permutations, "seed": seed, "threads": threads}
+    if used == "camera":
+        out = _run_camera(table, a, b, sets)
+    elif used == "phenotype":
+        out = _run_phenotype(table, a, b, sets, groups, min_size=min_size, max_size=max_size, **kw)
+    else:
+        out = _run_prerank(table, a, b, sets, min_size=min_size, max_size=max_size, **kw)
+    out["genes"] = out["term"].map({k: ";".join(v) for k, v in sets.items()}).fillna("")
+    nes = out["nes"].to_numpy(dtype=float)
+    out["direction"] = np.where(nes > 0, "Up", np.where(nes < 0, "Down", ""))
+    out["method"] = METHOD_LABELS[used]
     out = out.sort_values("nes", ascending=False, ignore_index=True)[COLUMNS]
     out.attrs["params"] = {
         "group_key": group_key,
         "groups": [str(g) for g in groups],
         "n_a": int(a.sum()),
         "n_b": int(b.sum()),
+        "test": test,
+        "test_used": used,
+        "test_label": METHOD_LABELS[used],
         "gene_sets": gene_sets if isinstance(gene_sets, str) else "custom",
         "method": method,
         "permutations": permutations,

@@ -9,8 +9,17 @@ from anndata import AnnData
 from .. import _keys as K
 from .._docs import KEY_ADDED_COPY_DOC, fill_doc
 from .._settings import MkcellError, logger
-from .._utils import check_adata, check_obs_key, log_write, rng
+from .._utils import check_adata, check_obs_key, log_write
 from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
+from ._inference import (
+    DEFAULT_DESIGN,
+    DESIGN_DOC,
+    Design,
+    bh,
+    contrast_table,
+    parse_design,
+    sample_covariates,
+)
 
 MATURATION = K.MATURATION
 PER_SAMPLE_COLUMNS = [
@@ -28,25 +37,28 @@ PER_SAMPLE_COLUMNS = [
 CONTRAST_COLUMNS = [
     "species",
     "contrast",
-    "wasserstein",
-    "wasserstein_ci_low",
-    "wasserstein_ci_high",
-    "ks_stat",
-    "ks_ci_low",
-    "ks_ci_high",
     "mean_shift",
     "mean_shift_ci_low",
     "mean_shift_ci_high",
+    "p_value",
+    "p_adj",
+    "p_min",
     "frac_after_a",
     "frac_after_b",
+    "frac_after_diff",
+    "frac_after_ci_low",
+    "frac_after_ci_high",
+    "frac_after_p_value",
+    "wasserstein",
+    "ks_stat",
     "n_samples_a",
     "n_samples_b",
-    "n_boot",
+    "method",
     "note",
 ]
 
 
-@fill_doc(contrasts=CONTRASTS_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
+@fill_doc(contrasts=CONTRASTS_DOC, design=DESIGN_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
 def maturation_shift(
     adata: AnnData,
     condition_key: str = K.CONDITION,
@@ -57,21 +69,24 @@ def maturation_shift(
     pseudotime_key: str = K.PSEUDOTIME,
     state_key: str = K.STATE,
     transition: float | None = None,
-    n_boot: int = 200,
-    seed: int | None = 0,
+    min_cells: int = 3,
+    design: str = DEFAULT_DESIGN,
     key_added: str = MATURATION,
     copy: bool = False,
 ) -> AnnData | None:
     """Compare the position of Mk-lineage cells along maturation between conditions.
 
-    Mk-lineage cells are those with a finite ``adata.obs[pseudotime_key]``. Per sample,
-    the share of them before and after the MkP→Mk ``transition`` is counted. Per
-    contrast ``[A, B]`` (within each species holding both conditions) the pooled
-    pseudotimes of A and B are compared by the Wasserstein distance, the
-    Kolmogorov–Smirnov statistic and the signed shift of the mean (A − B; negative:
-    A sits earlier, e.g. maturation arrest). 95% percentile bootstrap CIs resample
-    **samples** within each condition (never cells). Distances are non-negative, so
-    their bootstrap intervals never reach 0; read ``mean_shift`` for the direction.
+    Mk-lineage cells are those with a finite ``adata.obs[pseudotime_key]``. Each sample is
+    summarised first: its mean pseudotime and its share of lineage cells past the MkP→Mk
+    ``transition``. Per contrast ``[A, B]`` (within each species holding both conditions)
+    these per-sample values are fitted with the ``design`` (least squares, t interval on
+    the residual df; exact permutation p below 3 samples a group, see
+    :func:`~mkcell.tl._inference.fit_contrast`). ``mean_shift`` is A − B of the mean
+    pseudotime (negative: A sits earlier, e.g. a maturation arrest); ``p_value`` is its
+    test and ``p_adj`` Benjamini–Hochberg over the table. ``frac_after_diff`` compares the
+    shares past the transition the same way. The Wasserstein distance and the
+    Kolmogorov–Smirnov statistic of the pooled pseudotimes describe the shapes only (no
+    test: cells are not replicates).
 
     Parameters
     ----------
@@ -81,7 +96,7 @@ def maturation_shift(
         Column of ``adata.obs`` with the condition of each sample.
     {contrasts}
     sample_key
-        Column with the sample (the unit resampled by the bootstrap).
+        Column with the sample (the replicate).
     species_key
         Column with the species; contrasts are computed within species.
     pseudotime_key
@@ -92,10 +107,9 @@ def maturation_shift(
     transition
         Pseudotime where MkP turns into Mk. Default: the midpoint between the median
         pseudotime of ``MkP`` and that of ``Mk`` cells.
-    n_boot
-        Bootstrap replicates (0 disables the CIs).
-    seed
-        Seed of the bootstrap.
+    min_cells
+        Samples with fewer lineage cells are left out of the contrasts.
+    {design}
     {key_added_copy}
 
     Returns
@@ -105,8 +119,8 @@ def maturation_shift(
     """
     check_adata(adata, min_vars=0)
     check_obs_key(adata, pseudotime_key, what="pseudotime column (run mk.tl.trajectory first)")
-    if n_boot < 0:
-        msg = f"n_boot={n_boot} must be >= 0"
+    if min_cells < 1:
+        msg = f"min_cells={min_cells} must be >= 1"
         raise MkcellError(msg)
     obs = sample_obs(adata, sample_key, condition_key, species_key)
     pt = pd.to_numeric(adata.obs[pseudotime_key], errors="coerce").to_numpy(float)
@@ -119,10 +133,12 @@ def maturation_shift(
 
     per_sample = _per_sample(obs, transition)
     todo = resolve_contrasts(obs, contrasts)
-    gen = rng(seed)
+    parsed = parse_design(design, condition_key)
+    covariates = sample_covariates(adata, obs, parsed)
     lineage = obs[on]
-    rows = [_contrast_row(lineage, per_sample, s, a, b, n_boot, gen) for s, a, b in todo]
-    table = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+    rows = [_contrast_row(lineage, per_sample, covariates, t, parsed, min_cells) for t in todo]
+    table = pd.DataFrame(rows, columns=[c for c in CONTRAST_COLUMNS if c != "p_adj"])
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adj", bh(table["p_value"]))
 
     if copy:
         adata = adata.copy()
@@ -137,9 +153,9 @@ def maturation_shift(
             "state_key": state_key,
             "transition": float(transition),
             "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)],
-            "n_boot": int(n_boot),
-            "seed": seed,
-            "ci": "95% percentile bootstrap, samples resampled within condition",
+            "min_cells": int(min_cells),
+            "design": parsed.formula,
+            "ci": "95% t interval on per-sample summaries (exact p below 3 samples a group)",
         },
     }
     log_write("uns", key_added)
@@ -219,76 +235,59 @@ def _ks_stat(x: np.ndarray, y: np.ndarray) -> float:
     )
 
 
-def _stats(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    from scipy.stats import wasserstein_distance
-
-    if x.size == 0 or y.size == 0:
-        return np.nan, np.nan, np.nan
-    return float(wasserstein_distance(x, y)), _ks_stat(x, y), float(x.mean() - y.mean())
-
-
 def _contrast_row(
     lineage: pd.DataFrame,
     per_sample: pd.DataFrame,
-    sp_name: str,
-    a: str,
-    b: str,
-    n_boot: int,
-    gen: np.random.Generator,
+    covariates: pd.DataFrame | None,
+    todo: tuple[str, str, str],
+    design: Design,
+    min_cells: int,
 ) -> dict:
-    sub = lineage[lineage["species"] == sp_name]
-    groups = {}
-    for c in (a, b):
-        s = sub[sub["condition"] == c]
-        groups[c] = [g["pt"].to_numpy() for _, g in s.groupby("sample", sort=True, observed=True)]
-    xa, xb = (np.concatenate(groups[c]) if groups[c] else np.array([]) for c in (a, b))
-    w, ks, shift = _stats(xa, xb)
-    ps = per_sample[per_sample["species"] == sp_name]
-    frac = {
-        c: ps.loc[ps["condition"] == c, "n_after"].sum()
-        / max(ps.loc[ps["condition"] == c, "n_lineage"].sum(), 1)
-        for c in (a, b)
-    }
-    n_a, n_b = len(groups[a]), len(groups[b])
-    row = {
+    from scipy.stats import wasserstein_distance
+
+    sp_name, a, b = todo
+    ps = per_sample[
+        (per_sample["species"] == sp_name)
+        & per_sample["condition"].isin([a, b])
+        & (per_sample["n_lineage"] >= min_cells)
+    ]
+    cov = None
+    if covariates is not None:
+        cov = covariates.loc[list(zip(ps["species"], ps["sample"], strict=True))]
+    fits = contrast_table(
+        ps[["mean_pseudotime", "frac_after"]],
+        ps["condition"].to_numpy(),
+        a,
+        b,
+        design=design,
+        covariates=cov,
+        where=f"for {a} vs {b} ({sp_name})",
+    )
+    shift, after = fits.loc["mean_pseudotime"], fits.loc["frac_after"]
+    if not np.isfinite(shift["p_value"]):
+        warn_and_log(f"{sp_name}, {a} vs {b}: {shift['note']}")
+    sub = lineage[(lineage["species"] == sp_name) & lineage["sample"].isin(ps["sample"])]
+    xa = sub.loc[sub["condition"] == a, "pt"].to_numpy()
+    xb = sub.loc[sub["condition"] == b, "pt"].to_numpy()
+    both = xa.size > 0 and xb.size > 0
+    return {
         "species": sp_name,
         "contrast": f"{a} vs {b}",
-        "wasserstein": w,
-        "ks_stat": ks,
-        "mean_shift": shift,
-        "frac_after_a": frac[a],
-        "frac_after_b": frac[b],
-        "n_samples_a": n_a,
-        "n_samples_b": n_b,
-        "n_boot": n_boot,
-    }
-    ci = dict.fromkeys(["wasserstein", "ks", "mean_shift"], (np.nan, np.nan))
-    single = [
-        f"{c} has {k} sample{'s' if k != 1 else ''} on the lineage"
-        for c, k in ((a, n_a), (b, n_b))
-        if k < 2
-    ]
-    note = ""
-    if single:
-        note = "no sample bootstrap possible: " + ", ".join(single)
-        warn_and_log(f"{sp_name}, {a} vs {b}: {note}")
-    elif n_boot > 0:
-        boots = np.empty((n_boot, 3))
-        for i in range(n_boot):
-            ra = [groups[a][j] for j in gen.integers(0, n_a, n_a)]
-            rb = [groups[b][j] for j in gen.integers(0, n_b, n_b)]
-            boots[i] = _stats(np.concatenate(ra), np.concatenate(rb))
-        lo, hi = np.nanpercentile(boots, [2.5, 97.5], axis=0)
-        ci = {
-            k: (float(lo[i]), float(hi[i]))
-            for i, k in enumerate(["wasserstein", "ks", "mean_shift"])
-        }
-    return row | {
-        "wasserstein_ci_low": ci["wasserstein"][0],
-        "wasserstein_ci_high": ci["wasserstein"][1],
-        "ks_ci_low": ci["ks"][0],
-        "ks_ci_high": ci["ks"][1],
-        "mean_shift_ci_low": ci["mean_shift"][0],
-        "mean_shift_ci_high": ci["mean_shift"][1],
-        "note": note,
+        "mean_shift": shift["estimate"],
+        "mean_shift_ci_low": shift["ci_low"],
+        "mean_shift_ci_high": shift["ci_high"],
+        "p_value": shift["p_value"],
+        "p_min": shift["p_min"],
+        "frac_after_a": ps.loc[ps["condition"] == a, "frac_after"].mean(),
+        "frac_after_b": ps.loc[ps["condition"] == b, "frac_after"].mean(),
+        "frac_after_diff": after["estimate"],
+        "frac_after_ci_low": after["ci_low"],
+        "frac_after_ci_high": after["ci_high"],
+        "frac_after_p_value": after["p_value"],
+        "wasserstein": float(wasserstein_distance(xa, xb)) if both else np.nan,
+        "ks_stat": _ks_stat(xa, xb) if both else np.nan,
+        "n_samples_a": int(shift["n_a"]),
+        "n_samples_b": int(shift["n_b"]),
+        "method": shift["method"],
+        "note": shift["note"],
     }

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy import stats
 
 from .. import _keys as K
 from .._docs import KEY_ADDED_COPY_DOC, fill_doc
 from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write
 from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
+from ._inference import (
+    DEFAULT_DESIGN,
+    DESIGN_DOC,
+    Design,
+    bh,
+    fit_contrast,
+    parse_design,
+    sample_covariates,
+    t_interval,
+)
 
-#: Pseudo-count added to the MkP counts of every sample of a contrast when a whole
-#: group has no MkP, so that the log ratio stays finite.
+#: Pseudo-count of the per-sample log fraction (:func:`log2_fraction`): finite at 0 MkP.
 PSEUDO_COUNT = 0.5
 DENOMINATORS = {K.DENOM_MK_LINEAGE: K.MK_LINEAGE, K.DENOM_HSPC: K.HSPC, K.DENOM_ALL: None}
 #: ``denominator`` values the API and the config accept ("auto" picks one of DENOMINATORS).
@@ -43,6 +49,8 @@ CONTRAST_COLUMNS = [
     "ci_low",
     "ci_high",
     "p_value",
+    "p_adj",
+    "p_min",
     "n_samples_a",
     "n_samples_b",
     "method",
@@ -58,13 +66,11 @@ PER_CONDITION_COLUMNS = [
     "ci_low",
     "ci_high",
 ]
-METHOD = (
-    "quasi-Poisson GLM, log link, offset log(n_denominator), Pearson dispersion, "
-    "t-test on residual df"
-)
+#: The per-sample summary each contrast is fitted on.
+TRANSFORM = "per-sample log2((n_mkp + 0.5) / (n_denominator + 1))"
 
 
-@fill_doc(contrasts=CONTRASTS_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
+@fill_doc(contrasts=CONTRASTS_DOC, design=DESIGN_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
 def progenitor_pool(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
@@ -74,29 +80,29 @@ def progenitor_pool(
     species_key: str = K.SPECIES,
     state_key: str = K.STATE,
     denominator: str = "auto",
+    design: str = DEFAULT_DESIGN,
     key_added: str = K.POOL,
     copy: bool = False,
 ) -> AnnData | None:
     """Quantify the MkP pool per sample and compare it between conditions.
 
-    Each sample is one replicate: per sample the MkP cells (``adata.obs[state_key] ==
-    'MkP'``) are counted against a denominator, and each contrast ``[A, B]`` is tested
-    within every species that holds both conditions with a quasi-Poisson GLM on the
-    per-sample counts (log link, offset ``log(n_denominator)``, condition as the only
-    covariate). The dispersion is estimated from the Pearson residuals of the samples,
-    so confidence intervals and p-values are t-based on ``n_samples - 2`` residual
-    degrees of freedom: cells are never used as replicates, and with 2 vs 2 samples
-    the interval is (honestly) wide.
+    Each sample is one replicate. Per sample the MkP cells (``adata.obs[state_key] ==
+    'MkP'``) are counted against a denominator and summarised as ``log2((n_mkp + 0.5) /
+    (n_denominator + 1))``. Each contrast ``[A, B]`` is then fitted within every species
+    that holds both conditions by least squares on those per-sample values with the
+    ``design`` (``~ condition`` by default), with a t interval on the residual degrees of
+    freedom. People differ in their MkP share whatever their cell number, so every sample
+    weighs the same: no single large sample decides the effect, and cells are never the
+    replicates. With fewer than 3 samples in a group the p-value is the exact permutation
+    p of the sample labels (2 vs 2: never below 1/3, ``p_min``). ``p_adj`` is
+    Benjamini–Hochberg over the table (every species and contrast).
 
-    ``effect_log2`` is ``log2`` of the ratio of the MkP fractions of ``A`` over ``B``
-    (pooled over the samples of each condition, the GLM estimate). When every sample
-    of a condition has zero MkP, :data:`PSEUDO_COUNT` (0.5) is added to the MkP
-    count of every sample of that contrast, so that the effect stays finite; the
-    ``note`` column says so. Samples with an empty denominator are listed in the
-    per-sample table (``mkp_fraction`` NaN) and left out of the test.
-
-    A condition with a single sample gets its per-sample numbers and a point
-    estimate, but ``ci_low``, ``ci_high`` and ``p_value`` are NaN, with a note and a
+    ``effect_log2`` is the mean per-sample ``log2`` MkP fraction of ``A`` minus that of
+    ``B``: log2 of the ratio of their geometric-mean fractions (adjusted for the
+    design's covariates). Samples with an empty denominator are listed in the
+    per-sample table (``mkp_fraction`` NaN) and left out of the test. A condition with
+    a single sample gets its per-sample numbers and a point estimate, but ``ci_low``,
+    ``ci_high`` and ``p_value`` are NaN, with a note and a
     :class:`~mkcell._settings.MkcellWarning`.
 
     Parameters
@@ -124,6 +130,7 @@ def progenitor_pool(
         ``"mk_lineage"`` (MkP + Mk), ``"hspc"`` (HSC/MPP, MEP, MkP) or ``"all"`` (all
         cells of the sample) force one. A warning is logged whenever a sample's fraction
         exceeds :data:`SATURATED`.
+    {design}
     {key_added_copy}
 
     Returns
@@ -131,8 +138,9 @@ def progenitor_pool(
     ``None`` or a copy of ``adata`` (``copy=True``), with ``adata.uns[key_added]``:
     ``per_sample`` (sample, species, condition, n_cells, n_mkp, mkp_fraction,
     n_denominator, denominator), ``contrasts`` (species, contrast, effect_log2,
-    ci_low, ci_high, p_value, n_samples_a, n_samples_b, method, note),
-    ``per_condition`` (pooled fraction and 95% CI of each condition) and ``params``.
+    ci_low, ci_high, p_value, p_adj, p_min, n_samples_a, n_samples_b, method, note),
+    ``per_condition`` (geometric-mean fraction of each condition and its 95% t
+    interval over samples) and ``params``.
     """
     check_adata(adata, min_vars=0)
     if denominator not in DENOMINATOR_CHOICES:
@@ -171,8 +179,11 @@ def progenitor_pool(
     ).sort_values("species", kind="stable", ignore_index=True)
     _warn_saturated(per_sample)
     todo = resolve_contrasts(obs, contrasts)
-    rows = [_contrast_row(per_sample, sp_name, a, b) for sp_name, a, b in todo]
-    table = pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+    parsed = parse_design(design, condition_key)
+    covariates = sample_covariates(adata, obs, parsed)
+    rows = [_contrast_row(per_sample, covariates, s, a, b, parsed) for s, a, b in todo]
+    table = pd.DataFrame(rows, columns=[c for c in CONTRAST_COLUMNS if c != "p_adj"])
+    table.insert(table.columns.get_loc("p_value") + 1, "p_adj", bh(table["p_value"]))
     per_condition = _per_condition(per_sample)
 
     if copy:
@@ -192,7 +203,8 @@ def progenitor_pool(
                 f"{a}: {b}" for a, b in zip(choice["species"], choice["denominator"], strict=True)
             ),
             "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)],
-            "method": METHOD,
+            "design": parsed.formula,
+            "method": TRANSFORM + "; OLS with the design, t interval (exact p below 3 samples)",
             "pseudo_count": PSEUDO_COUNT,
         },
     }
@@ -301,105 +313,66 @@ def _per_sample(obs: pd.DataFrame, states: np.ndarray, denominator: str) -> pd.D
     return tab[PER_SAMPLE_COLUMNS]
 
 
-def _fit_two_groups(
-    y: np.ndarray, n: np.ndarray, is_a: np.ndarray
-) -> tuple[float, float, float, float]:
-    """Quasi-Poisson GLM ``log E[y] = log n + b0 + b1 * is_a``; return (b1, se, df, p)."""
-    import statsmodels.api as sm
-
-    X = np.column_stack([np.ones(y.size), is_a.astype(float)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = sm.GLM(y, X, family=sm.families.Poisson(), offset=np.log(n)).fit(scale="X2")
-    beta, se, df = float(fit.params[1]), float(fit.bse[1]), float(fit.df_resid)
-    if not np.isfinite(se) or se <= 0:  # samples fit their group rate exactly: no dispersion to use
-        return beta, np.nan, df, np.nan
-    p = float(2 * stats.t.sf(abs(beta / se), df))
-    return beta, se, df, p
-
-
-def _contrast_row(per_sample: pd.DataFrame, sp_name: str, a: str, b: str) -> dict:
+def _contrast_row(
+    per_sample: pd.DataFrame,
+    covariates: pd.DataFrame | None,
+    sp_name: str,
+    a: str,
+    b: str,
+    design: Design,
+) -> dict:
     tab = per_sample[(per_sample["species"] == sp_name) & per_sample["condition"].isin([a, b])]
     tab = tab[tab["n_denominator"] > 0]
-    is_a = (tab["condition"] == a).to_numpy()
-    y, n = tab["n_mkp"].to_numpy(float), tab["n_denominator"].to_numpy(float)
-    n_a, n_b = int(is_a.sum()), int((~is_a).sum())
-    row = {
+    cov = None
+    if covariates is not None:
+        cov = covariates.loc[list(zip(tab["species"], tab["sample"], strict=True))]
+    res = fit_contrast(
+        log2_fraction(tab["n_mkp"], tab["n_denominator"]),
+        (tab["condition"] == a).to_numpy(),
+        design=design,
+        covariates=cov,
+        where=f"for {a} vs {b} ({sp_name})",
+        names=(a, b),
+    )
+    if not np.isfinite(res["p_value"]):
+        warn_and_log(f"{sp_name}, {a} vs {b}: {res['note']}")
+    return {
         "species": sp_name,
         "contrast": f"{a} vs {b}",
-        "n_samples_a": n_a,
-        "n_samples_b": n_b,
-        "method": METHOD,
+        "effect_log2": res["estimate"],
+        "ci_low": res["ci_low"],
+        "ci_high": res["ci_high"],
+        "p_value": res["p_value"],
+        "p_min": res["p_min"],
+        "n_samples_a": res["n_a"],
+        "n_samples_b": res["n_b"],
+        "method": f"{TRANSFORM}; {res['method']}" if res["method"] else TRANSFORM,
+        "note": res["note"],
     }
-    notes = []
-    if n_a == 0 or n_b == 0:
-        missing = a if n_a == 0 else b
-        note = f"no sample of {missing} with cells in the denominator"
-        warn_and_log(f"{sp_name}, {a} vs {b}: {note}")
-        return row | {
-            "effect_log2": np.nan,
-            "ci_low": np.nan,
-            "ci_high": np.nan,
-            "p_value": np.nan,
-            "note": note,
-        }
-    zero = [c for c, m in ((a, is_a), (b, ~is_a)) if y[m].sum() == 0]
-    if zero:
-        y = y + PSEUDO_COUNT
-        notes.append(
-            f"pseudo-count {PSEUDO_COUNT} added to every sample: no MkP in {' and '.join(zero)}"
-        )
-    single = [f"{c} has 1 sample" for c, k in ((a, n_a), (b, n_b)) if k == 1]
-    effect = np.log2((y[is_a].sum() / n[is_a].sum()) / (y[~is_a].sum() / n[~is_a].sum()))
-    if single:
-        note = "no replicate-aware test possible: " + ", ".join(single)
-        notes.insert(0, note)
-        warn_and_log(
-            f"{sp_name}, {a} vs {b}: {note}; "
-            "only per-sample numbers and a point estimate are reported"
-        )
-        ci_low = ci_high = p = np.nan
-    else:
-        beta, se, df, p = _fit_two_groups(y, n, is_a)
-        effect = beta / np.log(2)
-        half = stats.t.ppf(0.975, df) * se / np.log(2)
-        ci_low, ci_high = effect - half, effect + half
-    return row | {
-        "effect_log2": float(effect),
-        "ci_low": ci_low,
-        "ci_high": ci_high,
-        "p_value": p,
-        "note": "; ".join(notes),
-    }
+
+
+def log2_fraction(n_mkp: object, n_denominator: object) -> np.ndarray:
+    """Per-sample ``log2((n_mkp + 0.5) / (n_denominator + 1))``: finite at 0 and at 1."""
+    y, n = np.asarray(n_mkp, float), np.asarray(n_denominator, float)
+    return np.log2((y + PSEUDO_COUNT) / (n + 2 * PSEUDO_COUNT))
 
 
 def _per_condition(per_sample: pd.DataFrame) -> pd.DataFrame:
-    """Pooled MkP fraction of each condition with a 95% quasi-Poisson CI over its samples."""
+    """Geometric-mean MkP fraction of each condition, t interval over its samples."""
     rows = []
     for (sp_name, cond), g in per_sample.groupby(["species", "condition"], sort=False):
         g = g[g["n_denominator"] > 0]
-        y, n = g["n_mkp"].to_numpy(float), g["n_denominator"].to_numpy(float)
-        k = y.size
-        frac = y.sum() / n.sum() if k else np.nan
-        lo = hi = np.nan
-        if k >= 2:
-            yy = y + PSEUDO_COUNT if y.sum() == 0 else y
-            rate = yy.sum() / n.sum()
-            mu = n * rate
-            phi = float(np.sum((yy - mu) ** 2 / mu) / (k - 1))
-            se = np.sqrt(phi / yy.sum())
-            half = stats.t.ppf(0.975, k - 1) * se
-            lo, hi = (0.0 if y.sum() == 0 else rate * np.exp(-half)), rate * np.exp(half)
+        m, lo, hi = t_interval(log2_fraction(g["n_mkp"], g["n_denominator"]))
         rows.append(
             {
                 "species": sp_name,
                 "condition": cond,
-                "n_samples": k,
-                "n_mkp": int(y.sum()),
-                "n_denominator": int(n.sum()),
-                "mkp_fraction": frac,
-                "ci_low": lo,
-                "ci_high": hi,
+                "n_samples": len(g),
+                "n_mkp": int(g["n_mkp"].sum()),
+                "n_denominator": int(g["n_denominator"].sum()),
+                "mkp_fraction": 2.0**m,
+                "ci_low": 2.0**lo,
+                "ci_high": 2.0**hi,
             }
         )
     return pd.DataFrame(rows, columns=PER_CONDITION_COLUMNS)

@@ -1,4 +1,4 @@
-"""Score (and gene) trends along Mk pseudotime per species x condition, CIs over samples."""
+"""Score (and gene) trends along Mk pseudotime per species x condition, t bands over samples."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from scipy import stats
 
 from .. import _keys as K
 from .._settings import MkcellError, logger
-from .._utils import check_adata, check_obs_key, log_write, rng
+from .._utils import check_adata, check_obs_key, log_write
 from ..pp._normalize import log_normalize
 from ._compare import _default_keys
 
@@ -85,19 +86,18 @@ def score_trends(
     n_bins: int = 20,
     smooth: Literal["bins", "lowess"] = "bins",
     frac: float = 0.3,
-    n_boot: int = 500,
     ci: float = 0.95,
     min_cells: int = 3,
     layer: str | None = None,
-    seed: int = 0,
     key_added: str = TRENDS_KEY,
     copy: bool = False,
 ) -> AnnData | None:
     """Score trends along pseudotime per species x condition, with CIs over samples.
 
-    Pseudotime is cut into ``n_bins`` equal bins over [0, 1]; the trend is the mean over
-    the cells of a bin (optionally LOWESS-smoothed across bins). The confidence band is
-    a percentile bootstrap that resamples whole samples (the replicates), never cells.
+    Pseudotime is cut into ``n_bins`` equal bins over [0, 1]. Each sample gives one curve,
+    the mean of its cells in each bin (optionally LOWESS-smoothed across bins); the trend
+    is the mean of the samples' curves and the band a t interval over the samples with
+    cells in the bin (the replicates, never cells; no band below 2 samples).
 
     Parameters
     ----------
@@ -116,16 +116,12 @@ def score_trends(
         ``"bins"`` (binned means) or ``"lowess"`` (local linear, tricube weights by cells).
     frac
         LOWESS span, as a share of the bins.
-    n_boot
-        Bootstrap resamples of samples.
     ci
         Level of the band.
     min_cells
         Bins with fewer cells in a group are NaN.
     layer
         Raw counts for ``genes``.
-    seed
-        Seed of the bootstrap.
     key_added
         ``adata.uns`` key: ``{"table": ..., "params": ...}``.
     copy
@@ -139,7 +135,7 @@ def score_trends(
     ``params``.
     """
     check_adata(adata)
-    _check_params(adata, (pseudotime_key, condition_key, sample_key), smooth, n_bins, n_boot, ci)
+    _check_params(adata, (pseudotime_key, condition_key, sample_key), smooth, n_bins, ci)
     values = _values(adata, keys, genes, layer)
     names = list(values.columns)
     pt = pd.to_numeric(adata.obs[pseudotime_key], errors="coerce").to_numpy(float)
@@ -157,14 +153,11 @@ def score_trends(
     cond = obs[condition_key].astype(str).to_numpy()
     sample = obs[sample_key].astype(str).to_numpy()
     vals = values.to_numpy(float)[on]
-    gen = rng(seed)
     frames = []
     for sp_name in pd.unique(species):
         for c in pd.unique(cond[species == sp_name]):
             m = (species == sp_name) & (cond == c)
-            trend = _group_trend(
-                vals[m], bins[m], sample[m], n_bins, smooth, frac, n_boot, ci, min_cells, gen
-            )
+            trend = _group_trend(vals[m], bins[m], sample[m], n_bins, smooth, frac, ci, min_cells)
             frames.append(_trend_table(trend, sp_name, c, names))
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
     if copy:
@@ -180,11 +173,9 @@ def score_trends(
             "n_bins": n_bins,
             "smooth": smooth,
             "frac": frac,
-            "n_boot": n_boot,
             "ci": ci,
             "min_cells": min_cells,
-            "seed": seed,
-            "band": "percentile bootstrap over samples",
+            "band": "t interval over the samples' curves",
         },
     }
     log_write("uns", key_added)
@@ -193,7 +184,7 @@ def score_trends(
 
 
 def _check_params(
-    adata: AnnData, columns: Sequence[str], smooth: str, n_bins: int, n_boot: int, ci: float
+    adata: AnnData, columns: Sequence[str], smooth: str, n_bins: int, ci: float
 ) -> None:
     """Raise on a missing obs column or a setting out of range."""
     pseudotime_key = columns[0]
@@ -203,10 +194,8 @@ def _check_params(
     if smooth not in ("bins", "lowess"):
         msg = f"smooth={smooth!r}; choose 'bins' or 'lowess'"
         raise MkcellError(msg)
-    if n_bins < 2 or n_boot < 10 or not 0 < ci < 1:
-        msg = (
-            f"n_bins={n_bins}, n_boot={n_boot}, ci={ci}: need n_bins >= 2, n_boot >= 10, 0 < ci < 1"
-        )
+    if n_bins < 2 or not 0 < ci < 1:
+        msg = f"n_bins={n_bins}, ci={ci}: need n_bins >= 2 and 0 < ci < 1"
         raise MkcellError(msg)
 
 
@@ -238,12 +227,14 @@ def _group_trend(
     n_bins: int,
     smooth: str,
     frac: float,
-    n_boot: int,
     ci: float,
     min_cells: int,
-    gen: np.random.Generator,
 ) -> dict[str, np.ndarray]:
-    """Trend and bootstrap band of one species x condition (cells x keys ``vals``)."""
+    """Trend and t band over the samples of one species x condition (cells x keys ``vals``).
+
+    Each sample's curve (bin means, optionally smoothed) is one replicate; the trend is
+    their mean and the band a t interval over the samples with cells in the bin.
+    """
     n_keys = vals.shape[1]
     s_codes, s_idx = np.unique(sample, return_inverse=True)
     n_s = s_codes.size
@@ -256,36 +247,35 @@ def _group_trend(
         ],
         axis=-1,
     )  # samples x bins x keys
-    draws = gen.integers(0, n_s, size=(n_boot, n_s))
-    mult = np.zeros((n_boot, n_s))
-    np.add.at(mult, (np.repeat(np.arange(n_boot), n_s), draws.ravel()), 1.0)
-    b_cnt = mult @ cnt  # boot x bins
-    b_sum = np.einsum("bs,sjk->bjk", mult, sums)
-    n_all, s_all = cnt.sum(0), sums.sum(0)
+    n_all = cnt.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        binned = s_all / n_all[:, None]  # bins x keys
-        b_mean = b_sum / b_cnt[..., None]
+        binned = sums.sum(0) / n_all[:, None]  # cells pooled: bins x keys
+        curves = sums / cnt[..., None]  # samples x bins x keys, NaN where a sample has no cell
     small = n_all < min_cells
     binned[small] = np.nan
     if smooth == "lowess":
         centres = (np.arange(n_bins) + 0.5) / n_bins
-        est = _local_linear(centres, binned.T, np.where(small, 0.0, n_all), frac).T
-        bw = np.where(small[None, :] | (b_cnt == 0), 0.0, b_cnt)
-        b_est = np.stack(
-            [_local_linear(centres, b_mean[..., j], bw, frac) for j in range(n_keys)], -1
+        smoothed = np.stack(
+            [_local_linear(centres, curves[..., j], cnt, frac) for j in range(n_keys)], -1
         )
-    else:
-        est, b_est = binned, b_mean
-    b_est = np.where(small[None, :, None], np.nan, b_est)
-    with warnings.catch_warnings():  # all-NaN bins
+        curves = np.where(cnt[..., None] > 0, smoothed, np.nan)
+    curves[:, small] = np.nan
+    n_samp = np.isfinite(curves).sum(0)  # bins x keys
+    with warnings.catch_warnings():  # bins without cells
         warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanpercentile(b_est, [50 * (1 - ci), 100 - 50 * (1 - ci)], axis=0)
-    ok = np.isfinite(b_est).sum(0) >= 2
-    lo, hi = np.where(ok, lo, np.nan), np.where(ok, hi, np.nan)
-    n_samp = (cnt > 0).sum(0)
-    lo[n_samp < 2] = np.nan
-    hi[n_samp < 2] = np.nan
-    return {"est": est, "lo": lo, "hi": hi, "binned": binned, "n_cells": n_all, "n_samples": n_samp}
+        est = np.nanmean(curves, axis=0)
+        sd = np.nanstd(curves, axis=0, ddof=1)
+    few = n_samp < 2
+    q = stats.t.ppf(0.5 + ci / 2, np.where(few, 1, n_samp - 1))
+    half = np.where(few, np.nan, q * sd / np.sqrt(np.maximum(n_samp, 1)))
+    return {
+        "est": est,
+        "lo": est - half,
+        "hi": est + half,
+        "binned": binned,
+        "n_cells": n_all,
+        "n_samples": (cnt > 0).sum(0),
+    }
 
 
 def _trend_table(

@@ -235,6 +235,7 @@ class Config:
     reference: ReferenceConf = MISSING
     report: ReportConf = field(default_factory=ReportConf)
     seed: int = 0
+    design: str = "~ condition"
 
 
 _GROUPS = {
@@ -444,6 +445,7 @@ def _check_reference(cfg: DictConfig) -> None:
 def _check_choices(cfg: DictConfig) -> None:
     """Values the score and pool stages would reject only after integration: check them now."""
     from .._genesets import read_gmt
+    from ..tl._inference import parse_design
     from ..tl._pool import DENOMINATOR_CHOICES
     from ..tl._score import METHODS
 
@@ -457,6 +459,7 @@ def _check_choices(cfg: DictConfig) -> None:
             raise MkcellError(msg)
     if cfg.score.gmt is not None:
         read_gmt(str(cfg.score.gmt))  # a missing or unparsable file fails here, naming the line
+    parse_design(cfg.design)  # the message names design= and shows a valid formula
 
 
 register_configs()

@@ -3,8 +3,9 @@
 Read from ``adata.uns`` only (what the tools wrote): where Mk-lineage cells stall
 (``uns[K.MATURATION]``), the E2F / cell-cycle / Aurora scores of MkP between conditions
 (``uns[K.SCORE_COMPARE]``), the MkP pool per sample and whether a condition changes it
-(``uns[K.POOL]``). Samples are the replicates; an effect whose 95% CI spans 0 is reported as
-no clear difference.
+(``uns[K.POOL]``). Samples are the replicates. A difference is called only when its
+Benjamini–Hochberg adjusted p (one family per table) is below :data:`ALPHA`; otherwise it is
+reported as no clear difference, whatever its unadjusted CI.
 """
 
 from __future__ import annotations
@@ -24,12 +25,8 @@ SCORES = (
     (K.CYCLING_FRACTION, "cycling fraction (S + G2M)"),
     (f"{K.SCORE_PREFIX}aurora", "Aurora kinase"),
 )
-#: What the MkP fraction is a share of, per ``denominator`` of ``uns['mk_pool']``.
-DENOMINATOR_WORDS = {
-    K.DENOM_MK_LINEAGE: "MkP / (MkP + Mk)",
-    K.DENOM_HSPC: "MkP / (HSC/MPP + MEP + MkP)",
-    K.DENOM_ALL: "MkP / all cells",
-}
+#: A difference is called when its adjusted p is below this.
+ALPHA = 0.05
 #: Fewer samples than this on a side of a contrast get a caution.
 FEW_SAMPLES = 3
 
@@ -75,17 +72,22 @@ def _ci(lo: object, hi: object) -> str:
     return f"[{_num(lo)}, {_num(hi)}]"
 
 
-def _sign(lo: object, hi: object) -> int:
-    """+1 when the CI lies above 0, -1 below, 0 when it spans 0 (or is missing)."""
-    try:
-        lo, hi = float(lo), float(hi)
-    except (TypeError, ValueError):
+def _call(row: Mapping, estimate: str) -> int:
+    """+1 / -1: ``row[estimate]``'s sign when its adjusted p is below :data:`ALPHA`; else 0."""
+    p = _finite(row.get("p_adj", row.get("p_value")))
+    est = _finite(row.get(estimate))
+    if p is None or est is None or p >= ALPHA or est == 0:
         return 0
-    if math.isfinite(lo) and lo > 0:
-        return 1
-    if math.isfinite(hi) and hi < 0:
-        return -1
-    return 0
+    return 1 if est > 0 else -1
+
+
+def _adj(row: Mapping) -> str:
+    """The adjusted p as text, and the smallest attainable p when it is 0.05 or more."""
+    text = f", adjusted p={_p(row.get('p_adj', row.get('p_value')))}"
+    p_min = _finite(row.get("p_min"))
+    if p_min is not None and p_min >= ALPHA:
+        text += f" (with these samples no p can go below {_num(p_min)})"
+    return text
 
 
 def _samples(na: object, nb: object) -> str:
@@ -142,8 +144,8 @@ def stall_html(adata: AnnData) -> str:
         a, b = _pair(r["contrast"])
         after = f"{float(r['frac_after_a']):.0%} vs {float(r['frac_after_b']):.0%}"
         lo, hi = r["mean_shift_ci_low"], r["mean_shift_ci_high"]
-        shift = f"mean pseudotime shift {_num(r['mean_shift'])} {_ci(lo, hi)}"
-        sign = _sign(lo, hi)
+        shift = f"mean pseudotime shift {_num(r['mean_shift'])} {_ci(lo, hi)}{_adj(r)}"
+        sign = _call(r, "mean_shift")
         if sign < 0:
             words = (
                 f"{a}'s Mk-lineage cells stall before the MkP → Mk transition, compared with {b}: "
@@ -156,7 +158,7 @@ def stall_html(adata: AnnData) -> str:
             )
         else:
             words = (
-                f"no clear shift in maturation between {a} and {b} (the CI spans 0): "
+                f"no clear shift in maturation between {a} and {b}: "
                 f"{after} past the MkP → Mk transition"
             )
         items.append(
@@ -175,8 +177,7 @@ def scores_html(adata: AnnData) -> str:
     if df.empty:
         return _none("Not computed: too few MkP cells per sample to compare scores")
     keys = [(k, w) for k, w in SCORES if k in set(df["score"].astype(str))]
-    p_col = "p_adj" if "p_adj" in df.columns else "p_value"
-    p_word = "adjusted p" if p_col == "p_adj" else "p"
+    phases = _table(adata, K.SCORE_COMPARE, "by_phase")
     items = []
     for (species, contrast), g in df.groupby(["species", "contrast"], sort=False, observed=True):
         a, b = _pair(contrast)
@@ -186,14 +187,15 @@ def scores_html(adata: AnnData) -> str:
             if rows.empty:
                 continue
             r = rows.iloc[0]
-            sign = _sign(r["ci_low"], r["ci_high"])
+            sign = _call(r, "diff")
             how = "no clear difference"
             if sign:
                 how = f"{'higher' if sign > 0 else 'lower'} in {a}"
             ci = _ci(r["ci_low"], r["ci_high"])
-            parts.append(
-                f"{esc(words)} {how}: difference {_num(r['diff'])} {ci}, {p_word}={_p(r[p_col])}"
-            )
+            parts.append(f"{esc(words)} {how}: difference {_num(r['diff'])} {ci}{_adj(r)}")
+        within = _within_phase(phases, species, contrast)
+        if within:
+            parts.append(within)
         if parts:
             r = g.iloc[0]
             items.append(
@@ -204,6 +206,26 @@ def scores_html(adata: AnnData) -> str:
     return head + _items(items) if items else _none("No E2F, cycle or Aurora score was compared")
 
 
+def _within_phase(phases: pd.DataFrame | None, species: object, contrast: object) -> str:
+    """E2F in MkP compared within each phase: higher per cycling cell, or only more cycling."""
+    if phases is None:
+        return ""
+    key = f"{K.SCORE_PREFIX}e2f_targets"
+    sel = phases[
+        (phases["species"] == species)
+        & (phases["contrast"] == contrast)
+        & (phases["state"].astype(str) == K.MKP)
+        & (phases["score"].astype(str) == key)
+    ]
+    if sel.empty:
+        return ""
+    parts = [
+        f"{esc(r['phase'])} {_num(r['diff'])} (adjusted p={_p(r['p_adj'])})"
+        for _, r in sel.iterrows()
+    ]
+    return "E2F targets within phase, A − B: " + ", ".join(parts)
+
+
 def pool_per_sample_html(adata: AnnData) -> str:
     """(c) The MkP pool per sample: mean and range per species and condition."""
     df = _table(adata, K.POOL, "per_sample")
@@ -212,7 +234,7 @@ def pool_per_sample_html(adata: AnnData) -> str:
     items = []
     for species, g in df.groupby("species", sort=False, observed=True):
         den = sorted(set(g["denominator"].astype(str))) if "denominator" in g.columns else []
-        den_words = ", ".join(DENOMINATOR_WORDS.get(d, d) for d in den) or "MkP fraction"
+        den_words = ", ".join(K.DENOMINATOR_WORDS.get(d, d) for d in den) or "MkP fraction"
         parts = []
         for cond, c in g.groupby("condition", sort=False, observed=True):
             f = c["mkp_fraction"].astype(float)
@@ -233,10 +255,10 @@ def pool_contrasts_html(adata: AnnData) -> str:
     items = []
     for _, r in df.iterrows():
         a, b = _pair(r["contrast"])
-        sign = _sign(r["ci_low"], r["ci_high"])
+        sign = _call(r, "effect_log2")
         effect = (
             f"log2 effect {_num(r['effect_log2'])} {_ci(r['ci_low'], r['ci_high'])} "
-            f"(×{_num(2.0 ** float(r['effect_log2']))}), p={_p(r['p_value'])}, "
+            f"(×{_num(2.0 ** float(r['effect_log2']))}){_adj(r)}, "
             f"{_samples(r['n_samples_a'], r['n_samples_b'])}"
         )
         if sign > 0:
@@ -244,11 +266,14 @@ def pool_contrasts_html(adata: AnnData) -> str:
         elif sign < 0:
             words = f"MkP fraction lower in {a} than {b}"
         else:
-            words = f"no clear difference in the MkP fraction between {a} and {b} (the CI spans 0)"
+            words = f"no clear difference in the MkP fraction between {a} and {b}"
         note = str(r.get("note", "") or "")
         note = "" if note in ("", "nan") else f" Note: {esc(note)}"
         items.append(f"<b>{esc(r['species'])}</b>: {esc(words)}: {effect}.{note}")
-    head = "<p>log2 of A over B (negative: a smaller pool in A), 95% CI; samples as replicates.</p>"
+    head = (
+        "<p>log2 of A over B (geometric means of the samples' fractions; negative: a smaller "
+        "pool in A), 95% CI, Benjamini–Hochberg adjusted p; samples as replicates.</p>"
+    )
     return head + _items(items)
 
 

@@ -592,8 +592,9 @@ def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     else:
         logger.info("no pseudotime (the trajectory was skipped): no score trends along it")
     compare = mk.tl.compare_scores
-    compare(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg))
+    compare(adata, K.SAMPLE, K.CONDITION, contrasts_of(cfg), design=cfg.design)
     write_table(adata.uns[K.SCORE_COMPARE]["table"], run_dir, "score_contrasts")
+    write_table(adata.uns[K.SCORE_COMPARE]["by_phase"], run_dir, "score_contrasts_by_phase")
     return adata
 
 
@@ -602,7 +603,7 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path, denominator: str | None
     contrasts = contrasts_of(cfg)
     f = mk.tl.progenitor_pool
     den = denominator or cfg.pool.denominator
-    f(adata, K.SAMPLE, K.CONDITION, contrasts, denominator=den)
+    f(adata, K.SAMPLE, K.CONDITION, contrasts, denominator=den, design=cfg.design)
     res = adata.uns[K.POOL]
     write_table(res["per_sample"], run_dir, "pool_per_sample", POOL_SAMPLE_COLUMNS)
     write_table(res["contrasts"], run_dir, "pool_contrasts", POOL_CONTRAST_COLUMNS)
@@ -613,7 +614,7 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path, denominator: str | None
         logger.info("no Mk cells with a pseudotime: the maturation shift is skipped")
         return adata
     shift = mk.tl.maturation_shift
-    shift(adata, K.CONDITION, contrasts, **_seeded(shift, {}, cfg.seed))
+    shift(adata, K.CONDITION, contrasts, design=cfg.design)
     write_table(adata.uns[K.MATURATION]["contrasts"], run_dir, "maturation_shift")
     return adata
 
@@ -781,8 +782,14 @@ INTEGRATE_CODE = (
 )
 ANNOTATE_CODE = ("tl/_annotate.py", "tl/_labels.py", "_graph.py")
 TRAJECTORY_CODE = ("tl/_trajectory.py", "tl/_fate.py", "tl/_score.py")
-SCORE_CODE = ("tl/_score.py", "tl/_score_trends.py", "tl/_compare.py", "tl/_design.py")
-POOL_CODE = ("tl/_pool.py", "tl/_design.py", "tl/_maturation.py")
+SCORE_CODE = (
+    "tl/_score.py",
+    "tl/_score_trends.py",
+    "tl/_compare.py",
+    "tl/_design.py",
+    "tl/_inference.py",
+)
+POOL_CODE = ("tl/_pool.py", "tl/_design.py", "tl/_inference.py", "tl/_maturation.py")
 REPORT_CODE = (
     "workflow/_report.py",
     "workflow/_findings.py",
@@ -799,6 +806,7 @@ REFERENCE_CODE = (
     "tl/_reference.py",
     "tl/_pool.py",
     "tl/_design.py",
+    "tl/_inference.py",
     "integrate/_scvi.py",
     "pp/_normalize.py",
     "pp/_score_genes.py",
@@ -825,8 +833,8 @@ REPORT_OUTPUTS = ("report.html", "mkcell.h5ad")
 SCORE_STAGE = Stage(
     "score",
     score,
-    ("score", "pool.contrasts", "seed"),
-    ("tables/score_contrasts.csv",),
+    ("score", "pool.contrasts", "design", "seed"),
+    ("tables/score_contrasts.csv", "tables/score_contrasts_by_phase.csv"),
     code=SCORE_CODE,
 )
 
@@ -847,7 +855,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "pool",
         pool,
-        ("pool", "seed"),
+        ("pool", "design", "seed"),
         ("tables/pool_per_sample.csv", "tables/pool_contrasts.csv"),
         code=POOL_CODE,
     ),
@@ -882,7 +890,7 @@ MAP_STAGES: tuple[Stage, ...] = (
     Stage(
         "pool",
         pool_map,
-        ("pool", "seed"),
+        ("pool", "design", "seed"),
         ("tables/pool_per_sample.csv", "tables/pool_contrasts.csv", "tables/pool_vs_reference.csv"),
         code=(*POOL_CODE, "tl/_map.py"),
     ),
