@@ -59,7 +59,7 @@ E2F, G2M = PROLIF
 N_GENES = 2000
 UNLISTED_SHARE = 0.3
 SHIFT = 0.5
-PERMUTATIONS = 250
+PERMUTATIONS = 1000
 METHODS = ("gene_permutation", "auto", "camera", "phenotype")
 
 

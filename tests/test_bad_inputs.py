@@ -745,6 +745,12 @@ CLI_CASES = [
         id="unknown-denominator",
     ),
     pytest.param(
+        ["debug=tiny", "design=batch"],
+        "design='batch' must be a formula starting with '~'",
+        "config",
+        id="bad-design",
+    ),
+    pytest.param(
         ["debug=tiny", "hydra.run.dir={d}/a_file/run"],
         "cannot create the output folder",
         "config",

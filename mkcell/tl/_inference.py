@@ -125,6 +125,13 @@ def _covariate_matrix(
         return np.empty((n, 0)), []
     import patsy
 
+    const = [c for c in design.columns if covariates[c].nunique(dropna=False) < 2]
+    if const:
+        msg = (
+            f"design {design.formula!r} cannot be estimated {where}: column(s) {const} are "
+            "constant there; drop them from design="
+        )
+        raise MkcellError(msg)
     try:
         m = patsy.dmatrix(f"~ {design.covariates}", covariates, return_type="dataframe")
     except patsy.PatsyError as err:
