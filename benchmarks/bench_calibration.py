@@ -24,6 +24,7 @@ Usage: ``.venv/bin/python benchmarks/bench_calibration.py [--quick] [--sccoda N]
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -39,7 +40,7 @@ import mkcell as mk
 from mkcell._settings import MkcellWarning
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import save  # noqa: E402
+from _common import RESULTS, save  # noqa: E402
 
 ALPHA = 0.05
 SIZES = (2, 3, 4, 6, 12)
@@ -362,6 +363,19 @@ def write_doc(rows: list[dict], path: Path = DOC) -> None:
     print(f"wrote {path}")
 
 
+def _keep_other_tests(rows: list[dict], quick: bool) -> list[dict]:
+    """Rows of this run plus those of the tests and methods it did not run (last full result)."""
+    path = RESULTS / "calibration.json"
+    if quick or not path.exists():
+        return rows
+    old = json.loads(path.read_text())
+    if old.get("quick"):
+        return rows
+    ran = {(r["test"], r["method"]) for r in rows}
+    kept = [r for r in old["rows"] if (r["test"], r["method"]) not in ran]
+    return [*rows, *kept]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="few draws (a smoke run)")
@@ -421,6 +435,7 @@ def main() -> None:
 
         rows += calibration_gsea.run(n_splits=10 if q else args.gsea_splits, seed=args.seed)
     seconds = time.time() - t0
+    rows = _keep_other_tests(rows, q)
     save("calibration", {"rows": rows, "seconds": seconds, "quick": q})
     write_doc(rows)
     print(f"done in {seconds:.0f} s")

@@ -375,11 +375,12 @@ def _run_camera(table: pd.DataFrame, a: np.ndarray, b: np.ndarray, sets: dict) -
     p = res["p_value"].to_numpy()
     logger.info(
         "camera: %d genes, %d sets; inter-gene correlation per set from the residuals "
-        "(median %.2f, max %.2f)",
+        "(median %.2f, max %.2f); variance of the set-vs-rest contrast inflated up to %.1fx",
         genes.size,
         len(index),
         float(res["correlation"].median()),
         float(res["correlation"].max()),
+        float(res["contrast_vif"].max()),
     )
     return pd.DataFrame(
         {
@@ -539,7 +540,10 @@ def gsea(
         samples per group; the p-values cannot go below about 1 / C(n_A + n_B, n_A)).
         ``"camera"``: CAMERA competitive test (Wu & Smyth 2012) with each set's
         inter-gene correlation estimated from the residuals of a per-gene two-group
-        model (moderated t); see :func:`mkcell.tl._camera.camera`.
+        model (moderated t); the variance of the set-vs-other-genes contrast also counts
+        the correlation among the other genes (a large co-moving proliferation block
+        would otherwise make unrelated sets look down); see
+        :func:`mkcell.tl._camera.camera`.
         ``"gene_permutation"``: pre-ranked GSEA with gene permutation (gseapy
         ``prerank``); not calibrated for correlated sets, kept for comparison only.
         ``"auto"``: ``"phenotype"`` when both groups have >= 7 samples, else ``"camera"``.

@@ -80,7 +80,9 @@ def parse_design(design: str | None, condition_key: str = "condition") -> Design
     rest = [t for t, c in zip(terms, is_cond, strict=True) if not c]
     names = []
     for t in rest:
-        names += [w for w in re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", t) if w not in _FORMULA_WORDS]
+        # identifiers that are not function or module names (``C(batch)``, ``np.log(age)``)
+        words = re.findall(r"(?<![\w.])([A-Za-z_]\w*)(?![\w.]|\s*\()", t)
+        names += [w for w in words if w not in _FORMULA_WORDS]
     return Design(design, " + ".join(rest), tuple(dict.fromkeys(names)))
 
 
@@ -189,8 +191,6 @@ def _exact_p(y: np.ndarray, is_a: np.ndarray) -> tuple[float, float]:
     """
     n, k = y.size, int(is_a.sum())
     total = comb(n, k)
-    if total > MAX_PERMUTATIONS:
-        return np.nan, 0.0
     stat = []
     for idx in itertools.combinations(range(n), k):
         m = np.zeros(n, bool)
@@ -281,7 +281,8 @@ def fit_contrast(
         out["ci_low"] = out["ci_high"] = est
         out["p_value"] = 1.0 if est == 0 else 0.0
     out["p_min"] = 0.0
-    if min(n_a, n_b) < SMALL_GROUP and X.shape[1] == 2:
+    exact = comb(n_a + n_b, n_a) <= MAX_PERMUTATIONS
+    if min(n_a, n_b) < SMALL_GROUP and X.shape[1] == 2 and exact:
         p, p_min = _exact_p(y, is_a)
         out["p_value"], out["p_min"] = p, p_min
         label = "exact permutation of sample labels (p), t interval on sample summaries"
