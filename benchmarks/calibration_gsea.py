@@ -17,7 +17,12 @@ the new default; ``camera``; ``phenotype`` where gseapy can permute labels, >= 3
   its Monte-Carlo standard error;
 * ``fdr25``: null: share of draws where E2F or G2M has FDR < 0.25; effect: share where
   E2F has FDR < 0.25 and is up in A;
-* ``power``: share of effect draws where E2F has p < 0.05 and is up in A.
+* ``power``: share of effect draws where E2F has p < 0.05 and is up in A;
+* ``fpr_other``: mean over the 10 sets unrelated to proliferation (all but E2F, G2M and
+  mitotic spindle) of the share of draws where the set has p < 0.05 (target 0.05).
+
+``camera_classic`` is :func:`mkcell.tl._camera.camera` with ``rest_correlation=False``
+(Wu & Smyth's variance, the other genes taken as independent), not a ``mk.tl.gsea`` test.
 
 ``auto`` resolves to camera below 7 per group and to phenotype permutation from 7 on; its
 row reuses that method's results on the same draws (the same call with the same seed).
@@ -39,6 +44,7 @@ import pandas as pd
 
 import mkcell as mk
 from mkcell._genesets import hallmark_sets
+from mkcell.tl._camera import camera
 from mkcell.tl._gsea import _resolve_test
 
 PROLIF = ("HALLMARK_E2F_TARGETS", "HALLMARK_G2M_CHECKPOINT")
@@ -56,11 +62,12 @@ OTHER = (
     "HALLMARK_ANGIOGENESIS",
 )
 E2F, G2M = PROLIF
+UNRELATED = OTHER[1:]
 N_GENES = 2000
 UNLISTED_SHARE = 0.3
 SHIFT = 0.5
 PERMUTATIONS = 1000
-METHODS = ("gene_permutation", "auto", "camera", "phenotype")
+METHODS = ("gene_permutation", "auto", "camera", "camera_classic", "phenotype")
 
 
 def gene_sets() -> dict[str, list[str]]:
@@ -112,12 +119,32 @@ def _methods(n_per_group: int) -> list[str]:
     ]
 
 
+def _camera_classic(tab: pd.DataFrame, meta: pd.DataFrame, sets: dict) -> pd.DataFrame:
+    from scipy.stats import false_discovery_control
+
+    X = tab.to_numpy(float)
+    pos = {g: i for i, g in enumerate(tab.columns)}
+    index = {k: [pos[g] for g in v if g in pos] for k, v in sets.items()}
+    a = (meta["group"] == "A").to_numpy()
+    res = camera(X, a, ~a, index, rest_correlation=False)
+    p = res["p_value"].to_numpy()
+    return pd.DataFrame(
+        {
+            "term": res["term"],
+            "nes": res["statistic"],
+            "p_value": p,
+            "fdr": false_discovery_control(p, method="bh"),
+        }
+    )
+
+
 def _summary(res: pd.DataFrame) -> dict:
     r = res.set_index("term")
     return {
         "p": r.loc[list(PROLIF), "p_value"].to_numpy(float),
         "fdr": r.loc[list(PROLIF), "fdr"].to_numpy(float),
         "up": r.loc[list(PROLIF), "nes"].to_numpy(float) > 0,
+        "p_other": r["p_value"].reindex(list(UNRELATED)).to_numpy(float),
     }
 
 
@@ -165,17 +192,20 @@ def run(
                 tab, meta = cohort(n_per, rng, genes, prolif, e2f, shift=sh)
                 for m in out:
                     t0 = time.perf_counter()
-                    res = mk.tl.gsea(
-                        tab,
-                        meta,
-                        "group",
-                        ("A", "B"),
-                        test=m,
-                        gene_sets=sets,
-                        permutations=permutations,
-                        transform="none",
-                        seed=draw,
-                    )
+                    if m == "camera_classic":
+                        res = _camera_classic(tab, meta, sets)
+                    else:
+                        res = mk.tl.gsea(
+                            tab,
+                            meta,
+                            "group",
+                            ("A", "B"),
+                            test=m,
+                            gene_sets=sets,
+                            permutations=permutations,
+                            transform="none",
+                            seed=draw,
+                        )
                     secs[m] += time.perf_counter() - t0
                     out[m].append(_summary(res))
             for m in methods:
@@ -189,6 +219,8 @@ def run(
                     fpr = fpr_se = None
                     fdr25, _ = _rate([bool(d["fdr"][0] < 0.25 and d["up"][0]) for d in draws])
                     power, _ = _rate([bool(d["p"][0] < 0.05 and d["up"][0]) for d in draws])
+                other = np.array([d["p_other"] < 0.05 for d in draws])
+                fpr_other = float(np.nanmean(other.mean(0))) if draws else float("nan")
                 rows.append(
                     {
                         "test": "gsea",
@@ -200,6 +232,7 @@ def run(
                         "fpr_se": fpr_se,
                         "fdr25": fdr25,
                         "power": power,
+                        "fpr_other": fpr_other,
                         "seconds_per_draw": secs[base] / max(len(draws), 1),
                     }
                 )

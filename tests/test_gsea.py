@@ -248,7 +248,7 @@ def test_camera_estimates_the_set_correlation():
         camera(X, a & (np.cumsum(a) <= 1), ~a, idx)
 
 
-@pytest.mark.parametrize(("n_per_group", "expected"), [(6, "camera"), (7, "phenotype")])
+@pytest.mark.parametrize(("n_per_group", "expected"), [(5, "camera"), (6, "phenotype")])
 def test_auto_picks_test_by_group_size(n_per_group, expected, caplog):
     tab, meta, sets = _prolif_cohort(2 * n_per_group, G=200, seed=5)
     with caplog.at_level(logging.INFO, logger="mkcell"):

@@ -49,7 +49,7 @@ def score_trends(
     key
         ``adata.uns`` key of the trend table.
     band
-        Draw the confidence band (bootstrap over samples).
+        Draw the confidence band (t interval over the samples).
     panel_size
         Width and height of one panel in inches.
     palette

@@ -38,8 +38,10 @@ METHOD_LABELS = {
     "camera": "camera (inter-gene correlation from residuals)",
     "gene_permutation": "gene permutation (not calibrated: ignores gene correlation)",
 }
-#: ``test="auto"`` permutes sample labels from this many samples in each group on.
-AUTO_MIN_PER_GROUP = 7
+#: ``test="auto"`` permutes sample labels from this many samples in each group on: at 6 vs 6
+#: (924 relabelings) phenotype permutation held its false-call rate and found more than camera
+#: (docs/calibration.md); at 3 vs 3 its 20 relabelings cannot reach p < 0.05.
+AUTO_MIN_PER_GROUP = 6
 #: gseapy's phenotype permutation needs this many samples per group.
 PHENOTYPE_MIN_PER_GROUP = 3
 COLUMNS = [
@@ -546,7 +548,7 @@ def gsea(
         :func:`mkcell.tl._camera.camera`.
         ``"gene_permutation"``: pre-ranked GSEA with gene permutation (gseapy
         ``prerank``); not calibrated for correlated sets, kept for comparison only.
-        ``"auto"``: ``"phenotype"`` when both groups have >= 7 samples, else ``"camera"``.
+        ``"auto"``: ``"phenotype"`` when both groups have >= 6 samples, else ``"camera"``.
     gene_sets
         ``"hallmark"`` (the 50 MSigDB Hallmark sets), a GMT path or ``{name: genes}``.
         Human sets on a mouse table are mapped to mouse orthologs.

@@ -8,7 +8,7 @@ blocking terms such as ``~ condition + batch`` or ``~ condition + patient`` when
 interval is t-based on the residual degrees of freedom. With fewer than :data:`SMALL_GROUP`
 samples in a group and no covariate, the p-value is the exact permutation p of the sample
 labels, and ``p_min`` says the smallest p the test can give (2 vs 2: 1/3). Why this and not a
-GLM on cell counts or a bootstrap: ``docs/methods.md`` (Calibration).
+GLM on cell counts or a bootstrap: ``docs/methods.md`` (Statistics).
 """
 
 from __future__ import annotations

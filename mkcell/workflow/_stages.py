@@ -822,6 +822,7 @@ NOT_RUN = (
     "datasets/_real.py",
     "datasets/_scenarios.py",
     "tl/_gsea.py",
+    "tl/_camera.py",
     "tl/_composition.py",
     "tl/_milo.py",
     "pl/_gsea.py",
