@@ -1,7 +1,10 @@
-"""The README's benchmark tables, made from benchmarks/results/*.json (so the two always agree).
+"""The benchmark tables of docs/benchmarks.md, made from benchmarks/results/*.json.
+
+Made from the results, so the tables and the results always agree; tests/test_benchmarks.py
+checks that the page holds what this script makes.
 
 .venv/bin/python benchmarks/summarize.py            # print the tables
-.venv/bin/python benchmarks/summarize.py --write    # replace them in README.md
+.venv/bin/python benchmarks/summarize.py --write    # replace them in docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-README = Path(__file__).resolve().parents[1] / "README.md"
+#: The page whose block between BEGIN and END is replaced by ``--write``.
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BEGIN, END = (
     "<!-- benchmarks:begin (made by benchmarks/summarize.py) -->",
     "<!-- benchmarks:end -->",
@@ -250,7 +254,7 @@ def gpu_table() -> list[str]:
     return out
 
 
-#: Variant names of bench_cycle_axis.py, as the README calls them.
+#: Variant names of bench_cycle_axis.py, as the tables call them.
 CYCLE_VARIANTS = {
     "none": "no correction (mkcell before issue 13)",
     "covariates": "S/G2M scores as scVI continuous covariates",
@@ -505,7 +509,7 @@ def batch_size_table(res: dict | None = None) -> list[str]:
 
 
 def block() -> str:
-    """Everything between the README markers."""
+    """Everything between the markers of docs/benchmarks.md."""
     lines = ["| stage | measure | result |", "|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows()]
     for extra in (
@@ -521,8 +525,8 @@ def block() -> str:
     return "\n".join(lines)
 
 
-def write_readme(path: Path = README) -> None:
-    """Replace the block between the markers in README.md."""
+def write_tables(path: Path = DOC) -> None:
+    """Replace the block between the markers in ``path`` (docs/benchmarks.md); keep the rest."""
     text = path.read_text()
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
@@ -533,10 +537,10 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--write", action="store_true", help="replace the tables in README.md")
+    p.add_argument("--write", action="store_true", help="replace the tables in docs/benchmarks.md")
     if p.parse_args().write:
-        write_readme()
-        print(f"updated {README}")
+        write_tables()
+        print(f"updated {DOC}")
     else:
         print(block())
 

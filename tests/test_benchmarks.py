@@ -1,7 +1,8 @@
-"""The README's benchmark tables are the ones benchmarks/summarize.py makes from the results."""
+"""docs/benchmarks.md holds the tables benchmarks/summarize.py makes; the README holds none."""
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,12 +15,25 @@ def _summarize():
     return mod
 
 
-def test_readme_tables_match_results():
+def test_benchmark_tables_match_results():
     s = _summarize()
-    text = (ROOT / "README.md").read_text()
+    assert s.DOC == ROOT / "docs" / "benchmarks.md"
+    text = s.DOC.read_text()
     assert f"{s.BEGIN}\n{s.block()}\n{s.END}" in text, (
         "run `.venv/bin/python benchmarks/summarize.py --write`"
     )
+
+
+def test_readme_is_a_front_door():
+    """Short, no benchmark tables, and every docs/ page it links to exists."""
+    s = _summarize()
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    assert s.BEGIN not in text and s.END not in text
+    links = set(re.findall(r"docs/[\w./-]+\.md", text))
+    assert {"docs/methods.md", "docs/benchmarks.md", "docs/architecture.md"} <= links
+    missing = sorted(link for link in links if not (ROOT / link).is_file())
+    assert not missing, f"README links to missing pages: {missing}"
 
 
 def test_results_name_their_machine():
@@ -30,12 +44,12 @@ def test_results_name_their_machine():
         assert machine, f"{path.name} does not describe its machine"
 
 
-def test_write_readme_replaces_only_the_block(tmp_path):
+def test_write_tables_replaces_only_the_block(tmp_path):
     s = _summarize()
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# top\n\n{s.BEGIN}\nold table\n{s.END}\n\n## after\n")
-    s.write_readme(readme)
-    text = readme.read_text()
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# top\n\n{s.BEGIN}\nold table\n{s.END}\n\n## after\n")
+    s.write_tables(page)
+    text = page.read_text()
     assert text.startswith("# top\n\n") and text.endswith("\n\n## after\n")
     assert "old table" not in text and s.block() in text
 
