@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -74,13 +76,22 @@ def _upper_solver(A: sp.csr_matrix) -> spla.LinearOperator:
     return spla.LinearOperator(A.shape, lu.solve)
 
 
+class AbsorbingSystem(NamedTuple):
+    """The linear system of absorption probabilities (:func:`_system`)."""
+
+    A: sp.csr_matrix  # I - Q over the transient cells
+    R: np.ndarray  # transient -> terminal mass, one column per terminal state
+    trans: np.ndarray  # indices of the transient cells that can reach a terminal cell
+    names: list[str]  # terminal state names, the columns of R
+    is_term: np.ndarray  # mask of terminal cells
+
+
 def _system(
     T: sp.spmatrix, terminal: dict[str, np.ndarray], order: np.ndarray | None = None
-) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, list[str], np.ndarray]:
+) -> AbsorbingSystem:
     """(I - Q) and R over the transient cells that can reach a terminal cell.
 
-    Cells are sorted by ``order`` when given. Returns the matrix, R (one column per
-    terminal state), those cells' indices, the state names and the terminal mask.
+    Cells are sorted by ``order`` when given.
     """
     is_term = np.zeros(T.shape[0], bool)
     for idx in terminal.values():
@@ -92,7 +103,7 @@ def _system(
     T_trans = T[trans]
     A = (sp.identity(len(trans), format="csr") - T_trans[:, trans]).tocsr()
     R = np.column_stack([np.asarray(T_trans[:, terminal[k]].sum(1)).ravel() for k in terminal])
-    return A, R, trans, list(terminal), is_term
+    return AbsorbingSystem(A, R, trans, list(terminal), is_term)
 
 
 def _assemble(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -143,18 +144,19 @@ def trajectory(
 
     # 1. pseudotime on the lineage
     X, cycle_note, cycle_share = _cycle_correction(adata, X, lin_idx, states, regress_cycle, seed)
-    pt, root_i, reach, n_comp, n_unreached = _lineage_pseudotime(
+    lin = _lineage_pseudotime(
         adata,
         X,
         lin_idx,
-        states,
-        root,
-        lineage,
-        (root_state, terminal_state),
-        n_neighbors,
-        n_dcs,
-        seed,
+        states=states,
+        root=root,
+        lineage=lineage,
+        ends=(root_state, terminal_state),
+        n_neighbors=n_neighbors,
+        n_dcs=n_dcs,
+        seed=seed,
     )
+    pt, reach = lin.pseudotime, lin.reached
     adata.obs[K.PSEUDOTIME] = pt
     by_markers = adata.uns.get(K.ANNOTATE, {}).get("method") == "markers"
     stages = None
@@ -163,7 +165,7 @@ def trajectory(
         states = adata.obs[state_key].astype(str).to_numpy()
 
     # 2. fate probabilities over all cells with CellRank
-    root_all = int(lin_idx[root_i])
+    root_all = int(lin_idx[lin.root])
     ga, gpt = _global_time(
         adata, X, states, on_lin, pt, root_all, use_rep, n_neighbors, n_dcs, seed
     )
@@ -195,8 +197,8 @@ def trajectory(
         "fate_method": method,
         "n_lineage": int(on_lin.sum()),
         "n_with_pseudotime": int(np.isfinite(pt).sum()),
-        "n_components": int(n_comp),
-        "n_lineage_without_pseudotime": n_unreached,
+        "n_components": int(lin.n_components),
+        "n_lineage_without_pseudotime": lin.n_unreached,
         "n_terminal": {k: int(v.size) for k, v in terminal.items()},
         "stages": stages or {"refined": False},
         "cycle_regression": cycle_note,
@@ -279,10 +281,21 @@ def _root_index(
     return int(np.searchsorted(lin_idx, pos))
 
 
+class LineagePseudotime(NamedTuple):
+    """What :func:`_lineage_pseudotime` finds on the lineage's kNN graph."""
+
+    pseudotime: np.ndarray  # all cells, [0, 1] on the lineage, NaN off it
+    root: int  # the root's position among the lineage cells
+    reached: np.ndarray  # lineage cells that got a pseudotime
+    n_components: int  # connected components of the graph
+    n_unreached: int  # lineage cells left without a pseudotime
+
+
 def _lineage_pseudotime(
     adata: AnnData,
     X: np.ndarray,
     lin_idx: np.ndarray,
+    *,
     states: np.ndarray,
     root: str | None,
     lineage: tuple[str, ...],
@@ -290,12 +303,8 @@ def _lineage_pseudotime(
     n_neighbors: int,
     n_dcs: int,
     seed: int,
-) -> tuple[np.ndarray, int, np.ndarray, int, int]:
-    """Diffusion pseudotime on the lineage's kNN graph, rescaled to [0, 1] (NaN off it).
-
-    Returns the pseudotime of all cells, the root's position among the lineage cells,
-    which lineage cells got a pseudotime, the graph's components and the cells left out.
-    """
+) -> LineagePseudotime:
+    """Diffusion pseudotime on the lineage's kNN graph, rescaled to [0, 1] (NaN off it)."""
     root_state, terminal_state = ends
     lin_states = states[lin_idx]
     g = knn_graph(X[lin_idx], n_neighbors, seed)
@@ -330,7 +339,7 @@ def _lineage_pseudotime(
     lo, hi = np.nanmin(dpt[main]), np.nanmax(dpt[main])
     dpt[main] = (dpt[main] - lo) / (hi - lo if hi > lo else 1.0)
     pt[lin_idx[reach]] = dpt[reach]
-    return pt, root_i, reach, n_comp, n_unreached
+    return LineagePseudotime(pt, root_i, reach, n_comp, n_unreached)
 
 
 def _root_part(
