@@ -19,7 +19,7 @@ PSEUDOTIME_SPREAD = "mk_pseudotime_spread"  # mapping: weighted SD of the neighb
 MAP_DISTANCE = "mk_map_distance"  # mapping: distance to the reference, in units of its own spacing
 #: Mapping: best expression-profile correlation over its calibration.
 MAP_PROFILE = "mk_map_profile_match"
-STAGE = "mk_stage"
+MK_STAGE = "mk_stage"
 FATE = "mk_fate"
 S_SCORE = "S_score"
 G2M_SCORE = "G2M_score"

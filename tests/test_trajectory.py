@@ -42,7 +42,7 @@ def test_mkp_calls_match_truth(traj):
 
 def test_stages_on_the_corrected_axis(traj):
     o = traj.obs
-    st = traj.uns["mk_trajectory"]["stages"]
+    st = traj.uns["mk_trajectory"]["maturation_stages"]
     assert st["refined"] and 0 < st["onset_pseudotime"] < st["plateau_pseudotime"] <= 1
     lin = o["mk_stage"].notna()
     assert set(o.loc[lin, "mk_state"].astype(str)) <= {"MkP", "Mk"}
@@ -152,7 +152,9 @@ def test_commitment_axis_without_mature_mk(traj):
         o.loc[o["mk_state"] == "MkP", "mk_fate"].mean()
         > o.loc[o["mk_state"] == "erythroid", "mk_fate"].mean()
     )
-    assert not a.uns["mk_trajectory"]["stages"]["refined"]  # stages are only placed on MkP -> Mk
+    assert not a.uns["mk_trajectory"]["maturation_stages"][
+        "refined"
+    ]  # stages are only placed on MkP -> Mk
 
 
 def test_workflow_stage_falls_back_to_commitment_axis(traj, tmp_path):

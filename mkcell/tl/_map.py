@@ -400,7 +400,7 @@ def _transfer(
         spread[on_lin] = np.sqrt((w_l * (vals - mean[:, None]) ** 2).sum(1))
     out[K.PSEUDOTIME] = pt
     out[K.PSEUDOTIME_SPREAD] = spread
-    bounds = cells.uns.get("stages")
+    bounds = cells.uns.get("maturation_stages", cells.uns.get("stages"))  # older references
     if isinstance(bounds, dict) and "plateau_pseudotime" in bounds:
         stage = np.full(Z.shape[0], None, dtype=object)
         stage[state == K.MKP] = K.MKP
@@ -408,7 +408,7 @@ def _transfer(
         stage[is_mk] = np.where(
             pt[is_mk] >= float(bounds["plateau_pseudotime"]), "mature_Mk", "immature_Mk"
         )
-        out[K.STAGE] = pd.Categorical(stage, categories=[K.MKP, "immature_Mk", "mature_Mk"])
+        out[K.MK_STAGE] = pd.Categorical(stage, categories=[K.MKP, "immature_Mk", "mature_Mk"])
     if K.FATE in cells.obs:
         fate = cells.obs[K.FATE].to_numpy(float)
         f = (w * np.nan_to_num(fate[idx])).sum(1)

@@ -163,8 +163,8 @@ def progenitor_pool(
     # CD34+ sort the Mk that remain are immature, and MkP / (MkP + immature Mk) does not measure
     # the pool
     mature = (
-        adata.obs[K.STAGE].astype(str).to_numpy() == "mature_Mk"
-        if K.STAGE in adata.obs
+        adata.obs[K.MK_STAGE].astype(str).to_numpy() == "mature_Mk"
+        if K.MK_STAGE in adata.obs
         else states == K.MK
     )
     choice = choose_denominator(obs, states, mature, denominator)

@@ -44,7 +44,7 @@ PROFILE_QUANTILE = 0.005
 #: Version of the manifest's layout.
 FORMAT = 1
 #: ``obs`` columns of the reference cells that mapping transfers or compares against.
-CELL_COLUMNS = (K.SPECIES, K.SAMPLE, K.CONDITION, K.STATE, K.STAGE, K.PSEUDOTIME, K.FATE)
+CELL_COLUMNS = (K.SPECIES, K.SAMPLE, K.CONDITION, K.STATE, K.MK_STAGE, K.PSEUDOTIME, K.FATE)
 FIX = (
     "pass the run folder of a finished mkcell run (mkcell ... hydra.run.dir=RUN_DIR)"
     " as the reference"
@@ -106,9 +106,9 @@ def write_reference(
         if key in adata.obsm:
             cells.obsm[key] = np.asarray(adata.obsm[key], dtype=np.float32)
     traj = adata.uns.get(K.TRAJECTORY, {})
-    stages = traj.get("stages", {}) if isinstance(traj, dict) else {}
+    stages = traj.get("maturation_stages", {}) if isinstance(traj, dict) else {}
     if isinstance(stages, dict) and stages.get("refined"):
-        cells.uns["stages"] = {
+        cells.uns["maturation_stages"] = {
             "onset_pseudotime": float(stages["onset_pseudotime"]),
             "plateau_pseudotime": float(stages["plateau_pseudotime"]),
         }

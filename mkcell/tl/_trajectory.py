@@ -200,7 +200,7 @@ def trajectory(
         "n_components": int(lin.n_components),
         "n_lineage_without_pseudotime": lin.n_unreached,
         "n_terminal": {k: int(v.size) for k, v in terminal.items()},
-        "stages": stages or {"refined": False},
+        "maturation_stages": stages or {"refined": False},
         "cycle_regression": cycle_note,
         "cycle_share": cycle_share,
         "drivers": drivers,
@@ -496,7 +496,7 @@ def _log_done(
         method,
         time.perf_counter() - t0,
     )
-    for key in (K.PSEUDOTIME, K.FATE) + ((K.STAGE, refined_key) if refined_key else ()):
+    for key in (K.PSEUDOTIME, K.FATE) + ((K.MK_STAGE, refined_key) if refined_key else ()):
         log_write("obs", key)
     log_write("uns", K.TRAJECTORY)
 
@@ -564,7 +564,7 @@ def _refine_stages(
     )
     full = np.full(adata.n_obs, None, dtype=object)
     full[cells] = stage
-    adata.obs[K.STAGE] = pd.Categorical(full, categories=[K.MKP, "immature_Mk", "mature_Mk"])
+    adata.obs[K.MK_STAGE] = pd.Categorical(full, categories=[K.MKP, "immature_Mk", "mature_Mk"])
     out = {
         "refined": True,
         "onset_pseudotime": t0,

@@ -223,7 +223,7 @@ def _trajectory(adata: AnnData) -> str:
         info["trajectory axis"] = f"{traj['axis']}: {traj.get('why', '')}"
     if isinstance(traj, Mapping):
         info["cell-cycle correction of the lineage embedding"] = traj.get("cycle_regression", "off")
-        stages = traj.get("stages", {})
+        stages = traj.get("maturation_stages", {})
         if isinstance(stages, Mapping) and stages.get("refined"):
             info["MkP / immature Mk / mature Mk boundaries (pseudotime)"] = (
                 f"{stages['onset_pseudotime']:.2f} / {stages['plateau_pseudotime']:.2f} "
