@@ -372,7 +372,11 @@ def test_changed_stage_config_reruns_it_and_later(tiny_run, tmp_path):
 
 
 def test_code_edit_reruns_stage_and_later(tiny_run, tmp_path):
-    """Edit the pool tool in a scratch package copy: pool and report re-run, nothing before."""
+    """Edit a helper deep in the tools' imports in a scratch package copy.
+
+    tl/_inference.py is imported by tl/_compare.py (score) and tl/_pool.py (pool), which no
+    list names: score, pool and report re-run, nothing before.
+    """
     import mkcell
 
     run_dir, first, _ = tiny_run
@@ -386,7 +390,7 @@ def test_code_edit_reruns_stage_and_later(tiny_run, tmp_path):
             shutil.copytree(package.parent / name, scratch / name, ignore=skip)
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    tool = scratch / "mkcell" / "tl" / "_pool.py"
+    tool = scratch / "mkcell" / "tl" / "_inference.py"
     with tool.open("a") as fh:
         fh.write("# an edit that changes no number\n")
     proc = subprocess.run(
@@ -399,14 +403,15 @@ def test_code_edit_reruns_stage_and_later(tiny_run, tmp_path):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    i = STAGE_NAMES.index("pool")
+    i = STAGE_NAMES.index("score")
     assert _stage_lines(proc.stderr) == {
         **dict.fromkeys(STAGE_NAMES[:i], "skipped"),
         **dict.fromkeys(STAGE_NAMES[i:], "done"),
     }
-    assert "its code changed (tl/_pool.py)" in proc.stderr
-    marker = json.loads((copy / "stages" / "pool.done.json").read_text())
-    assert marker["code"]["tl/_pool.py"] == hashlib.sha256(tool.read_bytes()).hexdigest()
+    assert "its code changed (tl/_inference.py)" in proc.stderr
+    for name in ("score", "pool"):
+        marker = json.loads((copy / "stages" / f"{name}.done.json").read_text())
+        assert marker["code"]["tl/_inference.py"] == hashlib.sha256(tool.read_bytes()).hexdigest()
     _same_tables(run_dir, copy)
 
 

@@ -3,10 +3,14 @@
 Each stage leaves its data in ``<run>/stages/<stage>.h5ad`` (or one file per species,
 ``<stage>.<species>.h5ad``) and, last of all, a marker ``<stage>.done.json`` holding the
 stage's fingerprint. The fingerprint hashes the config sections the stage reads, the
-source of the package files its computation depends on (``Stage.code``, sha256 of the
+source of the package files its computation depends on (:func:`stage_code`, sha256 of the
 bytes), the fingerprint of the stage before, the input files (path, size, mtime) and the
 mkcell version, so a change anywhere upstream — in the config, the inputs or the code —
 changes every fingerprint downstream.
+
+A stage's files are found from its function's imports (:mod:`._imports`): the tools it
+calls and every module they import. The first stage also holds :data:`BASE_CODE` and the
+workflow machinery, so editing those re-runs everything.
 
 A stage counts as done only when its marker exists, its fingerprint matches and every
 output it lists exists. The runner starts at the first stage that is not done, reading
@@ -35,11 +39,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from .._settings import MkcellError, logger
 from .._utils import read_h5ad_stage, write_h5ad_atomic, write_text_atomic
+from ._imports import depends_on, machinery
 
 StageData = AnnData | dict[str, AnnData]
 StageFunc = Callable[[DictConfig, "StageData | None", Path], "StageData"]
 
 STAGES_DIR = "stages"
+#: Globs (relative to the package) every run depends on besides the imports found: the
+#: shipped data, the package ``__init__`` files and the lazy loader that routes their names.
+BASE_CODE = ("data/**/*", "__init__.py", "*/__init__.py", "_lazy.py")
 #: Environment variable naming the run folder, read by Lightning's DDP worker processes.
 RUN_DIR_ENV = "MKCELL_RUN_DIR"
 
@@ -63,10 +71,9 @@ class Stage:
         Write the returned data to ``stages/`` (the last stage writes its own output).
     ddp
         Run this stage also in Lightning's DDP worker processes (see :func:`run_workflow`).
-    code
-        Package files the stage's results depend on: globs relative to the ``mkcell``
-        folder (``tl/_pool.py``, ``io/*.py``, ``data/**/*``). Their bytes enter the
-        fingerprint, so editing one re-runs this stage and every stage after it.
+
+    The package files the stage's results depend on are read from ``func``'s imports
+    (:func:`stage_code`); their bytes enter the fingerprint.
     """
 
     name: str
@@ -75,7 +82,6 @@ class Stage:
     outputs: tuple[str, ...] = ()
     save_data: bool = True
     ddp: bool = False
-    code: tuple[str, ...] = ()
 
 
 def _version() -> str:
@@ -85,7 +91,7 @@ def _version() -> str:
 
 
 def package_root() -> Path:
-    """The folder of the ``mkcell`` package that is running (``Stage.code`` is relative to it)."""
+    """The folder of the ``mkcell`` package that is running (code files are relative to it)."""
     return Path(__file__).resolve().parents[1]
 
 
@@ -95,7 +101,7 @@ def code_files(patterns: Sequence[str], root: Path | None = None) -> list[str]:
     Parameters
     ----------
     patterns
-        Globs relative to ``root`` (see :attr:`Stage.code`).
+        Globs relative to ``root`` (``tl/_pool.py``, ``data/**/*``).
     root
         The package folder; default :func:`package_root`.
 
@@ -120,13 +126,35 @@ def code_files(patterns: Sequence[str], root: Path | None = None) -> list[str]:
     return sorted(found)
 
 
-def code_digest(patterns: Sequence[str], root: Path | None = None) -> dict[str, str]:
-    """``{file: sha256 of its bytes}`` for the package files matched by ``patterns``."""
+def stage_code(stage: Stage, root: Path | None = None, *, first: bool = False) -> list[str]:
+    """Package files a stage's results depend on, found from its function's imports.
+
+    Parameters
+    ----------
+    stage
+        The stage; its ``func`` is read (see :mod:`mkcell.workflow._imports`).
+    root
+        The package folder; default :func:`package_root`.
+    first
+        Add what every run depends on: :data:`BASE_CODE` and the workflow machinery with
+        what it imports. The first stage holds them, and the later ones through its
+        fingerprint.
+
+    Returns
+    -------
+    Relative POSIX paths, sorted; computed once per process for a stage function.
+    """
+    root = (package_root() if root is None else Path(root)).resolve()
+    files = set(depends_on(stage.func, root))
+    if first:
+        files |= set(code_files(BASE_CODE, root)) | machinery(root)
+    return sorted(files)
+
+
+def code_digest(files: Sequence[str], root: Path | None = None) -> dict[str, str]:
+    """``{file: sha256 of its bytes}`` for package files (relative to ``root``)."""
     root = package_root() if root is None else Path(root)
-    return {
-        rel: hashlib.sha256((root / rel).read_bytes()).hexdigest()
-        for rel in code_files(patterns, root)
-    }
+    return {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in sorted(files)}
 
 
 def _json_default(obj: object) -> str:
@@ -190,7 +218,7 @@ def fingerprints(
     inputs
         JSON-able signature of the input files (enters the first stage).
     root
-        The package folder the stages' ``code`` is read from; default :func:`package_root`.
+        The package folder the stages' code is read from; default :func:`package_root`.
 
     Returns
     -------
@@ -211,7 +239,7 @@ def _payloads(
         payload = {
             "stage": st.name,
             "config": {k: section(cfg, k) for k in st.sections},
-            "code": code_digest(st.code, root),
+            "code": code_digest(stage_code(st, root, first=i == 0), root),
             "previous": prev,
             "inputs": inputs if i == 0 else None,
             "mkcell": version,

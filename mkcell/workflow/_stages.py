@@ -741,93 +741,8 @@ def report(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     return adata
 
 
-# Package files (relative to mkcell/) each stage's results depend on: their bytes enter the
-# stage's fingerprint, so editing one re-runs that stage and every stage after it. A stage
-# lists the tools it calls; what they import must be claimed by it or an earlier stage
-# (tests/test_fingerprints.py checks that, and that every module is claimed or NOT_RUN).
-
-#: Every stage depends on these: the shared bottom modules, the readers and the simulator,
-#: the workflow machinery itself and the shipped data. Editing one re-runs everything.
-BASE_CODE = (
-    "__init__.py",
-    "*/__init__.py",
-    "_settings.py",
-    "_utils.py",
-    "_keys.py",
-    "_lazy.py",
-    "_docs.py",
-    "_species.py",
-    "_genesets.py",
-    "_markers.py",
-    "_blocks.py",
-    "_ortholog_table.py",
-    "io/*.py",
-    "datasets/_simulate.py",
-    "workflow/_runner.py",
-    "workflow/_stages.py",
-    "workflow/_config.py",
-    "data/**/*",
-)
-MAP_CODE = ("pp/_orthologs.py", "pp/_concat.py")
-INTEGRATE_CODE = (
-    "pp/_normalize.py",
-    "pp/_score_genes.py",
-    "pp/_hvg.py",
-    "pp/_cycle.py",
-    "integrate/_scvi.py",
-    "integrate/_metrics.py",
-    "_jax.py",
-    "tl/_embed.py",
-    "_graph.py",
-)
-ANNOTATE_CODE = ("tl/_annotate.py", "tl/_labels.py", "_graph.py")
-TRAJECTORY_CODE = ("tl/_trajectory.py", "tl/_fate.py", "tl/_score.py")
-SCORE_CODE = (
-    "tl/_score.py",
-    "tl/_score_trends.py",
-    "tl/_compare.py",
-    "tl/_design.py",
-    "tl/_inference.py",
-)
-POOL_CODE = ("tl/_pool.py", "tl/_design.py", "tl/_inference.py", "tl/_maturation.py")
-REPORT_CODE = (
-    "workflow/_report.py",
-    "workflow/_findings.py",
-    "tl/_reference.py",
-    "pl/_utils.py",
-    "pl/_embedding.py",
-    "pl/_maturation.py",
-    "pl/_score_trends.py",
-    "pl/_pool.py",
-)
-#: ``mode=map``: mapping onto the reference (mk.tl.map_to_reference and what it imports).
-REFERENCE_CODE = (
-    "tl/_map.py",
-    "tl/_reference.py",
-    "tl/_pool.py",
-    "tl/_design.py",
-    "tl/_inference.py",
-    "integrate/_scvi.py",
-    "pp/_normalize.py",
-    "pp/_score_genes.py",
-    "pp/_cycle.py",
-    "pp/_hvg.py",
-    "tl/_score.py",
-    "tl/_annotate.py",
-    "tl/_labels.py",
-    "_graph.py",
-)
-#: Public tools no stage calls (so no fingerprint holds them).
-NOT_RUN = (
-    "datasets/_real.py",
-    "datasets/_scenarios.py",
-    "tl/_gsea.py",
-    "tl/_camera.py",
-    "tl/_composition.py",
-    "tl/_milo.py",
-    "pl/_gsea.py",
-    "pl/_milo.py",
-)
+# A stage's fingerprint holds the package files its function reaches through its imports
+# and the tools it calls (mkcell.workflow._imports): no list of files is kept here.
 
 REPORT_OUTPUTS = ("report.html", "mkcell.h5ad")
 #: The score stage, the same in both modes.
@@ -836,29 +751,26 @@ SCORE_STAGE = Stage(
     score,
     ("score", "pool.contrasts", "design", "seed"),
     ("tables/score_contrasts.csv", "tables/score_contrasts_by_phase.csv"),
-    code=SCORE_CODE,
 )
 
 STAGES: tuple[Stage, ...] = (
-    Stage("load", load, ("data", "seed"), code=BASE_CODE),
-    Stage("map", map_species, ("map",), ("tables/ortholog_report.csv",), code=MAP_CODE),
+    Stage("load", load, ("data", "seed")),
+    Stage("map", map_species, ("map",), ("tables/ortholog_report.csv",)),
     Stage(
         "integrate",
         integrate,
         ("integrate", "seed"),
         ("tables/integration_metrics.csv",),
         ddp=True,
-        code=INTEGRATE_CODE,
     ),
-    Stage("annotate", annotate, ("annotate", "seed"), code=ANNOTATE_CODE),
-    Stage("trajectory", trajectory, ("trajectory", "seed"), code=TRAJECTORY_CODE),
+    Stage("annotate", annotate, ("annotate", "seed")),
+    Stage("trajectory", trajectory, ("trajectory", "seed")),
     SCORE_STAGE,
     Stage(
         "pool",
         pool,
         ("pool", "design", "seed"),
         ("tables/pool_per_sample.csv", "tables/pool_contrasts.csv"),
-        code=POOL_CODE,
     ),
     Stage(
         "report",
@@ -866,26 +778,23 @@ STAGES: tuple[Stage, ...] = (
         ("report",),
         (*REPORT_OUTPUTS, "reference/manifest.json", *(f"figures/{f}.png" for f in FIGURES)),
         save_data=False,
-        code=REPORT_CODE,
     ),
 )
 """The workflow, in order."""
 
 MAP_STAGES: tuple[Stage, ...] = (
-    Stage("load", load, ("data", "seed", "mode"), code=BASE_CODE),
+    Stage("load", load, ("data", "seed", "mode")),
     Stage(
         "map",
         map_query,
         ("map", "reference.dir"),
         ("tables/ortholog_report.csv",),
-        code=(*MAP_CODE, "tl/_reference.py", "pp/_normalize.py"),
     ),
     Stage(
         "reference",
         map_reference,
         ("reference", "seed"),
         ("tables/map_per_sample.csv",),
-        code=REFERENCE_CODE,
     ),
     SCORE_STAGE,
     Stage(
@@ -893,7 +802,6 @@ MAP_STAGES: tuple[Stage, ...] = (
         pool_map,
         ("pool", "design", "seed"),
         ("tables/pool_per_sample.csv", "tables/pool_contrasts.csv", "tables/pool_vs_reference.csv"),
-        code=(*POOL_CODE, "tl/_map.py"),
     ),
     Stage(
         "report",
@@ -901,7 +809,6 @@ MAP_STAGES: tuple[Stage, ...] = (
         ("report",),
         (*REPORT_OUTPUTS, *(f"figures/{f}.png" for f in (*FIGURES, *MAP_FIGURES))),
         save_data=False,
-        code=(*REPORT_CODE, "pl/_map.py"),
     ),
 )
 """``mode=map``: new samples onto a reference run, in order."""
