@@ -5,7 +5,7 @@ Prints and writes ``benchmarks/results/score.json``:
 * phase agreement with ``true_phase`` per species (default centred rule and scanpy's
   sign rule on the same scores);
 * the E2F-target score of true MkP cells, MDS vs control (healthy) per species: diff of
-  per-sample means, 95% CI and Welch p (samples as replicates), on an effect and on a
+  per-sample means, 95% t CI and p of the design model (samples as replicates), on an effect and on a
   null simulation;
 * wall time of ``mk.tl.score`` per 10k cells, and on ~200k cells (the simulated cells
   stacked 10x or more) to check the sparse path scales.

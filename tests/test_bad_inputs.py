@@ -617,16 +617,19 @@ CLI_CASES = [
     pytest.param(
         [*FILES, "data.inputs.mouse={d}/lognorm.h5ad"],
         "looks normalized or log-transformed",
-        "map",
+        "orthologs",
         id="log-normalized-values",
     ),
     pytest.param(
-        [*FILES, "data.inputs.mouse={d}/nan.h5ad"], "contains NaN or inf", "map", id="nan-values"
+        [*FILES, "data.inputs.mouse={d}/nan.h5ad"],
+        "contains NaN or inf",
+        "orthologs",
+        id="nan-values",
     ),
     pytest.param(
         [*FILES, "data.inputs.mouse={d}/upper.h5ad"],
         "the mouse input has human-style gene symbols",
-        "map",
+        "orthologs",
         id="mouse-genes-upper-cased",
     ),
     pytest.param(
@@ -637,7 +640,7 @@ CLI_CASES = [
             "data.inputs.human={d}/mouse.h5ad",
         ],
         "are the mouse and human inputs swapped",
-        "map",
+        "orthologs",
         id="species-swapped",
     ),
     pytest.param(
@@ -792,7 +795,7 @@ CLI_CASES = [
     pytest.param(
         [*FILES, "data.inputs.mouse={d}/few_genes.h5ad", "mode=map", "reference.dir={d}/ref_ok"],
         "the query holds only",
-        "map",
+        "orthologs",
         id="map-other-features",
     ),
 ]  # fmt: skip (a table: one case per line, read across)
@@ -855,9 +858,9 @@ def test_cli_bad_input(args, phrase, where, cli_files, tmp_path):
         assert not run_dir.exists()
         return
     done = {p.name.removesuffix(".done.json") for p in run_dir.glob("stages/*.done.json")}
-    assert done <= ({"load"} if where == "map" else set()), done
+    assert done <= ({"load"} if where == "orthologs" else set()), done
     assert not (run_dir / "model").exists()
-    assert not (run_dir / "tables").exists() or where == "map"
+    assert not (run_dir / "tables").exists() or where == "orthologs"
 
 
 # --------------------------------------------------------------------------- warnings, not errors

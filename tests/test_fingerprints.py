@@ -60,8 +60,8 @@ def _copy(tmp_path: Path) -> Path:
         ("run", "pool", {"tl/_pool.py", "tl/_maturation.py", "tl/_inference.py", "tl/_design.py"}, {"integrate/_scvi.py", "tl/_score.py"}),
         ("run", "integrate", {"integrate/_scvi.py", "integrate/_metrics.py", "pp/_hvg.py", "tl/_embed.py"}, {"tl/_pool.py"}),
         ("run", "score", {"tl/_score.py", "tl/_score_trends.py", "tl/_compare.py", "tl/_inference.py"}, {"tl/_pool.py"}),
-        # map_species has a local variable `report`: it is not the report stage's function
-        ("run", "map", {"pp/_concat.py", "pp/_orthologs.py"}, {"workflow/_report.py", "pl/_pool.py"}),
+        # orthologs has a local variable `report`: it is not the report stage's function
+        ("run", "orthologs", {"pp/_concat.py", "pp/_orthologs.py"}, {"workflow/_report.py", "pl/_pool.py"}),
         # figures drawn through getattr(mk.pl, name), name from FIGURES and MAP_FIGURES
         ("run", "report", {"workflow/_report.py", "workflow/_findings.py", "tl/_reference.py", "pl/_embedding.py", "pl/_maturation.py", "pl/_score_trends.py", "pl/_pool.py", "pl/_map.py", "pl/_utils.py"}, {"pl/_gsea.py", "pl/_milo.py"}),
         # pp/_cycle.py and tl/_pool.py: function-level imports of tl/_map.py
@@ -166,7 +166,7 @@ def test_every_module_is_held_or_a_tool_no_stage_calls():
     ("mode", "edited", "first"),
     [
         ("run", "tl/_inference.py", "score"),  # imported by tl/_compare.py and tl/_pool.py
-        ("map", "tl/_inference.py", "map"),  # map_query imports tl._map, which imports tl._pool
+        ("map", "tl/_inference.py", "orthologs"),  # orthologs_query imports tl._map -> tl._pool
         ("run", "tl/_pool.py", "pool"),
         ("run", "pp/_score_genes.py", "integrate"),
         ("run", "_utils.py", "load"),  # a bottom module re-runs everything

@@ -105,3 +105,42 @@ def test_copy_returns_new_adata_and_leaves_input(tool, key, kwargs):
     b = fn(a, copy=True, **kwargs)
     assert b is not a and key in b.uns and key not in a.uns
     assert fn(a, **kwargs) is None and key in a.uns
+
+
+# ---------------------------------------------------------------- short public tools
+
+#: Most lines a public function's body may span (statements after the docstring), so that
+#: each tool reads as scanpy's do: check inputs, call a few private helpers, write, log.
+MAX_PUBLIC_BODY_LINES = 100
+
+
+def _public_function_bodies():
+    """(module path, function name, body lines) of every public module-level function."""
+    import ast
+    from pathlib import Path
+
+    root = Path(mk.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in tree.body:
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if node.name.startswith("_"):
+                continue
+            body = node.body
+            if ast.get_docstring(node, clean=False) is not None:
+                body = body[1:]
+            if body:
+                lines = body[-1].end_lineno - body[0].lineno + 1
+                yield path.relative_to(root.parent).as_posix(), node.name, lines
+
+
+def test_public_functions_are_short():
+    """No public function's body is over MAX_PUBLIC_BODY_LINES lines: the rest goes to helpers."""
+    found = list(_public_function_bodies())
+    assert len(found) > 50  # the walk saw the package
+    long = [f"{m}::{name} ({n} lines)" for m, name, n in found if n > MAX_PUBLIC_BODY_LINES]
+    assert not long, (
+        f"public functions with bodies over {MAX_PUBLIC_BODY_LINES} lines; move steps into "
+        f"private helpers: {', '.join(long)}"
+    )

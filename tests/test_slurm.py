@@ -98,7 +98,9 @@ def _seed0_job_past_map(tmp_path: Path, folder: Path, *overrides: str):
     )
     try:
         _wait_for(
-            lambda: (folder / "0" / "stages" / "map.done.json").exists(), proc, "the map stage"
+            lambda: (folder / "0" / "stages" / "orthologs.done.json").exists(),
+            proc,
+            "the orthologs stage",
         )
         (job,) = _job_ids(folder)
         yield proc, job
@@ -188,9 +190,9 @@ def test_requeued_job_resumes(sweep, tmp_path):
     assert Path(_last_line(out)) == folder.resolve()
     assert _final_states(job) == ["REQUEUED", "REQUEUED", "COMPLETED"], _sacct(job)
     first, second, last = _attempts(log.read_text())
-    assert first == {"load": "done", "map": "done"}
-    assert second == {"load": "skipped", "map": "skipped"}
-    assert {"load", "map"} <= {s for s, v in last.items() if v == "skipped"}
+    assert first == {"load": "done", "orthologs": "done"}
+    assert second == {"load": "skipped", "orthologs": "skipped"}
+    assert {"load", "orthologs"} <= {s for s, v in last.items() if v == "skipped"}
     assert last["report"] == "done" and len(last) == 8
     assert not list(run.rglob(".*.tmp")), "temporary files left behind"
     _contract_files(run)
@@ -213,7 +215,7 @@ def test_time_up_without_requeue_one_line(tmp_path):
     assert err.count("\n") == 1, err
     assert err.startswith("mkcell: error: the Slurm job stopped at its time limit")
     assert "timed-out too many times; hydra.launcher.timeout_min=5, max_num_timeout=0" in err
-    assert (run / "stages" / "map.done.json").exists()
+    assert (run / "stages" / "orthologs.done.json").exists()
     assert not (run / "stages" / "report.done.json").exists()
 
 

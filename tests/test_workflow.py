@@ -24,7 +24,16 @@ from mkcell.workflow._runner import file_signature, load_data, run_lock
 POOL_SAMPLE = ["sample", "species", "condition", "n_cells", "n_mkp", "mkp_fraction"]
 POOL_CONTRAST = ["species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value"]
 METRICS = ["metric", "value", "baseline_value"]
-STAGE_NAMES = ["load", "map", "integrate", "annotate", "trajectory", "score", "pool", "report"]
+STAGE_NAMES = [
+    "load",
+    "orthologs",
+    "integrate",
+    "annotate",
+    "trajectory",
+    "score",
+    "pool",
+    "report",
+]
 FIGURES = ["embedding", "pseudotime_density", "score_trends", "pool"]
 
 
@@ -364,7 +373,7 @@ def test_changed_stage_config_reruns_it_and_later(tiny_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = _stage_lines(proc.stderr)
     assert lines == {
-        **dict.fromkeys(["load", "map", "integrate"], "skipped"),
+        **dict.fromkeys(["load", "orthologs", "integrate"], "skipped"),
         **dict.fromkeys(["annotate", "trajectory", "score", "pool", "report"], "done"),
     }
     marker = json.loads((copy / "stages" / "annotate.done.json").read_text())
@@ -427,7 +436,7 @@ def _same_tables(a: Path, b: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("after", ["map", "integrate", "score"])
+@pytest.mark.parametrize("after", ["orthologs", "integrate", "score"])
 def test_killed_run_resumes(tiny_run, tmp_path, after):
     """SIGKILL as soon as stage ``after`` is done (so mid-way through the next one), then resume."""
     ref, first, _ = tiny_run

@@ -1,6 +1,6 @@
 """``mkcell``: the Hydra command line of the mkcell workflow (no science here).
 
-``mkcell [overrides]`` runs load -> map -> integrate -> annotate -> trajectory -> score
+``mkcell [overrides]`` runs load -> orthologs -> integrate -> annotate -> trajectory -> score
 -> pool -> report into one output folder and prints that folder as the last line of
 stdout; ``mkcell --cfg job`` prints the composed config; ``mkcell -m ...`` runs a sweep
 (``hydra/launcher=submitit_local`` or ``slurm_gpu``).

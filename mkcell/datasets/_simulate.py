@@ -446,19 +446,7 @@ def simulate_marrow(
     share of MkP among Mk-lineage cells actually simulated), and the unlisted cycle
     genes in ``uns['mk_truth']['cycle_genes']`` (gene, phase, log-fold change).
     """
-    if not 500 <= n_cells <= 1_000_000:
-        msg = f"n_cells={n_cells} is out of range; choose 500 to 1,000,000"
-        raise MkcellError(msg)
-    bad = [s for s in species if s not in CONDITIONS]
-    if bad or not species:
-        msg = f"unknown species {bad}; choose from {list(CONDITIONS)}"
-        raise MkcellError(msg)
-    if n_cycle_genes < 0:
-        msg = f"n_cycle_genes={n_cycle_genes}; use 0 or more"
-        raise MkcellError(msg)
-    if n_samples < 1:
-        msg = f"n_samples={n_samples}; need at least 1 sample per condition"
-        raise MkcellError(msg)
+    _check_args(n_cells, species, n_cycle_genes, n_samples)
     if null:
         mds_effect = 0.0
     rng = np.random.default_rng(seed)
@@ -466,77 +454,17 @@ def simulate_marrow(
     share = (
         {"mouse": 1 - human_share, "human": human_share} if len(species) == 2 else {species[0]: 1.0}
     )
+    effects = _Effects(
+        mds_effect=mds_effect, rescue=treatment_rescue, sample_sd=sample_sd, batch_sd=batch_sd
+    )
     out = {}
     for sp_name in species:
-        conds = CONDITIONS[sp_name]
         n_sp = round(n_cells * share[sp_name])
-        n_per = np.full(len(conds) * n_samples, n_sp // (len(conds) * n_samples))
-        n_per[: n_sp - n_per.sum()] += 1
-        parts, rows = [], []
-        for i, (cond, j) in enumerate((c, j) for c in conds for j in range(1, n_samples + 1)):
-            sample = f"{sp_name}_{cond}_{j}"
-            frac = _sample_truth(rng, cond, mds_effect, treatment_rescue, sample_sd)
-            batch = rng.normal(
-                0, batch_sd, design.base[sp_name].size
-            )  # per-sample, per-gene batch effect
-            depth = rng.normal(0, batch_sd)  # per-sample sequencing depth
-            # generate in chunks to stay memory-lean at 1M cells
-            chunks = []
-            for k, m in enumerate(np.array_split(np.arange(n_per[i]), max(1, n_per[i] // 4000))):
-                a = _simulate_sample(
-                    rng,
-                    design,
-                    sp_name,
-                    sample,
-                    cond,
-                    m.size,
-                    frac,
-                    mds_effect,
-                    treatment_rescue,
-                    batch,
-                    depth,
-                )
-                a.obs_names = [f"{sample}-{k}-{x:05d}" for x in range(m.size)]
-                chunks.append(a)
-            a = chunks[0] if len(chunks) == 1 else _concat(chunks)
-            parts.append(a)
-            lin = a.obs["true_state"].isin(K.MK_LINEAGE)
-            n_mkp = int((a.obs["true_state"] == K.MKP).sum())
-            rows.append(
-                {
-                    "sample": sample,
-                    "species": sp_name,
-                    "condition": cond,
-                    "n_cells": a.n_obs,
-                    "n_mk_lineage": int(lin.sum()),
-                    "n_mkp": n_mkp,
-                    "mkp_fraction": n_mkp / max(int(lin.sum()), 1),
-                    "mkp_fraction_expected": frac,
-                    "mkp_fraction_of_all": n_mkp / a.n_obs,
-                }
-            )
-            logger.debug("simulated %s: %d cells", sample, a.n_obs)
-        adata = _concat(parts)
-        for col in (K.SPECIES, K.SAMPLE, K.CONDITION, "true_state", "true_branch", "true_phase"):
-            adata.obs[col] = pd.Categorical(adata.obs[col])
-        adata.obs["true_state"] = adata.obs["true_state"].cat.set_categories(
-            [s for s in K.STATES if s != "other"]
-        )
-        adata.obs["true_phase"] = adata.obs["true_phase"].cat.set_categories(["G1", "S", "G2M"])
-        adata.obs["true_stage"] = pd.Categorical(
-            adata.obs["true_stage"].replace("", np.nan),
-            categories=[K.MKP, "immature_Mk", "mature_Mk"],
-        )
-        cyc = design.cycle_genes
+        adata, samples = _simulate_species(rng, design, sp_name, n_sp, n_samples, effects)
+        _categorize_truth(adata)
         adata.uns[K.TRUTH] = {
-            "samples": pd.DataFrame(rows),
-            "cycle_genes": pd.DataFrame(
-                {
-                    "gene": [design.genes[sp_name][int(j)] for j in cyc["column"]],
-                    "phase": cyc["phase"].astype(str).to_numpy(),
-                    "log_fold_change": cyc["log_fold_change"].to_numpy(float),
-                }
-            ),
+            "samples": samples,
+            "cycle_genes": _cycle_gene_table(design, sp_name),
             "params": {
                 "n_cells": n_cells,
                 "mds_effect": mds_effect,
@@ -555,6 +483,133 @@ def simulate_marrow(
         out[sp_name] = adata
         logger.info("simulated %s marrow: %d cells x %d genes", sp_name, adata.n_obs, adata.n_vars)
     return out
+
+
+def _check_args(n_cells: int, species: tuple[str, ...], n_cycle_genes: int, n_samples: int) -> None:
+    """Refuse sizes and species that :func:`simulate_marrow` cannot simulate."""
+    if not 500 <= n_cells <= 1_000_000:
+        msg = f"n_cells={n_cells} is out of range; choose 500 to 1,000,000"
+        raise MkcellError(msg)
+    bad = [s for s in species if s not in CONDITIONS]
+    if bad or not species:
+        msg = f"unknown species {bad}; choose from {list(CONDITIONS)}"
+        raise MkcellError(msg)
+    if n_cycle_genes < 0:
+        msg = f"n_cycle_genes={n_cycle_genes}; use 0 or more"
+        raise MkcellError(msg)
+    if n_samples < 1:
+        msg = f"n_samples={n_samples}; need at least 1 sample per condition"
+        raise MkcellError(msg)
+
+
+@dataclass(frozen=True)
+class _Effects:
+    """Condition and sample effects shared by every simulated sample."""
+
+    mds_effect: float
+    rescue: float
+    sample_sd: float
+    batch_sd: float
+
+
+def _simulate_species(
+    rng: np.random.Generator,
+    design: _Design,
+    sp_name: str,
+    n_sp: int,
+    n_samples: int,
+    effects: _Effects,
+) -> tuple[AnnData, pd.DataFrame]:
+    """Every sample of one species, concatenated, and the per-sample truth table."""
+    conds = CONDITIONS[sp_name]
+    n_per = np.full(len(conds) * n_samples, n_sp // (len(conds) * n_samples))
+    n_per[: n_sp - n_per.sum()] += 1
+    parts, rows = [], []
+    for i, (cond, j) in enumerate((c, j) for c in conds for j in range(1, n_samples + 1)):
+        sample = f"{sp_name}_{cond}_{j}"
+        frac = _sample_truth(rng, cond, effects.mds_effect, effects.rescue, effects.sample_sd)
+        a = _simulate_in_chunks(rng, design, sp_name, sample, cond, n_per[i], frac, effects)
+        parts.append(a)
+        rows.append(_sample_row(a, sample, sp_name, cond, frac))
+        logger.debug("simulated %s: %d cells", sample, a.n_obs)
+    return _concat(parts), pd.DataFrame(rows)
+
+
+def _simulate_in_chunks(
+    rng: np.random.Generator,
+    design: _Design,
+    sp_name: str,
+    sample: str,
+    cond: str,
+    n: int,
+    frac: float,
+    effects: _Effects,
+) -> AnnData:
+    """One sample: its batch effect and depth, then its cells in chunks of about 4,000."""
+    batch = rng.normal(0, effects.batch_sd, design.base[sp_name].size)  # per-sample, per-gene
+    depth = rng.normal(0, effects.batch_sd)  # per-sample sequencing depth
+    # generate in chunks to stay memory-lean at 1M cells
+    chunks = []
+    for k, m in enumerate(np.array_split(np.arange(n), max(1, n // 4000))):
+        a = _simulate_sample(
+            rng,
+            design,
+            sp_name,
+            sample,
+            cond,
+            m.size,
+            frac,
+            effects.mds_effect,
+            effects.rescue,
+            batch,
+            depth,
+        )
+        a.obs_names = [f"{sample}-{k}-{x:05d}" for x in range(m.size)]
+        chunks.append(a)
+    return chunks[0] if len(chunks) == 1 else _concat(chunks)
+
+
+def _sample_row(a: AnnData, sample: str, sp_name: str, cond: str, frac: float) -> dict:
+    """The truth table's row of one simulated sample (MkP share as simulated and as drawn)."""
+    lin = a.obs["true_state"].isin(K.MK_LINEAGE)
+    n_mkp = int((a.obs["true_state"] == K.MKP).sum())
+    return {
+        "sample": sample,
+        "species": sp_name,
+        "condition": cond,
+        "n_cells": a.n_obs,
+        "n_mk_lineage": int(lin.sum()),
+        "n_mkp": n_mkp,
+        "mkp_fraction": n_mkp / max(int(lin.sum()), 1),
+        "mkp_fraction_expected": frac,
+        "mkp_fraction_of_all": n_mkp / a.n_obs,
+    }
+
+
+def _categorize_truth(adata: AnnData) -> None:
+    """Make the label and truth columns of ``obs`` categorical, with fixed category orders."""
+    for col in (K.SPECIES, K.SAMPLE, K.CONDITION, "true_state", "true_branch", "true_phase"):
+        adata.obs[col] = pd.Categorical(adata.obs[col])
+    adata.obs["true_state"] = adata.obs["true_state"].cat.set_categories(
+        [s for s in K.STATES if s != "other"]
+    )
+    adata.obs["true_phase"] = adata.obs["true_phase"].cat.set_categories(["G1", "S", "G2M"])
+    adata.obs["true_stage"] = pd.Categorical(
+        adata.obs["true_stage"].replace("", np.nan),
+        categories=[K.MKP, "immature_Mk", "mature_Mk"],
+    )
+
+
+def _cycle_gene_table(design: _Design, sp_name: str) -> pd.DataFrame:
+    """The unlisted cycle genes under one species' symbols (gene, phase, log-fold change)."""
+    cyc = design.cycle_genes
+    return pd.DataFrame(
+        {
+            "gene": [design.genes[sp_name][int(j)] for j in cyc["column"]],
+            "phase": cyc["phase"].astype(str).to_numpy(),
+            "log_fold_change": cyc["log_fold_change"].to_numpy(float),
+        }
+    )
 
 
 def _concat(parts: list[AnnData]) -> AnnData:

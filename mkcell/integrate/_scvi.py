@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
@@ -305,6 +307,85 @@ def scvi(
     check_adata(adata, min_obs=10, min_vars=2)
     adata = adata.copy() if copy else adata
     counts = get_counts(adata, layer)
+    feats = _check_inputs(adata, batch_key, species_key, model, features_key, equalize)
+    acc = resolve_accelerator(accelerator)
+    epochs = max_epochs or default_epochs(adata.n_obs)
+    batch_size = batch_size or (GPU_BATCH_SIZE if acc == "gpu" else CPU_BATCH_SIZE)
+
+    scvi_mod.settings.seed = seed
+    data = _training_data(
+        adata, counts, feats, batch_key, species_key, equalize, cycle_covariates, seed, layer
+    )
+    sub = data.adata
+    net = _build_model(scvi_mod, data, model, batch_key, species_key, n_latent, n_layers, n_hidden)
+    if lr is None and model == "scvi":  # the batch a step sees: small data fill no full one
+        lr = default_lr(min(batch_size, int(0.9 * adata.n_obs)))
+    train_kwargs = _train_kwargs(
+        model, epochs, acc, devices, strategy, batch_size, lr, early_stopping
+    )
+    logger.info(
+        "training %s on %d cells x %d genes (%s, up to %d epochs)",
+        model.upper(),
+        sub.n_obs,
+        sub.n_vars,
+        acc,
+        epochs,
+    )
+    timer = _epoch_timer()
+    t0 = time.perf_counter()
+    net.train(**train_kwargs, callbacks=[timer])
+    seconds = time.perf_counter() - t0
+    n_epochs = int(net.history["elbo_train"].shape[0]) if "elbo_train" in net.history else epochs
+    adata.obsm[key_added] = np.asarray(net.get_latent_representation(sub), dtype=np.float32)
+    adata.uns[K.INTEGRATE] = {
+        "params": {
+            "model": model,
+            "batch_key": batch_key,
+            "species_key": species_key,
+            "features_key": features_key,
+            "n_latent": n_latent,
+            "n_layers": n_layers,
+            "n_hidden": n_hidden,
+            "max_epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "early_stopping": early_stopping,
+            "accelerator": acc,
+            "devices": str(devices),
+            "strategy": strategy,
+            "equalize": equalize,
+            "cycle_covariates": cycle_covariates,
+            "seed": seed,
+        },
+        "n_features": int(feats.sum()),
+        **_training_speed(sub.n_obs, n_epochs, seconds, timer.seconds),
+        "scvi_tools_version": scvi_mod.__version__,
+    }
+    if save_dir is not None:
+        setup = _saved_setup(data, model, batch_key, species_key, adata.var_names[feats], equalize)
+        _save_atomic(net, Path(save_dir), setup)
+        adata.uns[K.INTEGRATE]["model_dir"] = str(save_dir)
+    _release_training_data(net, sub)
+    logger.info(
+        "%s trained %d epochs in %.1f s (%.0f cells/s per epoch)",
+        model.upper(),
+        n_epochs,
+        seconds,
+        adata.uns[K.INTEGRATE]["cells_per_second_per_epoch"],
+    )
+    log_write("obsm", key_added)
+    return adata if copy else None
+
+
+def _check_inputs(
+    adata: AnnData,
+    batch_key: str,
+    species_key: str,
+    model: str,
+    features_key: str | None,
+    equalize: str,
+) -> np.ndarray:
+    """Refuse unknown options and missing keys; return the boolean mask of training features."""
     for key in (batch_key, species_key):
         check_obs_key(adata, key)
     if equalize not in EQUALIZE:
@@ -323,11 +404,30 @@ def scvi(
     if feats.sum() < 2:
         msg = f"only {feats.sum()} features in `adata.var[{features_key!r}]`; choose more genes"
         raise MkcellError(msg)
-    acc = resolve_accelerator(accelerator)
-    epochs = max_epochs or default_epochs(adata.n_obs)
-    batch_size = batch_size or (GPU_BATCH_SIZE if acc == "gpu" else CPU_BATCH_SIZE)
+    return feats
 
-    scvi_mod.settings.seed = seed
+
+class _TrainingData(NamedTuple):
+    """What the network trains on, and how the species were equalised."""
+
+    adata: AnnData  # the (thinned) feature counts with batch, species and covariates in obs
+    continuous: list[str] | None  # obs columns of continuous covariates
+    species: np.ndarray  # each cell's species
+    ratio: np.ndarray | None  # per-feature species ratio removed by thinning, if any
+
+
+def _training_data(
+    adata: AnnData,
+    counts: object,
+    feats: np.ndarray,
+    batch_key: str,
+    species_key: str,
+    equalize: str,
+    cycle_covariates: bool,
+    seed: int,
+    layer: str | None,
+) -> _TrainingData:
+    """The training AnnData: feature counts, equalised between species, with covariates."""
     # the features only, sliced before any conversion (no copy when all genes are features)
     train_counts = sp.csr_matrix(counts if feats.all() else counts[:, feats], dtype=np.float32)
     species = adata.obs[species_key].astype(str).to_numpy()
@@ -351,6 +451,21 @@ def scvi(
         continuous = [f"{K.CYCLE_COVARIATE_PREFIX}{c}" for c in cc.columns]
         sub.obs[continuous] = cc.to_numpy(np.float32)
         log_write("obsm", K.CYCLE_COVARIATES)
+    return _TrainingData(adata=sub, continuous=continuous, species=species, ratio=ratio)
+
+
+def _build_model(  # noqa: ANN202
+    scvi_mod,  # noqa: ANN001
+    data: _TrainingData,
+    model: str,
+    batch_key: str,
+    species_key: str,
+    n_latent: int,
+    n_layers: int,
+    n_hidden: int,
+):
+    """Register the training data and build SCVI (counts) or SysVI (log-normalised)."""
+    sub, continuous = data.adata, data.continuous
     if model == "scvi":
         scvi_mod.model.SCVI.setup_anndata(
             sub,
@@ -358,18 +473,30 @@ def scvi(
             categorical_covariate_keys=[species_key],
             continuous_covariate_keys=continuous,
         )
-        net = scvi_mod.model.SCVI(sub, n_latent=n_latent, n_layers=n_layers, n_hidden=n_hidden)
-    else:
-        from ..pp._normalize import log_normalize_matrix
+        return scvi_mod.model.SCVI(sub, n_latent=n_latent, n_layers=n_layers, n_hidden=n_hidden)
+    from ..pp._normalize import log_normalize_matrix
 
-        sub.X = log_normalize_matrix(sub.X)  # of the thinned training features, not the cache
-        scvi_mod.external.SysVI.setup_anndata(
-            sub,
-            batch_key=species_key,
-            categorical_covariate_keys=[batch_key],
-            continuous_covariate_keys=continuous,
-        )
-        net = scvi_mod.external.SysVI(sub, n_latent=n_latent, n_layers=n_layers, n_hidden=n_hidden)
+    sub.X = log_normalize_matrix(sub.X)  # of the thinned training features, not the cache
+    scvi_mod.external.SysVI.setup_anndata(
+        sub,
+        batch_key=species_key,
+        categorical_covariate_keys=[batch_key],
+        continuous_covariate_keys=continuous,
+    )
+    return scvi_mod.external.SysVI(sub, n_latent=n_latent, n_layers=n_layers, n_hidden=n_hidden)
+
+
+def _train_kwargs(
+    model: str,
+    epochs: int,
+    acc: str,
+    devices: int | str,
+    strategy: str,
+    batch_size: int,
+    lr: float | None,
+    early_stopping: bool,
+) -> dict:
+    """Keyword arguments of the network's ``train``: Lightning settings, minibatch, rate."""
     train_kwargs = {
         "max_epochs": epochs,
         "accelerator": acc,
@@ -377,85 +504,55 @@ def scvi(
         "batch_size": batch_size,
         "early_stopping": early_stopping,
     }
-    if lr is None and model == "scvi":  # the batch a step sees: small data fill no full one
-        lr = default_lr(min(batch_size, int(0.9 * adata.n_obs)))
     if lr is not None:
         train_kwargs["plan_kwargs"] = {"lr": lr}
     if acc == "gpu" and strategy != "auto":
         train_kwargs["strategy"] = strategy
     if model == "scvi":
         train_kwargs["load_sparse_tensor"] = acc == "gpu"
-    logger.info(
-        "training %s on %d cells x %d genes (%s, up to %d epochs)",
-        model.upper(),
-        sub.n_obs,
-        sub.n_vars,
-        acc,
-        epochs,
-    )
-    timer = _epoch_timer()
-    t0 = time.perf_counter()
-    net.train(**train_kwargs, callbacks=[timer])
-    seconds = time.perf_counter() - t0
-    n_epochs = int(net.history["elbo_train"].shape[0]) if "elbo_train" in net.history else epochs
-    adata.obsm[key_added] = np.asarray(net.get_latent_representation(sub), dtype=np.float32)
-    n_train = sub.n_obs * 0.9  # default 90% train split
-    adata.uns[K.INTEGRATE] = {
-        "params": {
-            "model": model,
-            "batch_key": batch_key,
-            "species_key": species_key,
-            "features_key": features_key,
-            "n_latent": n_latent,
-            "n_layers": n_layers,
-            "n_hidden": n_hidden,
-            "max_epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "early_stopping": early_stopping,
-            "accelerator": acc,
-            "devices": str(devices),
-            "strategy": strategy,
-            "equalize": equalize,
-            "cycle_covariates": cycle_covariates,
-            "seed": seed,
-        },
-        "n_features": int(feats.sum()),
+    return train_kwargs
+
+
+def _training_speed(n_obs: int, n_epochs: int, seconds: float, epoch_seconds: list[float]) -> dict:
+    """Epochs run, seconds, and cells per second per epoch (overall and in steady state)."""
+    n_train = n_obs * 0.9  # default 90% train split
+    return {
         "epochs_run": n_epochs,
         "seconds": seconds,
         "cells_per_second_per_epoch": float(n_train * n_epochs / seconds),
-        "epoch_seconds": [round(x, 4) for x in timer.seconds],
-        "cells_per_second_steady": float(n_train / np.median(timer.seconds[1:]))
-        if len(timer.seconds) > 1
+        "epoch_seconds": [round(x, 4) for x in epoch_seconds],
+        "cells_per_second_steady": float(n_train / np.median(epoch_seconds[1:]))
+        if len(epoch_seconds) > 1
         else float("nan"),
-        "scvi_tools_version": scvi_mod.__version__,
     }
-    if save_dir is not None:
-        setup = {
-            "model": model,
-            "batch_key": batch_key,
-            "species_key": species_key,
-            "continuous_covariates": continuous,
-            "features": [str(g) for g in adata.var_names[feats]],
-            "equalize": equalize,
-            "equalize_species": sorted(set(species)) if ratio is not None else None,
-            "equalize_ratio": None if ratio is None else [float(x) for x in ratio],
-        }
-        _save_atomic(net, Path(save_dir), setup)
-        adata.uns[K.INTEGRATE]["model_dir"] = str(save_dir)
-    # scvi-tools keeps each AnnData a model was set up with in class-level stores, so the
-    # training counts (a thinned copy of the features) outlived this call: drop them
+
+
+def _saved_setup(
+    data: _TrainingData,
+    model: str,
+    batch_key: str,
+    species_key: str,
+    features: pd.Index,
+    equalize: str,
+) -> dict:
+    """What a saved model records beside its weights to be rebuilt and to thin a query."""
+    ratio = data.ratio
+    return {
+        "model": model,
+        "batch_key": batch_key,
+        "species_key": species_key,
+        "continuous_covariates": data.continuous,
+        "features": [str(g) for g in features],
+        "equalize": equalize,
+        "equalize_species": sorted(set(data.species)) if ratio is not None else None,
+        "equalize_ratio": None if ratio is None else [float(x) for x in ratio],
+    }
+
+
+def _release_training_data(net, sub: AnnData) -> None:  # noqa: ANN001
+    """Drop the training data from scvi-tools' class-level stores, where it outlives the call."""
     net.deregister_manager(sub)
     type(net)._per_instance_manager_store.pop(net.id, None)
-    logger.info(
-        "%s trained %d epochs in %.1f s (%.0f cells/s per epoch)",
-        model.upper(),
-        n_epochs,
-        seconds,
-        adata.uns[K.INTEGRATE]["cells_per_second_per_epoch"],
-    )
-    log_write("obsm", key_added)
-    return adata if copy else None
 
 
 def _epoch_timer():  # noqa: ANN202

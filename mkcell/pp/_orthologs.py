@@ -87,85 +87,12 @@ def translate_counts(
             "run adata.var_names_make_unique() first"
         )
         raise MkcellError(msg)
-    best = best_partners(source)
-    target_col = target
-    hit = best.reindex(genes)
-    mapped = hit[target_col].notna().to_numpy()
+    hit = best_partners(source).reindex(genes)
+    mapped = hit[target].notna().to_numpy()
     if mapped.mean() < 0.05:
-        looks = symbol_styles(genes)
-        other = best_partners(target)
-        hint = ""
-        if genes.isin(other.index).mean() > 0.3:
-            hint = f"; the symbols look like {target} genes — are the species swapped?"
-        msg = (
-            f"only {int(mapped.sum())} of {len(genes)} genes have a {source} -> {target} ortholog "
-            f"(symbol style: {looks['mouse'] / len(genes):.0%} mouse-like, "
-            f"{looks['human'] / len(genes):.0%} human-like){hint} "
-            f"Pass source= the species of adata.var_names."
-        )
-        raise MkcellError(msg)
-
-    tgt = hit[target_col].where(mapped, "")
-    report = pd.DataFrame(
-        {
-            "source_gene": genes,
-            "target_gene": tgt.to_numpy(),
-            "hcop_support": hit["hcop_support"].fillna(0).astype(int).to_numpy(),
-            "biomart_type": hit["biomart_type"].fillna("").to_numpy(),
-            "n_candidates": hit["n_candidates"].fillna(0).astype(int).to_numpy(),
-            "tie": hit["tie"].eq(True).to_numpy(),
-        }
-    )
-    n_src = report.groupby("target_gene")["source_gene"].transform("size").where(mapped, 0)
-    report["status"] = np.where(
-        ~mapped,
-        "species_only" if keep_unmapped else "dropped",
-        np.where(n_src > 1, "merged", "kept"),
-    )
-    reason = np.full(len(report), "", dtype=object)
-    only_hcop = mapped & (report["biomart_type"] == "").to_numpy()
-    reason[mapped] = (
-        "best-supported of " + report.loc[mapped, "n_candidates"].astype(str) + " candidate(s)"
-    )
-    reason[only_hcop] = reason[only_hcop] + "; HCOP only (no Ensembl BioMart pair)"
-    reason[report["tie"].to_numpy() & mapped] = (
-        reason[report["tie"].to_numpy() & mapped] + "; tie broken alphabetically"
-    )
-    merged = (report["status"] == "merged").to_numpy()
-    reason[merged] = reason[merged] + "; counts summed with other " + source + " genes"
-    reason[~mapped] = f"no {target} ortholog in HCOP or Ensembl" + (
-        "; kept under its own symbol" if keep_unmapped else "; dropped (keep_unmapped=False)"
-    )
-    report["reason"] = reason
-
-    # build the gene aggregation matrix (source genes x output genes)
-    out_name = (
-        report["target_gene"]
-        .where(mapped, report["source_gene"] if keep_unmapped else None)
-        .replace("", None)
-    )
-    keep = out_name.notna().to_numpy()
-    out_genes = pd.Index(pd.unique(out_name[keep]))
-    if keep_unmapped and out_genes.has_duplicates:
-        out_genes = out_genes.unique()
-    col = out_genes.get_indexer(out_name[keep])
-    rows = np.flatnonzero(keep)
-    agg = sp.csr_matrix(
-        (np.ones(rows.size, dtype=np.float32), (rows, col)), shape=(len(genes), len(out_genes))
-    )
-    X = sp.csr_matrix(counts) @ agg
-    X = sp.csr_matrix(X, dtype=np.float32)
-    out = AnnData(
-        X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(out_genes, name="gene"))
-    )
-    out.var["species_only"] = ~out_genes.isin(report.loc[mapped, "target_gene"])
-    out.var[f"{source}_genes"] = (
-        report[keep]
-        .groupby(out_name[keep].to_numpy())["source_gene"]
-        .agg(";".join)
-        .reindex(out_genes)
-        .to_numpy()
-    )
+        _refuse_few_orthologs(genes, mapped, source, target)
+    report = _gene_report(genes, hit, mapped, source, target, keep_unmapped)
+    out = _sum_into_targets(counts, adata.obs, report, mapped, source, keep_unmapped)
     summary = report["status"].value_counts().to_dict()
     out.uns[K.ORTHOLOGS] = {
         "genes": report[
@@ -186,9 +113,113 @@ def translate_counts(
         "mapped %d %s genes to %d %s genes (%s)",
         len(genes),
         source,
-        len(out_genes),
+        out.n_vars,
         target,
         ", ".join(f"{k} {v}" for k, v in summary.items()),
     )
     log_write("uns", K.ORTHOLOGS)
+    return out
+
+
+def _refuse_few_orthologs(genes: pd.Index, mapped: np.ndarray, source: str, target: str) -> None:
+    """Raise: too few genes have an ortholog; say which species the symbols look like."""
+    looks = symbol_styles(genes)
+    other = best_partners(target)
+    hint = ""
+    if genes.isin(other.index).mean() > 0.3:
+        hint = f"; the symbols look like {target} genes — are the species swapped?"
+    msg = (
+        f"only {int(mapped.sum())} of {len(genes)} genes have a {source} -> {target} ortholog "
+        f"(symbol style: {looks['mouse'] / len(genes):.0%} mouse-like, "
+        f"{looks['human'] / len(genes):.0%} human-like){hint} "
+        f"Pass source= the species of adata.var_names."
+    )
+    raise MkcellError(msg)
+
+
+def _gene_report(
+    genes: pd.Index,
+    hit: pd.DataFrame,
+    mapped: np.ndarray,
+    source: str,
+    target: str,
+    keep_unmapped: bool,
+) -> pd.DataFrame:
+    """One row per source gene: its partner, the evidence, its status and the reason."""
+    tgt = hit[target].where(mapped, "")
+    report = pd.DataFrame(
+        {
+            "source_gene": genes,
+            "target_gene": tgt.to_numpy(),
+            "hcop_support": hit["hcop_support"].fillna(0).astype(int).to_numpy(),
+            "biomart_type": hit["biomart_type"].fillna("").to_numpy(),
+            "n_candidates": hit["n_candidates"].fillna(0).astype(int).to_numpy(),
+            "tie": hit["tie"].eq(True).to_numpy(),
+        }
+    )
+    n_src = report.groupby("target_gene")["source_gene"].transform("size").where(mapped, 0)
+    report["status"] = np.where(
+        ~mapped,
+        "species_only" if keep_unmapped else "dropped",
+        np.where(n_src > 1, "merged", "kept"),
+    )
+    report["reason"] = _reasons(report, mapped, source, target, keep_unmapped)
+    return report
+
+
+def _reasons(
+    report: pd.DataFrame, mapped: np.ndarray, source: str, target: str, keep_unmapped: bool
+) -> np.ndarray:
+    """The report's ``reason`` column: how each gene's partner was chosen, or why it has none."""
+    reason = np.full(len(report), "", dtype=object)
+    only_hcop = mapped & (report["biomart_type"] == "").to_numpy()
+    reason[mapped] = (
+        "best-supported of " + report.loc[mapped, "n_candidates"].astype(str) + " candidate(s)"
+    )
+    reason[only_hcop] = reason[only_hcop] + "; HCOP only (no Ensembl BioMart pair)"
+    reason[report["tie"].to_numpy() & mapped] = (
+        reason[report["tie"].to_numpy() & mapped] + "; tie broken alphabetically"
+    )
+    merged = (report["status"] == "merged").to_numpy()
+    reason[merged] = reason[merged] + "; counts summed with other " + source + " genes"
+    reason[~mapped] = f"no {target} ortholog in HCOP or Ensembl" + (
+        "; kept under its own symbol" if keep_unmapped else "; dropped (keep_unmapped=False)"
+    )
+    return reason
+
+
+def _sum_into_targets(
+    counts: object,
+    obs: pd.DataFrame,
+    report: pd.DataFrame,
+    mapped: np.ndarray,
+    source: str,
+    keep_unmapped: bool,
+) -> AnnData:
+    """Counts summed per target gene (source genes x output genes aggregation), a new AnnData."""
+    out_name = (
+        report["target_gene"]
+        .where(mapped, report["source_gene"] if keep_unmapped else None)
+        .replace("", None)
+    )
+    keep = out_name.notna().to_numpy()
+    out_genes = pd.Index(pd.unique(out_name[keep]))
+    if keep_unmapped and out_genes.has_duplicates:
+        out_genes = out_genes.unique()
+    col = out_genes.get_indexer(out_name[keep])
+    rows = np.flatnonzero(keep)
+    agg = sp.csr_matrix(
+        (np.ones(rows.size, dtype=np.float32), (rows, col)), shape=(len(report), len(out_genes))
+    )
+    X = sp.csr_matrix(counts) @ agg
+    X = sp.csr_matrix(X, dtype=np.float32)
+    out = AnnData(X=X, obs=obs.copy(), var=pd.DataFrame(index=pd.Index(out_genes, name="gene")))
+    out.var["species_only"] = ~out_genes.isin(report.loc[mapped, "target_gene"])
+    out.var[f"{source}_genes"] = (
+        report[keep]
+        .groupby(out_name[keep].to_numpy())["source_gene"]
+        .agg(";".join)
+        .reindex(out_genes)
+        .to_numpy()
+    )
     return out

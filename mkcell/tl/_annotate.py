@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -106,53 +107,22 @@ def annotate(
             f"no `adata.obsm[{use_rep!r}]`; run mk.integrate.scvi(adata) first, or pass labels_key="
         )
         raise MkcellError(msg)
-    import scanpy as sc
-
-    X = log_normalize(adata, layer)
-    scores, used = panel_scores(adata, X)
-    missing = [s for s in K.STATES if s != "other" and s not in scores]
-    if K.MKP in missing:
-        msg = (
-            f"too few MkP marker genes to call MkP (need {MIN_PANEL_GENES}; "
-            f"present: {used[K.MKP]}); "
-            "pass your own labels with labels= (a file) or labels_key="
-        )
-        raise MkcellError(msg)
-    if K.MK in missing:
-        logger.warning(
-            "no mature-Mk markers (fewer than %d Mk panel genes present): "
-            "MkP and the other states are still called, "
-            "no cell is called Mk; pass labels= to call Mk yourself",
-            MIN_PANEL_GENES,
-        )
-    if missing:
-        logger.warning(
-            "not scoring %s: fewer than %d panel genes present", missing, MIN_PANEL_GENES
-        )
-
-    g = neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, seed=seed)
-    sc.tl.leiden(
-        g, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False
+    scores, used = _marker_scores(adata, layer)
+    calls = _call_states(
+        adata,
+        scores,
+        use_rep=use_rep,
+        n_neighbors=n_neighbors,
+        resolution=resolution,
+        smooth_steps=smooth_steps,
+        cluster_weight=cluster_weight,
+        min_score=min_score,
+        softmax_scale=softmax_scale,
+        seed=seed,
     )
-    conn = g.obsp["connectivities"]
-    conn = sp.csr_matrix(conn + sp.identity(conn.shape[0]))
-    P = sp.diags(1 / np.asarray(conn.sum(1)).ravel()) @ conn
-    S = scores.to_numpy()
-    for _ in range(smooth_steps):
-        S = P @ S
-    clusters = g.obs["leiden"].astype(str).to_numpy()
-    cl_mean = pd.DataFrame(S, index=adata.obs_names).groupby(clusters).transform("mean").to_numpy()
-    combined = (1 - cluster_weight) * S + cluster_weight * cl_mean
-    states = np.asarray(scores.columns)
-    best = combined.argmax(1)
-    label = states[best].astype(object)
-    label[combined.max(1) <= min_score] = "other"
-    e = np.exp((combined - combined.max(1, keepdims=True)) * softmax_scale)
-    conf = (e / e.sum(1, keepdims=True))[np.arange(len(best)), best]
-
-    adata.obs[key_added] = pd.Categorical(label, categories=list(K.STATES))
-    adata.obs[K.STATE_CONFIDENCE] = conf.astype(np.float32)
-    adata.obs[K.STATE_CLUSTER] = pd.Categorical(clusters)
+    adata.obs[key_added] = pd.Categorical(calls.label, categories=list(K.STATES))
+    adata.obs[K.STATE_CONFIDENCE] = calls.confidence.astype(np.float32)
+    adata.obs[K.STATE_CLUSTER] = pd.Categorical(calls.clusters)
     counts = adata.obs[key_added].value_counts().to_dict()
     adata.uns[K.ANNOTATE] = {
         "params": {
@@ -185,6 +155,78 @@ def annotate(
     for key in (key_added, K.STATE_CONFIDENCE, K.STATE_CLUSTER):
         log_write("obs", key)
     return adata if copy else None
+
+
+def _marker_scores(adata: AnnData, layer: str | None) -> tuple[pd.DataFrame, dict]:
+    """Marker-panel scores per cell and the genes used; refuse data too poor to call MkP."""
+    X = log_normalize(adata, layer)
+    scores, used = panel_scores(adata, X)
+    missing = [s for s in K.STATES if s != "other" and s not in scores]
+    if K.MKP in missing:
+        msg = (
+            f"too few MkP marker genes to call MkP (need {MIN_PANEL_GENES}; "
+            f"present: {used[K.MKP]}); "
+            "pass your own labels with labels= (a file) or labels_key="
+        )
+        raise MkcellError(msg)
+    if K.MK in missing:
+        logger.warning(
+            "no mature-Mk markers (fewer than %d Mk panel genes present): "
+            "MkP and the other states are still called, "
+            "no cell is called Mk; pass labels= to call Mk yourself",
+            MIN_PANEL_GENES,
+        )
+    if missing:
+        logger.warning(
+            "not scoring %s: fewer than %d panel genes present", missing, MIN_PANEL_GENES
+        )
+    return scores, used
+
+
+class _Calls(NamedTuple):
+    """Each cell's state, the softmax confidence of that state, and its Leiden cluster."""
+
+    label: np.ndarray
+    confidence: np.ndarray
+    clusters: np.ndarray
+
+
+def _call_states(
+    adata: AnnData,
+    scores: pd.DataFrame,
+    *,
+    use_rep: str,
+    n_neighbors: int,
+    resolution: float,
+    smooth_steps: int,
+    cluster_weight: float,
+    min_score: float,
+    softmax_scale: float,
+    seed: int,
+) -> _Calls:
+    """Smooth the scores over the kNN graph, mix in their Leiden-cluster means, pick the best."""
+    import scanpy as sc
+
+    g = neighbors(adata, use_rep=use_rep, n_neighbors=n_neighbors, seed=seed)
+    sc.tl.leiden(
+        g, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2, directed=False
+    )
+    conn = g.obsp["connectivities"]
+    conn = sp.csr_matrix(conn + sp.identity(conn.shape[0]))
+    P = sp.diags(1 / np.asarray(conn.sum(1)).ravel()) @ conn
+    S = scores.to_numpy()
+    for _ in range(smooth_steps):
+        S = P @ S
+    clusters = g.obs["leiden"].astype(str).to_numpy()
+    cl_mean = pd.DataFrame(S, index=adata.obs_names).groupby(clusters).transform("mean").to_numpy()
+    combined = (1 - cluster_weight) * S + cluster_weight * cl_mean
+    states = np.asarray(scores.columns)
+    best = combined.argmax(1)
+    label = states[best].astype(object)
+    label[combined.max(1) <= min_score] = "other"
+    e = np.exp((combined - combined.max(1, keepdims=True)) * softmax_scale)
+    conf = (e / e.sum(1, keepdims=True))[np.arange(len(best)), best]
+    return _Calls(label=label, confidence=conf, clusters=clusters)
 
 
 def _check_rule(cluster_weight: float, min_score: float, softmax_scale: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -163,8 +164,6 @@ def map_to_reference(
     """
     import scvi
 
-    from ..integrate._scvi import CPU_BATCH_SIZE, GPU_BATCH_SIZE, resolve_accelerator
-
     t0 = time.perf_counter()
     check_adata(adata, min_obs=2)
     for key in (sample_key, species_key):
@@ -172,14 +171,7 @@ def map_to_reference(
     ref = load_reference(reference)
     adata = adata.copy() if copy else adata
     species = adata.obs[species_key].astype(str).to_numpy()
-    lacking = sorted(set(species) - set(ref.species))
-    if lacking:
-        msg = (
-            f"the query holds {lacking[0]} cells but the reference {ref.path} "
-            f"has only {ref.species} cells; "
-            f"map them onto a reference that has {lacking[0]} cells, or leave them out"
-        )
-        raise MkcellError(msg)
+    _check_query_species(species, ref)
     X, missing = _query_matrix(adata, ref, layer)
     if missing:
         logger.warning(
@@ -188,11 +180,80 @@ def map_to_reference(
             len(ref.features),
             ", ".join(missing[:5]),
         )
-    s = ref.setup
     match = _profile_match(X, species, ref, missing)
-    X = _thin(X, species, s, seed)
-    batch_key, sp_key = s["batch_key"], s["species_key"]
+    X = _thin(X, species, ref.setup, seed)
     samples = adata.obs[sample_key].astype(str).to_numpy()
+    sub = _query_anndata(adata, X, species, samples, ref, layer, seed)
+    fit = _fine_tune(sub, ref, max_epochs, batch_size, accelerator, seed)
+    adata.obsm[K.LATENT] = fit.latent
+
+    transfer = _transfer(fit.latent, ref, n_neighbors, unknown_distance, match)
+    for key, values in transfer["obs"].items():
+        adata.obs[key_added if key == K.STATE else key] = values
+    if transfer["umap"] is not None:
+        adata.obsm[K.UMAP] = transfer["umap"]
+    states = adata.obs[key_added].astype(str).to_numpy()
+    unknown = states == K.UNKNOWN
+    conf = adata.obs[K.STATE_CONFIDENCE].to_numpy(float)
+    confident = (~unknown) & (conf >= CONFIDENT)
+    ref_umap = ref.cells.obsm.get(K.UMAP)
+    adata.uns[K.MAP] = {
+        "params": {
+            "reference": str(ref.path),
+            "sample_key": sample_key,
+            "species_key": species_key,
+            "max_epochs": fit.epochs,
+            "n_neighbors": n_neighbors,
+            "unknown_distance": unknown_distance,
+            "confident": CONFIDENT,
+            "accelerator": fit.accelerator,
+            "seed": seed,
+        },
+        **_reference_summary(ref, missing),
+        "n_cells": int(adata.n_obs),
+        "n_unknown": int(unknown.sum()),
+        "share_unknown": float(unknown.mean()),
+        "share_confident": float(confident.mean()),
+        "per_sample": _per_sample_summary(species, samples, unknown, confident, conf),
+        "train_seconds": fit.train_seconds,
+        "seconds": time.perf_counter() - t0,
+        "scvi_tools_version": scvi.__version__,
+    }
+    if ref_umap is not None:
+        adata.uns[K.MAP]["reference_umap"] = np.asarray(ref_umap, dtype=np.float32)[:, :2]
+        adata.uns[K.MAP]["reference_state"] = ref.cells.obs[K.STATE].astype(str).to_numpy()
+    _log_mapping(adata.n_obs, ref, time.perf_counter() - t0, fit, confident, unknown)
+    log_write("obsm", K.LATENT)
+    for key in (key_added, *[k for k in transfer["obs"] if k != K.STATE]):
+        log_write("obs", key)
+    log_write("uns", K.MAP)
+    return adata if copy else None
+
+
+def _check_query_species(species: np.ndarray, ref: Reference) -> None:
+    """Refuse a query with cells of a species the reference lacks."""
+    lacking = sorted(set(species) - set(ref.species))
+    if lacking:
+        msg = (
+            f"the query holds {lacking[0]} cells but the reference {ref.path} "
+            f"has only {ref.species} cells; "
+            f"map them onto a reference that has {lacking[0]} cells, or leave them out"
+        )
+        raise MkcellError(msg)
+
+
+def _query_anndata(
+    adata: AnnData,
+    X: sp.csr_matrix,
+    species: np.ndarray,
+    samples: np.ndarray,
+    ref: Reference,
+    layer: str | None,
+    seed: int,
+) -> AnnData:
+    """The query as the reference model reads it: its samples as new batches, its covariates."""
+    s = ref.setup
+    batch_key, sp_key = s["batch_key"], s["species_key"]
     obs = pd.DataFrame(
         {
             batch_key: pd.Categorical([QUERY_BATCH_PREFIX + x for x in samples]),
@@ -207,13 +268,37 @@ def map_to_reference(
         cc = cycle_scores(adata, layer=layer, seed=seed).to_numpy(np.float32)
         for i, name in enumerate(s["continuous_covariates"]):
             sub.obs[name] = cc[:, i]
+    return sub
+
+
+class _FineTuned(NamedTuple):
+    """The query's place in the reference's latent space, and how the surgery was trained."""
+
+    latent: np.ndarray
+    epochs: int
+    accelerator: str
+    train_seconds: float
+
+
+def _fine_tune(
+    sub: AnnData,
+    ref: Reference,
+    max_epochs: int | None,
+    batch_size: int | None,
+    accelerator: str,
+    seed: int,
+) -> _FineTuned:
+    """Surgery (scArches): train the query's batch parameters on the frozen reference model."""
+    import scvi
+
+    from ..integrate._scvi import CPU_BATCH_SIZE, GPU_BATCH_SIZE, resolve_accelerator
 
     scvi.settings.seed = seed
     ref_model = ref.model()
     scvi.model.SCVI.prepare_query_anndata(sub, ref_model)
     acc = resolve_accelerator(accelerator)
     query = scvi.model.SCVI.load_query_data(sub, ref_model, accelerator=acc)
-    epochs = max_epochs or query_epochs(adata.n_obs)
+    epochs = max_epochs or query_epochs(sub.n_obs)
     t_train = time.perf_counter()
     query.train(
         max_epochs=epochs,
@@ -226,17 +311,29 @@ def map_to_reference(
     )
     train_seconds = time.perf_counter() - t_train
     Z = np.asarray(query.get_latent_representation(sub), dtype=np.float32)
-    adata.obsm[K.LATENT] = Z
+    return _FineTuned(latent=Z, epochs=epochs, accelerator=acc, train_seconds=train_seconds)
 
-    transfer = _transfer(Z, ref, n_neighbors, unknown_distance, match)
-    for key, values in transfer["obs"].items():
-        adata.obs[key_added if key == K.STATE else key] = values
-    if transfer["umap"] is not None:
-        adata.obsm[K.UMAP] = transfer["umap"]
-    states = adata.obs[key_added].astype(str).to_numpy()
-    unknown = states == K.UNKNOWN
-    conf = adata.obs[K.STATE_CONFIDENCE].to_numpy(float)
-    confident = (~unknown) & (conf >= CONFIDENT)
+
+def _reference_summary(ref: Reference, missing: list[str]) -> dict:
+    """What ``uns['mk_map']`` records of the reference and of the features the query lacks."""
+    return {
+        "reference_version": str(ref.manifest.get("mkcell_version")),
+        "reference_species": list(ref.species),
+        "n_reference_cells": int(ref.cells.n_obs),
+        "n_features": len(ref.features),
+        "n_missing_features": len(missing),
+        "missing_features": pd.DataFrame({"gene": missing}, dtype=str),
+    }
+
+
+def _per_sample_summary(
+    species: np.ndarray,
+    samples: np.ndarray,
+    unknown: np.ndarray,
+    confident: np.ndarray,
+    conf: np.ndarray,
+) -> pd.DataFrame:
+    """Per query sample: cells, unknown cells and their share, share confident, mean confidence."""
     per_sample = (
         pd.DataFrame(
             {
@@ -257,45 +354,26 @@ def map_to_reference(
         .reset_index()
     )
     per_sample["share_unknown"] = per_sample["n_unknown"] / per_sample["n_cells"]
-    ref_umap = ref.cells.obsm.get(K.UMAP)
-    adata.uns[K.MAP] = {
-        "params": {
-            "reference": str(ref.path),
-            "sample_key": sample_key,
-            "species_key": species_key,
-            "max_epochs": epochs,
-            "n_neighbors": n_neighbors,
-            "unknown_distance": unknown_distance,
-            "confident": CONFIDENT,
-            "accelerator": acc,
-            "seed": seed,
-        },
-        "reference_version": str(ref.manifest.get("mkcell_version")),
-        "reference_species": list(ref.species),
-        "n_reference_cells": int(ref.cells.n_obs),
-        "n_features": len(ref.features),
-        "n_missing_features": len(missing),
-        "missing_features": pd.DataFrame({"gene": missing}, dtype=str),
-        "n_cells": int(adata.n_obs),
-        "n_unknown": int(unknown.sum()),
-        "share_unknown": float(unknown.mean()),
-        "share_confident": float(confident.mean()),
-        "per_sample": per_sample,
-        "train_seconds": train_seconds,
-        "seconds": time.perf_counter() - t0,
-        "scvi_tools_version": scvi.__version__,
-    }
-    if ref_umap is not None:
-        adata.uns[K.MAP]["reference_umap"] = np.asarray(ref_umap, dtype=np.float32)[:, :2]
-        adata.uns[K.MAP]["reference_state"] = ref.cells.obs[K.STATE].astype(str).to_numpy()
+    return per_sample
+
+
+def _log_mapping(
+    n_obs: int,
+    ref: Reference,
+    seconds: float,
+    fit: _FineTuned,
+    confident: np.ndarray,
+    unknown: np.ndarray,
+) -> None:
+    """Log how the mapping went; warn when many cells are far from every reference cell."""
     logger.info(
         "mapped %d cells onto %s in %.1f s (fine-tuning %d epochs: %.1f s): "
         "%.1f%% confidently, %d unknown (%.1f%%)",
-        adata.n_obs,
+        n_obs,
         ref.path,
-        time.perf_counter() - t0,
-        epochs,
-        train_seconds,
+        seconds,
+        fit.epochs,
+        fit.train_seconds,
         100 * confident.mean(),
         unknown.sum(),
         100 * unknown.mean(),
@@ -307,11 +385,6 @@ def map_to_reference(
             "their states and pseudotime are not transferred",
             100 * unknown.mean(),
         )
-    log_write("obsm", K.LATENT)
-    for key in (key_added, *[k for k in transfer["obs"] if k != K.STATE]):
-        log_write("obs", key)
-    log_write("uns", K.MAP)
-    return adata if copy else None
 
 
 def _profile_match(

@@ -121,6 +121,62 @@ def da_neighbourhoods(
         .reset_index()
     )
     todo = resolve_contrasts(obs, contrasts)
+    nhoods, skipped = _milo_contrasts(
+        adata,
+        obs,
+        per_sample,
+        todo,
+        use_rep=use_rep,
+        pseudotime_key=pseudotime_key,
+        state_key=state_key,
+        n_neighbors=n_neighbors,
+        prop=prop,
+        alpha=alpha,
+        seed=seed,
+    )
+    bins = _by_pseudotime(nhoods, n_bins, alpha)
+
+    if copy:
+        adata = adata.copy()
+    adata.uns[key_added] = {
+        "nhoods": nhoods,
+        "by_pseudotime": bins,
+        "params": {
+            "sample_key": sample_key,
+            "condition_key": condition_key,
+            "species_key": species_key,
+            "use_rep": use_rep,
+            "pseudotime_key": pseudotime_key,
+            "state_key": state_key,
+            "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)],
+            "skipped": skipped,
+            "n_neighbors": n_neighbors,
+            "prop": prop,
+            "alpha": alpha,
+            "n_bins": n_bins,
+            "seed": seed,
+            "method": "Milo (pertpy), solver pydeseq2, design ~condition",
+        },
+    }
+    log_write("uns", key_added)
+    return adata if copy else None
+
+
+def _milo_contrasts(
+    adata: AnnData,
+    obs: pd.DataFrame,
+    per_sample: pd.DataFrame,
+    todo: list[tuple[str, str, str]],
+    *,
+    use_rep: str,
+    pseudotime_key: str,
+    state_key: str,
+    n_neighbors: int,
+    prop: float,
+    alpha: float,
+    seed: int,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Milo on each (species, A, B) with replicates: the neighbourhood table, and those skipped."""
     X = np.asarray(adata.obsm[use_rep], dtype=float)
     pt_all = (
         pd.to_numeric(adata.obs[pseudotime_key], errors="coerce").to_numpy(float)
@@ -128,7 +184,6 @@ def da_neighbourhoods(
         else np.full(adata.n_obs, np.nan)
     )
     states = adata.obs[state_key].astype(str).to_numpy() if state_key in adata.obs.columns else None
-
     tables, skipped = [], []
     with pertpy_session() as pt:
         for sp_name, a, b in todo:
@@ -175,32 +230,7 @@ def da_neighbourhoods(
         if tables
         else pd.DataFrame(columns=NHOOD_COLUMNS)
     )
-    bins = _by_pseudotime(nhoods, n_bins, alpha)
-
-    if copy:
-        adata = adata.copy()
-    adata.uns[key_added] = {
-        "nhoods": nhoods,
-        "by_pseudotime": bins,
-        "params": {
-            "sample_key": sample_key,
-            "condition_key": condition_key,
-            "species_key": species_key,
-            "use_rep": use_rep,
-            "pseudotime_key": pseudotime_key,
-            "state_key": state_key,
-            "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)],
-            "skipped": skipped,
-            "n_neighbors": n_neighbors,
-            "prop": prop,
-            "alpha": alpha,
-            "n_bins": n_bins,
-            "seed": seed,
-            "method": "Milo (pertpy), solver pydeseq2, design ~condition",
-        },
-    }
-    log_write("uns", key_added)
-    return adata if copy else None
+    return nhoods, skipped
 
 
 def _knn(X: np.ndarray, k: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -81,7 +81,7 @@ def write_reference(
     run_dir
         The run folder.
     config
-        The run's config as plain data (recorded; mapping reads ``map.keep_species_specific``).
+        The run's config as plain data (recorded; mapping reads ``orthologs.keep_species_specific``).
 
     Returns
     -------
@@ -344,7 +344,46 @@ def load_reference(path: str | os.PathLike | Reference, *, check: bool = True) -
 
     if isinstance(path, Reference):
         return path
-    given = Path(path).expanduser()
+    root = _checked_root(Path(path).expanduser())
+    manifest = _read_manifest(root)
+    if _major(manifest.version) != _major(_version()):
+        msg = (
+            f"reference {root} was made by mkcell {manifest.version}, this is mkcell {_version()}"
+            " (another major version); run the reference again with this version,"
+            f" or map with mkcell {manifest.version}"
+        )
+        raise MkcellError(msg)
+    _check_files(root, manifest.files, check=check)
+    setup = _read_setup(root, manifest.features)
+    cells = ad.read_h5ad(root / CELLS)
+    for key in (K.LATENT,):
+        if key not in cells.obsm:
+            msg = f"reference {root}: {CELLS} has no obsm[{key!r}]; run the reference again"
+            raise MkcellError(msg)
+    pool = pd.read_csv(root / POOL_TABLE)
+    profiles = ad.read_h5ad(root / PROFILES) if PROFILES in manifest.files else None
+    config = json.loads((root / CONFIG).read_text()) if (root / CONFIG).is_file() else {}
+    logger.info(
+        "reference %s: mkcell %s, %d cells, %d features, species %s",
+        root,
+        manifest.version,
+        cells.n_obs,
+        len(manifest.features),
+        manifest.data.get("species"),
+    )
+    return Reference(
+        path=root,
+        manifest=manifest.data,
+        setup=setup,
+        cells=cells,
+        pool=pool,
+        profiles=profiles,
+        config=config,
+    )
+
+
+def _checked_root(given: Path) -> Path:
+    """The run folder of an existing reference (resolved); refuse a path that holds none."""
     if not given.exists():
         msg = f"reference {given}: no such folder; {FIX}"
         raise MkcellError(msg)
@@ -352,15 +391,28 @@ def load_reference(path: str | os.PathLike | Reference, *, check: bool = True) -
         msg = f"reference {given} is a file, not a run folder; {FIX}"
         raise MkcellError(msg)
     root = _reference_root(given).resolve()
-    mpath = root / MANIFEST
-    if not mpath.is_file():
+    if not (root / MANIFEST).is_file():
         msg = (
             f"reference {root} is not an mkcell reference: no {MANIFEST} (not a finished run,"
             f" or made before mapping existed); {FIX}"
         )
         raise MkcellError(msg)
+    return root
+
+
+class _Manifest(NamedTuple):
+    """A reference's manifest, with the entries every reference must have."""
+
+    data: dict[str, Any]  # the whole manifest
+    files: dict[str, str]  # file (relative to the run folder) -> sha256
+    version: str  # mkcell version that wrote it
+    features: list[str]  # the model's features
+
+
+def _read_manifest(root: Path) -> _Manifest:
+    """Parse ``reference/manifest.json``; refuse one that is not JSON or lacks an entry."""
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads((root / MANIFEST).read_text())
         files = dict(manifest["files"])
         version = str(manifest["mkcell_version"])
         features = list(manifest["features"])
@@ -370,13 +422,11 @@ def load_reference(path: str | os.PathLike | Reference, *, check: bool = True) -
             " run the reference again"
         )
         raise MkcellError(msg) from None
-    if _major(version) != _major(_version()):
-        msg = (
-            f"reference {root} was made by mkcell {version}, this is mkcell {_version()}"
-            " (another major version); run the reference again with this version,"
-            f" or map with mkcell {version}"
-        )
-        raise MkcellError(msg)
+    return _Manifest(data=manifest, files=files, version=version, features=features)
+
+
+def _check_files(root: Path, files: dict[str, str], *, check: bool) -> None:
+    """Refuse a reference whose manifest omits a needed file, or whose files are gone or changed."""
     for rel in (WEIGHTS, SETUP, CELLS, POOL_TABLE):
         if rel not in files:
             msg = f"reference {root}: {MANIFEST} does not list {rel}; run the reference again"
@@ -395,6 +445,10 @@ def load_reference(path: str | os.PathLike | Reference, *, check: bool = True) -
                 " (changed after the run); restore the original file or run the reference again"
             )
             raise MkcellError(msg)
+
+
+def _read_setup(root: Path, features: list[str]) -> dict[str, Any]:
+    """Read ``model/setup.json``; refuse a model of other features, or one other than SCVI."""
     setup = json.loads((root / SETUP).read_text())
     if list(setup.get("features", [])) != features:
         msg = (
@@ -409,28 +463,4 @@ def load_reference(path: str | os.PathLike | Reference, *, check: bool = True) -
             " mapping needs an SCVI reference (integrate.model=scvi)"
         )
         raise MkcellError(msg)
-    cells = ad.read_h5ad(root / CELLS)
-    for key in (K.LATENT,):
-        if key not in cells.obsm:
-            msg = f"reference {root}: {CELLS} has no obsm[{key!r}]; run the reference again"
-            raise MkcellError(msg)
-    pool = pd.read_csv(root / POOL_TABLE)
-    profiles = ad.read_h5ad(root / PROFILES) if PROFILES in files else None
-    config = json.loads((root / CONFIG).read_text()) if (root / CONFIG).is_file() else {}
-    logger.info(
-        "reference %s: mkcell %s, %d cells, %d features, species %s",
-        root,
-        version,
-        cells.n_obs,
-        len(features),
-        manifest.get("species"),
-    )
-    return Reference(
-        path=root,
-        manifest=manifest,
-        setup=setup,
-        cells=cells,
-        pool=pool,
-        profiles=profiles,
-        config=config,
-    )
+    return setup

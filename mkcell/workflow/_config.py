@@ -98,8 +98,8 @@ class DataConf:
 
 
 @dataclass
-class MapConf:
-    """``map``: mouse genes to human orthologs and concatenation of the species."""
+class OrthologsConf:
+    """``orthologs``: mouse genes to human orthologs and concatenation of the species."""
 
     keep_species_specific: bool = False
 
@@ -225,7 +225,7 @@ class Config:
 
     mode: Mode = Mode.run
     data: DataConf = MISSING
-    map: MapConf = field(default_factory=MapConf)
+    orthologs: OrthologsConf = field(default_factory=OrthologsConf)
     integrate: IntegrateConf = MISSING
     annotate: AnnotateConf = MISSING
     trajectory: TrajectoryConf = MISSING

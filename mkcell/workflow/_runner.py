@@ -59,7 +59,7 @@ class Stage:
     Attributes
     ----------
     name
-        Stage name (``load``, ``map``...).
+        Stage name (``load``, ``orthologs``...).
     func
         ``func(cfg, data_or_None, run_dir) -> data``; ``data`` is an AnnData or a dict
         ``{species: AnnData}``.

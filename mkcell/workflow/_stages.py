@@ -421,13 +421,13 @@ def _registry_sample_column(cfg: DictConfig) -> str | None:
     return (entry.get("obs_columns") or {}).get("sample")
 
 
-def map_species(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnData:
+def orthologs(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnData:
     """Map mouse genes to human orthologs and concatenate the species."""
     id_reports = {
         s: a.uns[K.GENE_IDS] for s, a in data.items() if isinstance(a.uns.get(K.GENE_IDS), dict)
     }
     concat = mk.pp.concat_species
-    adata = concat(dict(data), keep_species_specific=cfg.map.keep_species_specific)
+    adata = concat(dict(data), keep_species_specific=cfg.orthologs.keep_species_specific)
     if id_reports:  # gene IDs mapped to symbols on reading: one report for the run
         genes = pd.concat(
             [r["genes"].assign(species=s) for s, r in id_reports.items()], ignore_index=True
@@ -628,7 +628,7 @@ def _reference(cfg: DictConfig) -> object:
     return load_reference(str(cfg.reference.dir))
 
 
-def map_query(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnData:
+def orthologs_query(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnData:
     """``mode=map``: orthologs as the reference mapped them.
 
     The query must hold enough of the reference's features.
@@ -636,15 +636,15 @@ def map_query(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnDa
     from ..tl._map import check_features
 
     ref = _reference(cfg)
-    keep = bool(
-        (ref.config.get("map") or {}).get("keep_species_specific", cfg.map.keep_species_specific)
-    )
-    if keep != cfg.map.keep_species_specific:
-        logger.info("map.keep_species_specific=%s, as in the reference", keep)
+    # references written before the section was named "orthologs" call it "map"
+    section = ref.config.get("orthologs") or ref.config.get("map") or {}
+    keep = bool(section.get("keep_species_specific", cfg.orthologs.keep_species_specific))
+    if keep != cfg.orthologs.keep_species_specific:
+        logger.info("orthologs.keep_species_specific=%s, as in the reference", keep)
     cfg = cfg.copy()
     with open_dict(cfg):
-        cfg.map.keep_species_specific = keep
-    adata = map_species(cfg, data, run_dir)
+        cfg.orthologs.keep_species_specific = keep
+    adata = orthologs(cfg, data, run_dir)
     check_features(adata, ref)
     return adata
 
@@ -755,7 +755,7 @@ SCORE_STAGE = Stage(
 
 STAGES: tuple[Stage, ...] = (
     Stage("load", load, ("data", "seed")),
-    Stage("map", map_species, ("map",), ("tables/ortholog_report.csv",)),
+    Stage("orthologs", orthologs, ("orthologs",), ("tables/ortholog_report.csv",)),
     Stage(
         "integrate",
         integrate,
@@ -785,9 +785,9 @@ STAGES: tuple[Stage, ...] = (
 MAP_STAGES: tuple[Stage, ...] = (
     Stage("load", load, ("data", "seed", "mode")),
     Stage(
-        "map",
-        map_query,
-        ("map", "reference.dir"),
+        "orthologs",
+        orthologs_query,
+        ("orthologs", "reference.dir"),
         ("tables/ortholog_report.csv",),
     ),
     Stage(
