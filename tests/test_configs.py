@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from mkcell._settings import MkcellError
 from mkcell.workflow import Config, check_config, config_dir
-from mkcell.workflow._config import DEFAULT_CONTRASTS, unknown_keys
+from mkcell.workflow._config import unknown_keys
+from mkcell.workflow._sections import DEFAULT_CONTRASTS
 
 CONFIGS = config_dir()
 SCHEMA_GROUPS = ("data", "integrate", "annotate", "trajectory", "score", "pool", "compute")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -217,7 +217,7 @@ def scvi(
     *,
     batch_key: str = K.SAMPLE,
     species_key: str = K.SPECIES,
-    model: str = "scvi",
+    model: Literal["scvi", "sysvi"] = "scvi",
     features_key: str | None = K.HVG,
     n_latent: int = 10,
     n_layers: int = 1,
@@ -229,7 +229,7 @@ def scvi(
     accelerator: str | None = "auto",
     devices: int | str = "auto",
     strategy: str = "auto",
-    equalize: str = "states",
+    equalize: Literal["states", "all", "none"] = "states",
     cycle_covariates: bool = False,
     seed: int = 0,
     save_dir: str | Path | None = None,

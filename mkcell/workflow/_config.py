@@ -21,9 +21,16 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .._settings import MkcellError
+from ._sections import (
+    AnnotateConf,
+    IntegrateConf,
+    OrthologsConf,
+    PoolConf,
+    ReferenceConf,
+    ScoreConf,
+    TrajectoryConf,
+)
 
-#: Default contrasts: MDS vs control (mouse), treatment vs MDS (mouse), MDS vs healthy (human).
-DEFAULT_CONTRASTS = [["MDS", "control"], ["MDS_drug", "MDS"], ["MDS", "healthy"]]
 SPECIES = ("mouse", "human")
 
 
@@ -35,26 +42,11 @@ class DataSource(StrEnum):
     registry = "registry"
 
 
-class Equalize(StrEnum):
-    """How species' gene means are equalised before training (:func:`mkcell.integrate.scvi`)."""
-
-    states = "states"
-    all = "all"
-    none = "none"
-
-
 class Mode(StrEnum):
     """What the command does: the whole workflow, or mapping new samples onto a reference run."""
 
     run = "run"
     map = "map"
-
-
-class IntegrationModel(StrEnum):
-    """scvi-tools model used by :func:`mkcell.integrate.scvi`."""
-
-    scvi = "scvi"
-    sysvi = "sysvi"
 
 
 @dataclass
@@ -95,111 +87,6 @@ class DataConf:
     species: list[str] = field(default_factory=lambda: list(SPECIES))
     max_cells: int | None = None
     gene_symbols: str | None = None
-
-
-@dataclass
-class OrthologsConf:
-    """``orthologs``: mouse genes to human orthologs and concatenation of the species."""
-
-    keep_species_specific: bool = False
-
-
-@dataclass
-class IntegrateConf:
-    """``integrate``: feature selection, scVI / SysVI training (:func:`mkcell.integrate.scvi`)."""
-
-    n_top_genes: int = 2000
-    model: IntegrationModel = IntegrationModel.scvi
-    n_latent: int = 10
-    n_layers: int = 1
-    max_epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None  # None: 1e-3 * sqrt(batch_size / 128) for scvi
-    early_stopping: bool = True
-    label_key: str | None = None
-    exclude_cycle_linked: bool = False  # leave out features that track the cycle within states
-    cycle_covariates: bool = False  # S / G2M scores as scVI continuous covariates
-    equalize: Equalize = (
-        Equalize.states
-    )  # gene means equalised within shared marker states, over all cells, or not
-
-
-@dataclass
-class AnnotateConf:
-    """``annotate``: cell states (see :func:`mkcell.tl.annotate`).
-
-    ``labels_key`` names an ``obs`` column of known labels; ``labels_file`` a CSV/TSV with
-    a cell column (``labels_cell_column``) and a label column (``labels_column``; null:
-    ``cell`` / ``label`` or the two columns of a two-column file). ``label_map`` maps labels
-    onto mkcell states (``{8Mk: MkP, 7MEP: MEP, ...}``); ``label_map_file`` does the same
-    from a file (two-column CSV ``label,state`` or YAML), for labels with spaces or
-    punctuation. With labels, the marker-based annotation is skipped.
-    """
-
-    labels_key: str | None = None
-    labels_file: str | None = None
-    labels_cell_column: str | None = None
-    labels_column: str | None = None
-    label_map: Any = None  # a {label: state} mapping (typed Any: Hydra can then set a whole dict)
-    label_map_file: str | None = None
-    n_neighbors: int = 15
-    resolution: float = 1.0
-    cluster_weight: float = 0.5  # weight of the cluster-mean panel scores (0 cells ... 1 clusters)
-    min_score: float = 0.0  # best combined score at or below this: `other`
-    softmax_scale: float = 3.0  # inverse temperature of the confidence softmax
-
-
-@dataclass
-class TrajectoryConf:
-    """``trajectory``: Mk pseudotime and fate (see :func:`mkcell.tl.trajectory`)."""
-
-    root: str | None = None
-    lineage: list[str] = field(default_factory=lambda: ["MkP", "Mk"])
-    root_state: str = "MkP"
-    terminal_state: str = "Mk"
-    n_neighbors: int = 30
-    connectivity_weight: float = 0.2
-    regress_cycle: bool = True  # remove the cycle scores' linear trace from the lineage embedding
-    refine_states: bool = True  # MkP / Mk boundary at the Mk program's onset along pseudotime
-
-
-@dataclass
-class ScoreConf:
-    """``score``: cell-cycle and gene-set scores (see :func:`mkcell.tl.score`)."""
-
-    method: str = "score_genes"
-    gmt: str | None = None
-    min_genes: int = 5
-    on_missing: str = "score"
-
-
-@dataclass
-class PoolConf:
-    """``pool``: MkP pool per sample and contrasts ``[A, B]`` (A over B), samples as replicates.
-
-    ``contrasts: null`` compares every condition with the reference of its species.
-    """
-
-    contrasts: list[list[str]] | None = field(
-        default_factory=lambda: [list(c) for c in DEFAULT_CONTRASTS]
-    )
-    denominator: str = "auto"
-
-
-@dataclass
-class ReferenceConf:
-    """``reference``: the finished run ``mode=map`` maps onto (:func:`mkcell.tl.map_to_reference`).
-
-    ``dir`` is the reference's run folder. ``max_epochs`` (null: 20 at 5,000 query cells)
-    fine-tunes the query's batch parameters only; ``n_neighbors`` reference cells vote on
-    each query cell's state; a cell farther than ``unknown_distance`` times the
-    reference's local spacing, or unlike every reference state's expression, is ``unknown``.
-    """
-
-    dir: str | None = None
-    max_epochs: int | None = None
-    n_neighbors: int = 15
-    unknown_distance: float = 3.0
 
 
 @dataclass

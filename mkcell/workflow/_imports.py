@@ -12,7 +12,8 @@ Two kinds of module are not followed:
   dependency of whoever imports them (``mk.tl.umap`` depends on ``tl/_embed.py``, not on
   every tool ``tl/__init__.py`` can load);
 * :data:`DISPATCH`, the workflow machinery: it imports tools inside functions to check a
-  config or to run a stage, so only its module-level imports count.
+  config or to run a stage, so only its module-level imports count;
+* :data:`SIGNATURES`, the config sections, read the tools' signatures only.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from pathlib import Path
 PACKAGE = "mkcell"
 #: Modules whose function-level imports are not dependencies of whoever imports them.
 DISPATCH = frozenset({"workflow/_runner.py", "workflow/_stages.py", "workflow/_config.py"})
+#: Modules that import tools only to read their signatures (the config sections): their imports
+#: are not followed; a changed default reaches the fingerprints through the config values.
+SIGNATURES = frozenset({"workflow/_sections.py"})
 #: Where the running package lives (a stage function's own source is read from its copy in root).
 RUNNING_ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,7 +179,7 @@ class PackageImports:
             if rel in seen:
                 continue
             seen.add(rel)
-            if rel.endswith(".py") and not rel.endswith("__init__.py"):
+            if rel.endswith(".py") and not rel.endswith("__init__.py") and rel not in SIGNATURES:
                 todo.extend(self.imports(rel, lazy=rel not in DISPATCH))
         return frozenset(seen)
 

@@ -21,8 +21,9 @@ import mkcell as mk
 from .. import _keys as K
 from .._settings import MkcellError, logger
 from .._utils import atomic_path, write_csv_atomic
-from ._config import DataSource, IntegrationModel, Mode
+from ._config import DataSource, Mode
 from ._runner import Stage, file_signature, single_lightning_log
+from ._schema import tool_kwargs
 
 POOL_SAMPLE_COLUMNS = ["sample", "species", "condition", "n_cells", "n_mkp", "mkp_fraction"]
 POOL_CONTRAST_COLUMNS = ["species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value"]
@@ -427,7 +428,7 @@ def orthologs(cfg: DictConfig, data: dict[str, AnnData], run_dir: Path) -> AnnDa
         s: a.uns[K.GENE_IDS] for s, a in data.items() if isinstance(a.uns.get(K.GENE_IDS), dict)
     }
     concat = mk.pp.concat_species
-    adata = concat(dict(data), keep_species_specific=cfg.orthologs.keep_species_specific)
+    adata = concat(dict(data), **tool_kwargs(cfg.orthologs, concat))
     if id_reports:  # gene IDs mapped to symbols on reading: one report for the run
         genes = pd.concat(
             [r["genes"].assign(species=s) for s, r in id_reports.items()], ignore_index=True
@@ -461,36 +462,21 @@ def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     c, comp = cfg.integrate, cfg.compute
     single_lightning_log()
     hvg = mk.pp.highly_variable_genes
-    hvg(
-        adata,
-        n_top_genes=c.n_top_genes,
-        batch_key=K.SAMPLE,
-        exclude_cycle_linked=c.exclude_cycle_linked,
-        seed=cfg.seed,
-    )
+    hvg(adata, batch_key=K.SAMPLE, seed=cfg.seed, **tool_kwargs(c, hvg))
     scvi = mk.integrate.scvi
     scvi(
         adata,
         batch_key=K.SAMPLE,
         species_key=K.SPECIES,
-        model=IntegrationModel(c.model).value,
-        n_latent=c.n_latent,
-        n_layers=c.n_layers,
-        max_epochs=c.max_epochs,
-        batch_size=c.batch_size,
-        lr=c.lr,
-        early_stopping=c.early_stopping,
         accelerator=comp.accelerator,
         devices=_plain(comp.devices),
         strategy=comp.strategy,
-        cycle_covariates=c.cycle_covariates,
-        equalize=str(c.equalize),
         seed=cfg.seed,
         save_dir=run_dir / "model",
+        **tool_kwargs(c, scvi),
     )
-    metrics = mk.integrate.metrics(
-        adata, batch_key=K.SAMPLE, species_key=K.SPECIES, label_key=c.label_key
-    )
+    metrics = mk.integrate.metrics
+    metrics = metrics(adata, batch_key=K.SAMPLE, species_key=K.SPECIES, **tool_kwargs(c, metrics))
     write_table(metrics, run_dir, "integration_metrics", METRIC_COLUMNS)
     umap = mk.tl.umap
     umap(adata, use_rep=K.LATENT, seed=cfg.seed)
@@ -506,16 +492,7 @@ def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa
         logger.info(
             "annotate: cell states from your labels; the marker-based annotation is skipped"
         )
-    kwargs = {
-        "labels": labels,
-        "labels_key": c.labels_key,
-        "label_map": user_label_map(cfg),
-        "n_neighbors": c.n_neighbors,
-        "resolution": c.resolution,
-        "cluster_weight": c.cluster_weight,
-        "min_score": c.min_score,
-        "softmax_scale": c.softmax_scale,
-    }
+    kwargs = tool_kwargs(c, f) | {"labels": labels, "label_map": user_label_map(cfg)}
     kwargs = _seeded(f, kwargs, cfg.seed)
     f(adata, **kwargs)
     return adata
@@ -525,16 +502,7 @@ def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # no
     """Mk pseudotime and fate (``obs['mk_pseudotime']``, ``obs['mk_fate']``)."""
     f = mk.tl.trajectory
     t = cfg.trajectory
-    kwargs = {
-        "root": t.root,
-        "lineage": tuple(t.lineage),
-        "root_state": t.root_state,
-        "terminal_state": t.terminal_state,
-        "n_neighbors": t.n_neighbors,
-        "connectivity_weight": t.connectivity_weight,
-        "regress_cycle": t.regress_cycle,
-        "refine_states": t.refine_states,
-    }
+    kwargs = tool_kwargs(t, f)
     states = (
         adata.obs[K.STATE].astype(str) if K.STATE in adata.obs.columns else pd.Series(dtype=str)
     )
@@ -578,13 +546,7 @@ def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     """Cell-cycle and gene-set scores, their trends in pseudotime, contrasts between conditions."""
     c = cfg.score
     f = mk.tl.score
-    kwargs = {
-        "method": c.method,
-        "gmt": c.gmt,
-        "min_genes": c.min_genes,
-        "on_missing": c.on_missing,
-    }
-    f(adata, **_seeded(f, kwargs, cfg.seed))
+    f(adata, **_seeded(f, tool_kwargs(c, f), cfg.seed))
     if K.PSEUDOTIME in adata.obs.columns and adata.obs[K.PSEUDOTIME].notna().any():
         trends = mk.tl.score_trends
         trends(adata, **_seeded(trends, {}, cfg.seed))
@@ -654,15 +616,7 @@ def map_reference(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     r, comp = cfg.reference, cfg.compute
     single_lightning_log()
     f = mk.tl.map_to_reference
-    f(
-        adata,
-        _reference(cfg),
-        max_epochs=r.max_epochs,
-        n_neighbors=r.n_neighbors,
-        unknown_distance=r.unknown_distance,
-        accelerator=comp.accelerator,
-        seed=cfg.seed,
-    )
+    f(adata, _reference(cfg), accelerator=comp.accelerator, seed=cfg.seed, **tool_kwargs(r, f))
     write_table(adata.uns[K.MAP]["per_sample"], run_dir, "map_per_sample", MAP_SAMPLE_COLUMNS)
     missing = adata.uns[K.MAP]["missing_features"]
     if len(missing):

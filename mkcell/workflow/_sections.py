@@ -1,0 +1,126 @@
+"""The config sections that are tools' keyword arguments (see :mod:`._schema`).
+
+Their defaults are read from the tools' signatures: this module imports the tools only for
+that, so the fingerprints do not follow its imports (``workflow/_imports.py``); a changed
+default reaches them through the config values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import field
+
+from ..integrate._metrics import metrics
+from ..integrate._scvi import scvi
+from ..pp._concat import concat_species
+from ..pp._hvg import highly_variable_genes
+from ..tl._annotate import annotate
+from ..tl._map import map_to_reference
+from ..tl._pool import progenitor_pool
+from ..tl._score import score
+from ..tl._trajectory import trajectory
+from ._schema import tool_section
+
+#: Default contrasts: MDS vs control (mouse), treatment vs MDS (mouse), MDS vs healthy (human).
+DEFAULT_CONTRASTS = [["MDS", "control"], ["MDS_drug", "MDS"], ["MDS", "healthy"]]
+
+OrthologsConf = tool_section(
+    "OrthologsConf",
+    "``orthologs``: mouse genes to human orthologs and concatenation of the species.",
+    {concat_species: ["keep_species_specific"]},
+)
+IntegrateConf = tool_section(
+    "IntegrateConf",
+    "``integrate``: feature selection, scVI / SysVI training (:func:`mkcell.integrate.scvi`), "
+    "integration metrics.",
+    {
+        highly_variable_genes: ["n_top_genes", "exclude_cycle_linked"],
+        scvi: [
+            "model",
+            "n_latent",
+            "n_layers",
+            "max_epochs",
+            "batch_size",
+            "lr",
+            "early_stopping",
+            "cycle_covariates",
+            "equalize",
+        ],
+        metrics: ["label_key"],
+    },
+)
+AnnotateConf = tool_section(
+    "AnnotateConf",
+    """``annotate``: cell states (:func:`mkcell.tl.annotate`).
+
+    ``labels_file`` is a CSV/TSV with a cell column (``labels_cell_column``) and a label
+    column (``labels_column``; null: ``cell`` / ``label`` or the two columns of a two-column
+    file). ``label_map_file`` maps labels onto mkcell states from a file (two-column CSV
+    ``label,state`` or YAML), for labels with spaces or punctuation. With labels, the
+    marker-based annotation is skipped.
+    """,
+    {
+        annotate: [
+            "labels_key",
+            "label_map",
+            "n_neighbors",
+            "resolution",
+            "cluster_weight",
+            "min_score",
+            "softmax_scale",
+        ]
+    },
+    extra=[
+        ("labels_file", str | None, field(default=None)),
+        ("labels_cell_column", str | None, field(default=None)),
+        ("labels_column", str | None, field(default=None)),
+        ("label_map_file", str | None, field(default=None)),
+    ],
+)
+TrajectoryConf = tool_section(
+    "TrajectoryConf",
+    "``trajectory``: Mk pseudotime and fate (:func:`mkcell.tl.trajectory`).",
+    {
+        trajectory: [
+            "root",
+            "lineage",
+            "root_state",
+            "terminal_state",
+            "n_neighbors",
+            "connectivity_weight",
+            "regress_cycle",
+            "refine_states",
+        ]
+    },
+)
+ScoreConf = tool_section(
+    "ScoreConf",
+    "``score``: cell-cycle and gene-set scores (:func:`mkcell.tl.score`).",
+    {score: ["method", "gmt", "min_genes", "on_missing"]},
+)
+
+
+PoolConf = tool_section(
+    "PoolConf",
+    """``pool``: MkP pool per sample and contrasts ``[A, B]`` (A over B), samples as replicates.
+
+    ``contrasts`` (the workflow's own field, used by the pool, the maturation shift and the
+    score contrasts; ``null`` compares every condition with the reference of its species).
+    """,
+    {progenitor_pool: ["denominator"]},
+    extra=[
+        (
+            "contrasts",
+            list[list[str]] | None,
+            field(default_factory=lambda: [list(c) for c in DEFAULT_CONTRASTS]),
+        )
+    ],
+)
+ReferenceConf = tool_section(
+    "ReferenceConf",
+    """``reference``: the finished run ``mode=map`` maps onto (:func:`mkcell.tl.map_to_reference`).
+
+    ``dir`` (the workflow's own field) is the reference's run folder.
+    """,
+    {map_to_reference: ["max_epochs", "n_neighbors", "unknown_distance"]},
+    extra=[("dir", str | None, field(default=None))],
+)
