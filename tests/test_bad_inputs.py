@@ -1057,7 +1057,7 @@ def test_load_warns_and_says_what_still_runs_without_mature_mk_markers(marrow, c
 
     from omegaconf import OmegaConf
 
-    from mkcell.workflow._stages import _check_markers
+    from mkcell.workflow._checks import _check_markers
 
     panels = mk.datasets.marker_panels()
     h = marrow.human

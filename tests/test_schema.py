@@ -65,18 +65,25 @@ def test_yaml_repeats_no_default():
 def test_no_hand_written_kwargs_dicts():
     """Stages pass a section with tool_kwargs, never ``{"n_neighbors": c.n_neighbors, ...}``."""
     fields = {f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
-    tree = ast.parse(Path(_stages.__file__).read_text())
-    for node in ast.walk(tree):
+    nodes = [
+        (path.name, node)
+        for path in sorted(Path(_stages.__file__).parent.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+    ]
+    for name, node in nodes:
         pairs = []
         if isinstance(node, ast.Dict):
-            pairs = [(k.value, v) for k, v in zip(node.keys, node.values, strict=True) if k]
-            pairs = [(k, v) for k, v in pairs if isinstance(k, str)]
+            pairs = [
+                (k.value, v)
+                for k, v in zip(node.keys, node.values, strict=True)
+                if isinstance(k, ast.Constant) and isinstance(k.value, str)
+            ]
         elif isinstance(node, ast.Call):
             pairs = [(kw.arg, kw.value) for kw in node.keywords if kw.arg]
         copied = [
             k for k, v in pairs if k in fields and isinstance(v, ast.Attribute) and v.attr == k
         ]
-        assert not copied, f"_stages.py line {node.lineno} copies section fields: {copied}"
+        assert not copied, f"{name} line {node.lineno} copies section fields: {copied}"
 
 
 def test_literal_choices_fail_at_compose_and_come_back_as_values():

@@ -1,16 +1,19 @@
 """The mkcell workflow: config schemas (Hydra ConfigStore), stages and the resumable runner.
 
 The command line lives in ``workflows/main.py`` (``mkcell [overrides]``); this package
-holds what it calls: :mod:`._config` (dataclass schemas), :mod:`._stages` (thin calls of
-the public API), :mod:`._runner` (fingerprints, skip/resume, atomic outputs) and
-:mod:`._report` (self-contained HTML).
+holds what it calls: :mod:`._config` and :mod:`._sections` (the schemas, sections made from
+the tools' signatures), :mod:`._stages`, :mod:`._load` and :mod:`._map_stages` (thin calls of
+the public API), :mod:`._checks` (pre-flight checks of the data), :mod:`._runner`
+(fingerprints, skip/resume, atomic outputs) and :mod:`._report` (self-contained HTML).
 """
 
 from __future__ import annotations
 
 from ._config import Config, check_config, config_dir, register_configs
+from ._load import input_signature
+from ._map_stages import MAP_STAGES
 from ._runner import Stage, fingerprints, is_done, run_workflow
-from ._stages import MAP_STAGES, STAGES, input_signature, stages_for
+from ._stages import STAGES, stages_for
 
 __all__ = [
     "Config",

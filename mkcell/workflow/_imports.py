@@ -27,7 +27,14 @@ from pathlib import Path
 
 PACKAGE = "mkcell"
 #: Modules whose function-level imports are not dependencies of whoever imports them.
-DISPATCH = frozenset({"workflow/_runner.py", "workflow/_stages.py", "workflow/_config.py"})
+DISPATCH = frozenset(
+    {
+        "workflow/_runner.py",
+        "workflow/_stages.py",
+        "workflow/_map_stages.py",
+        "workflow/_config.py",
+    }
+)
 #: Modules that import tools only to read their signatures (the config sections): their imports
 #: are not followed; a changed default reaches the fingerprints through the config values.
 SIGNATURES = frozenset({"workflow/_sections.py"})
@@ -193,29 +200,45 @@ class PackageImports:
         if found is None:
             return frozenset()
         node, module, rel = found
-        helpers = {n.name: n for n in module.body if isinstance(n, _FUNCTIONS)}
-        names = self._bindings(module, rel)
-        constants = {
-            t.id: _strings(n.value)
-            for n in module.body
-            if isinstance(n, ast.Assign)
-            for t in n.targets
-            if isinstance(t, ast.Name)
-        }
+        contexts: dict[str | None, tuple] = {}
+
+        def context(rel: str | None, module: ast.Module) -> tuple:
+            if rel not in contexts:
+                helpers = {n.name: n for n in module.body if isinstance(n, _FUNCTIONS)}
+                constants = {
+                    t.id: _strings(n.value)
+                    for n in module.body
+                    if isinstance(n, ast.Assign)
+                    for t in n.targets
+                    if isinstance(t, ast.Name)
+                }
+                contexts[rel] = (helpers, self._bindings(module, rel), constants)
+            return contexts[rel]
+
         out: set[str] = set()
-        done: set[str] = set()
-        todo = [node]
+        done: set[tuple[str | None, str]] = set()
+        todo = [(node, module, rel)]
         while todo:
-            fn = todo.pop()
-            if fn.name in done:
+            fn, module, rel = todo.pop()
+            if (rel, fn.name) in done:
                 continue
-            done.add(fn.name)
+            done.add((rel, fn.name))
+            helpers, names, constants = context(rel, module)
             # a name assigned in the function is its own, not the module's
             used = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)} - _local_names(fn)
-            todo.extend(helpers[n] for n in used & helpers.keys() - done)
+            todo.extend((helpers[n], module, rel) for n in used & helpers.keys())
             strings = _strings(fn).union(*(constants.get(n, ()) for n in used))
             bound = {n: names[n] for n in used & names.keys()}
             out |= {f for f in bound.values() if isinstance(f, str)}
+            # a function of another workflow module (a shared stage step): follow it too
+            for n, f in bound.items():
+                if isinstance(f, str) and f.startswith("workflow/") and f.endswith(".py"):
+                    other = self.tree(f)
+                    todo.extend(
+                        (d, other, f)
+                        for d in other.body
+                        if isinstance(d, _FUNCTIONS) and d.name == n
+                    )
             out |= {f for sub in _statements(fn) for f in self._imported(rel, sub)}
             out |= self._tools(fn, bound, strings)
         return frozenset(out)
