@@ -101,3 +101,14 @@ def test_literal_choices_fail_at_compose_and_come_back_as_values():
     assert tool_kwargs(cfg, tool) == {"how": "y", "n": (1, 2)}
     with pytest.raises(TypeError, match="no keyword argument 'nope'"):
         tool_section("T", "test", {tool: ["nope"]})
+
+
+def test_composed_config_pickles():
+    """Submitit sends the config to its jobs pickled: sections and choice enums must pickle."""
+    import pickle
+
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3", job_name="t"):
+        cfg = compose(config_name="config", overrides=["integrate=sysvi"])
+    assert pickle.loads(pickle.dumps(cfg)) == cfg

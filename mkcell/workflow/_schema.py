@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -23,21 +24,26 @@ from omegaconf import DictConfig, OmegaConf
 _PLAIN = (bool, int, float, str)
 
 
-def _choices(name: str, values: Sequence[str]) -> type[enum.Enum]:
-    """An Enum of the choices of a ``Literal`` parameter (member name = value)."""
-    return enum.StrEnum(name, {str(v): str(v) for v in values})
+def _choices(name: str, values: Sequence[str], module: str) -> type[enum.Enum]:
+    """An Enum of the choices of a ``Literal`` parameter (member name = value).
+
+    It is set on ``module`` under ``name`` so that configs holding it pickle (submitit jobs).
+    """
+    kind = enum.StrEnum(name, {str(v): str(v) for v in values}, module=module, qualname=name)
+    setattr(sys.modules[module], name, kind)
+    return kind
 
 
-def _config_type(name: str, hint: Any) -> Any:
+def _config_type(name: str, hint: Any, module: str) -> Any:
     """The type OmegaConf can check for a tool annotation (``Any`` when it cannot)."""
     origin = typing.get_origin(hint)
     if hint in _PLAIN:
         return hint
     if origin is typing.Literal:
-        return _choices(name, typing.get_args(hint))
+        return _choices(name, typing.get_args(hint), module)
     if origin in (types.UnionType, typing.Union):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        inner = _config_type(name, args[0]) if len(args) == 1 else Any
+        inner = _config_type(name, args[0], module) if len(args) == 1 else Any
         return inner | None if inner is not Any else Any
     if origin in (tuple, list, Sequence) or hint in (tuple, list):
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
@@ -56,8 +62,13 @@ def _default(value: Any) -> Any:
     return dataclasses.field(default=value)
 
 
-def tool_fields(tool: Callable[..., Any], names: Sequence[str]) -> list[tuple[str, Any, Any]]:
-    """Dataclass fields ``(name, type, field)`` of the keyword arguments ``names`` of ``tool``."""
+def tool_fields(
+    tool: Callable[..., Any], names: Sequence[str], *, prefix: str = "", module: str = __name__
+) -> list[tuple[str, Any, Any]]:
+    """Dataclass fields ``(name, type, field)`` of the keyword arguments ``names`` of ``tool``.
+
+    Choice enums are named ``<prefix><Name>Choice`` and set on ``module``.
+    """
     params = inspect.signature(tool).parameters
     hints = typing.get_type_hints(tool)
     out = []
@@ -66,7 +77,8 @@ def tool_fields(tool: Callable[..., Any], names: Sequence[str]) -> list[tuple[st
             msg = f"{tool.__qualname__} has no keyword argument {name!r} with a default"
             raise TypeError(msg)
         default = params[name].default
-        kind = _config_type(name, hints.get(name, Any))
+        choice = f"{prefix}{name.title().replace('_', '')}Choice"
+        kind = _config_type(choice, hints.get(name, Any), module)
         if isinstance(kind, type) and issubclass(kind, enum.Enum):
             default = kind(default)
         out.append((name, kind, _default(default)))
@@ -78,16 +90,24 @@ def tool_section(
     doc: str,
     tools: Mapping[Callable[..., Any], Sequence[str]],
     extra: Sequence[tuple[str, Any, Any]] = (),
+    *,
+    module: str = __name__,
 ) -> type:
     """The dataclass of a config section: the named keyword arguments of each tool, then ``extra``.
 
     ``extra`` holds the workflow's own fields (files to read, not tool arguments), as
-    ``(name, type, dataclasses.field(...))``.
+    ``(name, type, dataclasses.field(...))``. ``module`` is where the class is bound under
+    ``name`` (the caller's ``__name__``), so that configs holding it pickle.
     """
-    fields = [f for tool, names in tools.items() for f in tool_fields(tool, names)]
+    prefix = name.removesuffix("Conf")
+    fields = [
+        f
+        for tool, names in tools.items()
+        for f in tool_fields(tool, names, prefix=prefix, module=module)
+    ]
     cls = dataclasses.make_dataclass(name, [*fields, *extra])
+    cls.__module__ = module
     cls.__doc__ = doc
-    cls.__module__ = __name__
     cls.tools = dict(tools)  # type: ignore[attr-defined]
     return cls
 

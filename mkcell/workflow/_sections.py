@@ -27,6 +27,7 @@ OrthologsConf = tool_section(
     "OrthologsConf",
     "``orthologs``: mouse genes to human orthologs and concatenation of the species.",
     {concat_species: ["keep_species_specific"]},
+    module=__name__,
 )
 IntegrateConf = tool_section(
     "IntegrateConf",
@@ -47,6 +48,7 @@ IntegrateConf = tool_section(
         ],
         metrics: ["label_key"],
     },
+    module=__name__,
 )
 AnnotateConf = tool_section(
     "AnnotateConf",
@@ -75,6 +77,7 @@ AnnotateConf = tool_section(
         ("labels_column", str | None, field(default=None)),
         ("label_map_file", str | None, field(default=None)),
     ],
+    module=__name__,
 )
 TrajectoryConf = tool_section(
     "TrajectoryConf",
@@ -91,11 +94,13 @@ TrajectoryConf = tool_section(
             "refine_states",
         ]
     },
+    module=__name__,
 )
 ScoreConf = tool_section(
     "ScoreConf",
     "``score``: cell-cycle and gene-set scores (:func:`mkcell.tl.score`).",
     {score: ["method", "gmt", "min_genes", "on_missing"]},
+    module=__name__,
 )
 
 
@@ -114,6 +119,7 @@ PoolConf = tool_section(
             field(default_factory=lambda: [list(c) for c in DEFAULT_CONTRASTS]),
         )
     ],
+    module=__name__,
 )
 ReferenceConf = tool_section(
     "ReferenceConf",
@@ -123,4 +129,5 @@ ReferenceConf = tool_section(
     """,
     {map_to_reference: ["max_epochs", "n_neighbors", "unknown_distance"]},
     extra=[("dir", str | None, field(default=None))],
+    module=__name__,
 )
