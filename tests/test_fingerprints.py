@@ -25,8 +25,8 @@ from omegaconf import OmegaConf
 import mkcell as mk
 from mkcell.workflow import MAP_STAGES, STAGES, Stage, fingerprints
 from mkcell.workflow import _stages as stages_module
+from mkcell.workflow._fingerprints import code_files, package_root, stage_code
 from mkcell.workflow._imports import PackageImports, package_imports
-from mkcell.workflow._runner import code_files, package_root, stage_code
 
 ROOT = package_root()
 LISTS = {"run": STAGES, "map": MAP_STAGES}

@@ -19,7 +19,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from mkcell.workflow import Stage, fingerprints, is_done, run_workflow
-from mkcell.workflow._runner import file_signature, load_data, run_lock
+from mkcell.workflow._fingerprints import file_signature
+from mkcell.workflow._runner import load_data, run_lock
 
 POOL_SAMPLE = ["sample", "species", "condition", "n_cells", "n_mkp", "mkp_fraction"]
 POOL_CONTRAST = ["species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value"]

@@ -10,9 +10,10 @@ the public API), :mod:`._checks` (pre-flight checks of the data), :mod:`._runner
 from __future__ import annotations
 
 from ._config import Config, check_config, config_dir, register_configs
+from ._fingerprints import fingerprints
 from ._load import input_signature
 from ._map_stages import MAP_STAGES
-from ._runner import Stage, fingerprints, is_done, run_workflow
+from ._runner import Stage, is_done, run_workflow
 from ._stages import STAGES, stages_for
 
 __all__ = [

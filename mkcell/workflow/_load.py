@@ -15,7 +15,7 @@ from .. import _keys as K
 from .._settings import MkcellError, logger
 from ._checks import check_data
 from ._config import DataSource, Mode
-from ._runner import file_signature
+from ._fingerprints import file_signature
 
 
 def _set_key(adata: AnnData, user_key: str | None, target: str, fallback: str, what: str) -> None:
