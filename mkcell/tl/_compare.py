@@ -21,6 +21,7 @@ from ._inference import (
     Design,
     bh,
     contrast_table,
+    covariate_rows,
     parse_design,
     sample_covariates,
 )
@@ -183,16 +184,13 @@ def _contrast_rows(
                     MkcellWarning,
                     stacklevel=3,
                 )
-            cov = None
-            if covariates is not None:
-                cov = covariates.loc[list(zip(tab["species"], tab["sample"], strict=True))]
             fits = contrast_table(
                 tab[list(keys)],
                 tab["condition"].to_numpy(),
                 a_name,
                 b_name,
                 design=design,
-                covariates=cov,
+                covariates=covariate_rows(covariates, tab),
                 level=ci,
                 where=f"for {a_name} vs {b_name} ({sp_name}, {st})",
             )

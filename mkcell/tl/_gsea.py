@@ -360,9 +360,8 @@ def _holm(p: np.ndarray) -> np.ndarray:
 
 
 def _run_camera(table: pd.DataFrame, a: np.ndarray, b: np.ndarray, sets: dict) -> pd.DataFrame:
-    from scipy.stats import false_discovery_control
-
     from ._camera import camera
+    from ._inference import bh
 
     X = table.to_numpy(dtype=float)
     keep = (X.std(0) > 0) & ~table.columns.duplicated()
@@ -390,7 +389,7 @@ def _run_camera(table: pd.DataFrame, a: np.ndarray, b: np.ndarray, sets: dict) -
             "nes": res["statistic"],
             "es": np.nan,
             "p_value": p,
-            "fdr": false_discovery_control(p, method="bh"),
+            "fdr": bh(p),
             "fwer": _holm(p),
             "set_size": res["n_genes"],
             "tag": "",

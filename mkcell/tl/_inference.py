@@ -119,6 +119,13 @@ def sample_covariates(adata: AnnData, obs: pd.DataFrame, design: Design) -> pd.D
     return out
 
 
+def covariate_rows(covariates: pd.DataFrame | None, table: pd.DataFrame) -> pd.DataFrame | None:
+    """The rows of :func:`sample_covariates` for ``table``'s ``species`` and ``sample`` columns."""
+    if covariates is None:
+        return None
+    return covariates.loc[list(zip(table["species"], table["sample"], strict=True))]
+
+
 def _covariate_matrix(
     n: int, design: Design, covariates: pd.DataFrame | None, where: str
 ) -> tuple[np.ndarray, list[str]]:

@@ -17,6 +17,7 @@ from ._inference import (
     Design,
     bh,
     contrast_table,
+    covariate_rows,
     parse_design,
     sample_covariates,
 )
@@ -251,16 +252,13 @@ def _contrast_row(
         & per_sample["condition"].isin([a, b])
         & (per_sample["n_lineage"] >= min_cells)
     ]
-    cov = None
-    if covariates is not None:
-        cov = covariates.loc[list(zip(ps["species"], ps["sample"], strict=True))]
     fits = contrast_table(
         ps[["mean_pseudotime", "frac_after"]],
         ps["condition"].to_numpy(),
         a,
         b,
         design=design,
-        covariates=cov,
+        covariates=covariate_rows(covariates, ps),
         where=f"for {a} vs {b} ({sp_name})",
     )
     shift, after = fits.loc["mean_pseudotime"], fits.loc["frac_after"]

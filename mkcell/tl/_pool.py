@@ -16,6 +16,7 @@ from ._inference import (
     DESIGN_DOC,
     Design,
     bh,
+    covariate_rows,
     fit_contrast,
     parse_design,
     sample_covariates,
@@ -323,14 +324,11 @@ def _contrast_row(
 ) -> dict:
     tab = per_sample[(per_sample["species"] == sp_name) & per_sample["condition"].isin([a, b])]
     tab = tab[tab["n_denominator"] > 0]
-    cov = None
-    if covariates is not None:
-        cov = covariates.loc[list(zip(tab["species"], tab["sample"], strict=True))]
     res = fit_contrast(
         log2_fraction(tab["n_mkp"], tab["n_denominator"]),
         (tab["condition"] == a).to_numpy(),
         design=design,
-        covariates=cov,
+        covariates=covariate_rows(covariates, tab),
         where=f"for {a} vs {b} ({sp_name})",
         names=(a, b),
     )

@@ -90,9 +90,9 @@ def integrate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
         save_dir=run_dir / "model",
         **tool_kwargs(c, scvi),
     )
-    metrics = mk.integrate.metrics
-    metrics = metrics(adata, batch_key=K.SAMPLE, species_key=K.SPECIES, **tool_kwargs(c, metrics))
-    write_table(metrics, run_dir, "integration_metrics", METRIC_COLUMNS)
+    measure = mk.integrate.metrics
+    table = measure(adata, batch_key=K.SAMPLE, species_key=K.SPECIES, **tool_kwargs(c, measure))
+    write_table(table, run_dir, "integration_metrics", METRIC_COLUMNS)
     umap = mk.tl.umap
     umap(adata, use_rep=K.LATENT, seed=cfg.seed)
     return adata
