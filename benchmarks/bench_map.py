@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _cli(args: list[str], run_dir: Path, work: Path, cores: int) -> dict:
-    cmd = [sys.executable, "-m", "workflows.main", *args, f"hydra.run.dir={run_dir}"]
+    cmd = [sys.executable, "-m", "mkcell", *args, f"hydra.run.dir={run_dir}"]
     env = thread_env(cores)
     env["PYTHONPATH"] = str(REPO)
     return run_watched(

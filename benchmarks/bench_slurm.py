@@ -62,7 +62,7 @@ def sweep(base: Path) -> dict:
     args = [*SWEEP, *LOCAL, f"hydra.sweep.dir={folder}"]
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "workflows.main", *args],
+        [sys.executable, "-m", "mkcell", *args],
         cwd=base,
         env=env,
         capture_output=True,

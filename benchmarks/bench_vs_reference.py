@@ -140,7 +140,7 @@ def main() -> None:
             cmd = [
                 sys.executable,
                 "-m",
-                "workflows.main",
+                "mkcell",
                 "data=files",
                 f"data.inputs.mouse={paths['mouse']}",
                 f"data.inputs.human={paths['human']}",

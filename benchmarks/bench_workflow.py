@@ -38,7 +38,7 @@ def run(args: list[str], *, cwd: Path, cores: int, log: Path) -> dict:
     t0 = time.perf_counter()
     with log.open("w") as err:
         proc = subprocess.run(
-            [sys.executable, "-m", "workflows.main", *args],
+            [sys.executable, "-m", "mkcell", *args],
             cwd=cwd,
             env=thread_env(cores),
             stdout=subprocess.PIPE,

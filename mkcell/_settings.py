@@ -19,6 +19,22 @@ class MkcellError(ValueError):
     """Bad input or bad configuration; the message names the problem and the fix."""
 
 
+class ArgumentError(MkcellError):
+    """A bad value of one argument of a tool: ``"<problem>; set <argument> <fix>"``.
+
+    The fields stay apart so that the workflow can say the same with the argument's config
+    key instead (:meth:`naming`).
+    """
+
+    def __init__(self, problem: str, argument: str, fix: str) -> None:
+        self.problem, self.argument, self.fix = problem, argument, fix
+        super().__init__(self.naming(argument))
+
+    def naming(self, name: str) -> str:
+        """The message with the argument called ``name`` (e.g. its config key)."""
+        return f"{self.problem}; set {name} {self.fix}"
+
+
 def _default_cache() -> Path:
     return Path(os.environ.get("MKCELL_CACHE", Path.home() / ".cache" / "mkcell"))
 

@@ -39,9 +39,9 @@ def _module_name(path: Path, root: Path) -> str:
 
 
 def _layer(module: str) -> str | None:
-    """Layer of a module of the package (None for ``mkcell`` itself, the public face)."""
+    """Layer of a module of the package (None for the public faces: ``mkcell``, ``python -m``)."""
     parts = module.split(".")
-    if parts[0] != "mkcell" or len(parts) == 1:
+    if parts[0] != "mkcell" or len(parts) == 1 or parts[1] == "__main__":
         return None
     return parts[1] if parts[1] in ALLOWED else "base"
 

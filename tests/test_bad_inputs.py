@@ -824,7 +824,7 @@ def test_cli_bad_input(args, phrase, where, cli_files, tmp_path):
     }
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "workflows.main", *args],
+        [sys.executable, "-m", "mkcell", *args],
         cwd=tmp_path,
         env=_env(),
         capture_output=True,

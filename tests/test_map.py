@@ -37,7 +37,7 @@ def ref_run(tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "workflows.main",
+            "mkcell",
             "debug=tiny",
             "data=files",
             *args,
@@ -202,7 +202,7 @@ def test_cli_map_writes_the_outputs(ref_run, tmp_path):
         [
             sys.executable,
             "-m",
-            "workflows.main",
+            "mkcell",
             "mode=map",
             f"reference.dir={ref_run['run']}",
             "data=files",

@@ -49,7 +49,7 @@ def _env() -> dict[str, str]:
 def _mkcell(*args: str, cwd) -> tuple[subprocess.CompletedProcess, float]:  # noqa: ANN001
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "workflows.main", *args],
+        [sys.executable, "-m", "mkcell", *args],
         cwd=cwd,
         env=_env(),
         capture_output=True,

@@ -78,7 +78,7 @@ def two_runs(user_files, tmp_path_factory):
             [
                 sys.executable,
                 "-m",
-                "workflows.main",
+                "mkcell",
                 "debug=tiny",
                 "compute=cpu",
                 "seed=3",

@@ -27,8 +27,8 @@ from test_workflow import (
     mkcell,
 )
 
-from workflows._slurm import launcher_problem, refusal_message, sbatch_refusal
-from workflows.main import compose
+from mkcell.workflow import compose
+from mkcell.workflow._slurm import launcher_problem, refusal_message, sbatch_refusal
 
 # slurm_cpu asks for 16 CPUs and 64 GB: the local node has 2 cores, so each job takes one.
 LOCAL = ["hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=3"]
@@ -81,7 +81,7 @@ def _seed0_job_past_map(tmp_path: Path, folder: Path, *overrides: str):
         [
             sys.executable,
             "-m",
-            "workflows.main",
+            "mkcell",
             "-m",
             "hydra/launcher=slurm_cpu",
             "debug=tiny",
@@ -319,7 +319,7 @@ def test_sbatch_refusal_names_the_setting():
 def test_slurm_launcher_without_sbatch_one_line(tmp_path):
     env = _env() | {"PATH": str(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "workflows.main", "-m", "hydra/launcher=slurm_cpu", "debug=tiny"],
+        [sys.executable, "-m", "mkcell", "-m", "hydra/launcher=slurm_cpu", "debug=tiny"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

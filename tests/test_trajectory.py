@@ -141,7 +141,7 @@ def test_metrics_table_against_baseline(traj):
 
 def test_commitment_axis_without_mature_mk(traj):
     """CD34+-like data (no Mk): the workflow's fallback follows HSC/MPP -> MEP -> MkP."""
-    from mkcell.workflow._stages import COMMITMENT_AXIS
+    from mkcell.tl._axis import COMMITMENT_AXIS
 
     a = traj[traj.obs["mk_state"] != "Mk"].copy()
     mk.tl.trajectory(a, lineage=COMMITMENT_AXIS, root_state="HSC/MPP", terminal_state="MkP")
@@ -157,20 +157,19 @@ def test_commitment_axis_without_mature_mk(traj):
     ]  # stages are only placed on MkP -> Mk
 
 
-def test_workflow_stage_falls_back_to_commitment_axis(traj, tmp_path):
-    import dataclasses
-
-    from omegaconf import OmegaConf
-
-    from mkcell.workflow._config import TrajectoryConf
-    from mkcell.workflow._stages import trajectory as stage
-
-    cfg = OmegaConf.create({"seed": 0, "trajectory": dataclasses.asdict(TrajectoryConf())})
+def test_missing_mature_mk_follows_commitment_axis_or_skips(traj):
+    """Without mature Mk the tool follows HSC/MPP -> MEP -> MkP, skips or raises, as asked."""
     a = traj[traj.obs["mk_state"] != "Mk"].copy()
-    out = stage(cfg, a, tmp_path)
-    t = out.uns["mk_trajectory"]
+    mk.tl.trajectory(a)
+    t = a.uns["mk_trajectory"]
     assert t["axis"].startswith("commitment") and "Mk" in t["why"]
-    assert out.obs.loc[out.obs["mk_state"] == "MEP", "mk_pseudotime"].notna().all()
+    assert a.obs.loc[a.obs["mk_state"] == "MEP", "mk_pseudotime"].notna().all()
+    with pytest.raises(MkcellError, match="no Mk cells"):
+        mk.tl.trajectory(a, if_ends_missing="raise")
     b = a[a.obs["mk_state"] != "MEP"].copy()  # neither axis possible: skipped, and said so
-    out = stage(cfg, b, tmp_path)
-    assert out.uns["mk_trajectory"]["skipped"] and out.obs["mk_pseudotime"].isna().all()
+    mk.tl.trajectory(b)
+    assert b.uns["mk_trajectory"]["skipped"] and b.obs["mk_pseudotime"].isna().all()
+    mk.tl.trajectory(a, if_ends_missing="skip")
+    assert a.uns["mk_trajectory"]["skipped"]
+    with pytest.raises(MkcellError, match="if_ends_missing='never'; choose one of"):
+        mk.tl.trajectory(a, if_ends_missing="never")

@@ -187,7 +187,7 @@ def mkcell(
 ) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "workflows.main", *args],
+        [sys.executable, "-m", "mkcell", *args],
         cwd=cwd,
         env=_env(),
         capture_output=True,
@@ -395,7 +395,7 @@ def test_code_edit_reruns_stage_and_later(tiny_run, tmp_path):
     scratch = tmp_path / "src"
     skip = shutil.ignore_patterns("__pycache__")
     shutil.copytree(package, scratch / "mkcell", ignore=skip)
-    for name in ("workflows", "configs"):  # configs/ sits next to them in a checkout
+    for name in ("configs",):  # configs/ sits next to the package in a checkout
         if (package.parent / name).is_dir():
             shutil.copytree(package.parent / name, scratch / name, ignore=skip)
     copy = tmp_path / "run"
@@ -404,7 +404,7 @@ def test_code_edit_reruns_stage_and_later(tiny_run, tmp_path):
     with tool.open("a") as fh:
         fh.write("# an edit that changes no number\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "workflows.main", "debug=tiny", f"hydra.run.dir={copy}"],
+        [sys.executable, "-m", "mkcell", "debug=tiny", f"hydra.run.dir={copy}"],
         cwd=scratch,
         env={**_env(), "PYTHONPATH": str(scratch)},
         capture_output=True,
@@ -444,7 +444,7 @@ def test_killed_run_resumes(tiny_run, tmp_path, after):
     assert first.returncode == 0
     run_dir = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workflows.main", "debug=tiny", f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "mkcell", "debug=tiny", f"hydra.run.dir={run_dir}"],
         cwd=tmp_path,
         env=_env(),
         stdout=subprocess.DEVNULL,

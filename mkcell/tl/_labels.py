@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import _keys as K
-from .._settings import MkcellError
+from .._settings import ArgumentError, MkcellError
 
 #: Column names tried, in order, when the labels file's columns are not named.
 CELL_COLUMNS = ("cell", "barcode", "cell_id", "obs_names", "index")
@@ -69,29 +69,19 @@ def read_labels(
     def pick(given: str | None, defaults: tuple[str, ...], pos: int, role: str, key: str) -> str:
         if given is not None:
             if given not in cols:
-                msg = (
-                    f"labels file {p.name}: no {role} column {given!r} (columns: {cols}); "
-                    f"set {key} to one of them"
-                )
-                raise MkcellError(msg)
+                problem = f"labels file {p.name}: no {role} column {given!r} (columns: {cols})"
+                raise ArgumentError(problem, key, "to one of them")
             return given
         found = next((c for c in cols if c.lower() in defaults), None)
         if found is not None:
             return found
         if len(cols) == 2:
             return cols[pos]
-        msg = (
-            f"labels file {p.name}: which column holds the {role}? (columns: {cols}); "
-            f"set {key} to one of them"
-        )
-        raise MkcellError(msg)
+        problem = f"labels file {p.name}: which column holds the {role}? (columns: {cols})"
+        raise ArgumentError(problem, key, "to one of them")
 
-    cell = pick(
-        cell_column, CELL_COLUMNS, 0, "cell", "cell_column= (CLI: annotate.labels_cell_column)"
-    )
-    label = pick(
-        label_column, LABEL_COLUMNS, 1, "label", "label_column= (CLI: annotate.labels_column)"
-    )
+    cell = pick(cell_column, CELL_COLUMNS, 0, "cell", "cell_column")
+    label = pick(label_column, LABEL_COLUMNS, 1, "label", "label_column")
     if cell == label:
         msg = (
             f"labels file {p.name}: the cell and label columns are both {cell!r} "

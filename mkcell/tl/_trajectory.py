@@ -17,6 +17,7 @@ from .._markers import panel_scores
 from .._settings import MkcellError, logger
 from .._utils import check_adata, log_write, species_of, zscore_within
 from ..pp._normalize import log_normalize
+from ._axis import Axis, IfEndsMissing, check_choice, choose_axis
 from ._fate import fate_probabilities
 
 #: Other terminal states competing with mature Mk for the fate probabilities.
@@ -72,6 +73,7 @@ def trajectory(
     condition_key: str | None = K.CONDITION,
     regress_cycle: bool = True,
     refine_states: bool = True,
+    if_ends_missing: IfEndsMissing = "commitment",
     seed: int = 0,
     copy: bool = False,
 ) -> AnnData | None:
@@ -127,6 +129,12 @@ def trajectory(
         cycling that changes along maturation is not removed with it. Applied when
         the cycle explains at least ``MIN_CYCLE_SHARE`` (5%) of that variance; what
         was done is in ``uns['mk_trajectory']['cycle_regression']``.
+    if_ends_missing
+        With fewer than 2 ``root_state`` or ``terminal_state`` cells: ``"commitment"`` follows
+        the Mk-commitment axis HSC/MPP -> MEP -> MkP instead when those states are present
+        (pseudotime 0 at HSC/MPP, 1 at MkP; the fate is that of reaching MkP), else skips;
+        ``"skip"`` writes NaN pseudotime and fate; ``"raise"`` raises. A warning says which,
+        and ``uns['mk_trajectory']`` records it.
     seed
         Seed for the kNN graph.
     copy
@@ -135,7 +143,16 @@ def trajectory(
     import cellrank  # noqa: F401 - fail before any work when CellRank is missing
 
     check_adata(adata, min_obs=10)
+    check_choice(if_ends_missing)
     adata = adata.copy() if copy else adata
+    given = adata.obs[state_key].astype(str).to_numpy() if state_key in adata.obs else None
+    axis = choose_axis(given, Axis(lineage, root_state, terminal_state, root), if_ends_missing)
+    if axis.skip:
+        adata.obs[K.PSEUDOTIME] = np.nan
+        adata.obs[K.FATE] = np.nan
+        adata.uns[K.TRAJECTORY] = axis.note()
+        return adata if copy else None
+    lineage, root_state, terminal_state, root = axis[:4]
     states = _check_inputs(adata, use_rep, state_key, root_state, terminal_state)
     t0 = time.perf_counter()
     X = np.asarray(adata.obsm[use_rep], dtype=np.float32)
@@ -206,6 +223,7 @@ def trajectory(
         "drivers": drivers,
         "trends": trends,
         "seconds": time.perf_counter() - t0,
+        **axis.note(),
     }
     _log_done(adata, pt, on_lin, method, t0, state_key if stages else None)
     return adata if copy else None

@@ -15,8 +15,14 @@ from omegaconf import DictConfig
 import mkcell as mk
 
 from .. import _keys as K
-from .._settings import MkcellError, logger
+from .._settings import ArgumentError, MkcellError, logger
 from ._outputs import _plain, contrasts_of
+
+# A tool argument's config key, where a tool's message names the argument (ArgumentError)
+CONFIG_KEYS = {
+    "cell_column": "annotate.labels_cell_column",
+    "label_column": "annotate.labels_column",
+}
 
 
 def check_data(cfg: DictConfig, data: dict[str, AnnData]) -> None:
@@ -78,9 +84,8 @@ def user_labels(cfg: DictConfig) -> pd.Series | None:
             label_column=a.labels_column,
         )
     except MkcellError as err:
-        msg = f"annotate.labels_file: {err}".replace(
-            "cell_column= (CLI: annotate.labels_cell_column)", "annotate.labels_cell_column"
-        ).replace("label_column= (CLI: annotate.labels_column)", "annotate.labels_column")
+        said = err.naming(CONFIG_KEYS[err.argument]) if isinstance(err, ArgumentError) else err
+        msg = f"annotate.labels_file: {said}"
         raise MkcellError(msg) from None
 
 
@@ -139,7 +144,7 @@ def _check_markers(cfg: DictConfig, data: dict[str, AnnData]) -> None:
     The warning says what still runs.
     """
     from .._markers import MIN_PANEL_GENES, panel_coverage
-    from ._stages import COMMITMENT_AXIS
+    from ..tl._axis import COMMITMENT_AXIS
 
     a = cfg.annotate
     if a.labels_key is not None or a.labels_file is not None:

@@ -10,7 +10,6 @@ contrasts are pairs...).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -146,16 +145,11 @@ def register_configs() -> None:
 
 
 def config_dir() -> Path:
-    """Absolute path of the YAML configs: ``configs/`` of a checkout, else ``workflows/configs``."""
-    repo = Path(__file__).resolve().parents[2] / "configs"
-    if (repo / "config.yaml").is_file():
-        return repo
-    spec = importlib.util.find_spec("workflows")
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            candidate = Path(loc) / "configs"
-            if (candidate / "config.yaml").is_file():
-                return candidate.resolve()
+    """Absolute path of the YAML configs: ``configs/`` of a checkout, else ``mkcell/configs``."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package.parent / "configs", package / "configs"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
     msg = "cannot find the mkcell configs (configs/config.yaml); reinstall mkcell"
     raise MkcellError(msg)
 

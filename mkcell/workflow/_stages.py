@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from anndata import AnnData
 from omegaconf import DictConfig, OmegaConf
@@ -16,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 import mkcell as mk
 
 from .. import _keys as K
-from .._settings import MkcellError, logger
+from .._settings import logger
 from ._checks import user_label_map, user_labels
 from ._config import Mode
 from ._load import load
@@ -27,8 +26,6 @@ from ._schema import tool_kwargs
 POOL_SAMPLE_COLUMNS = ["sample", "species", "condition", "n_cells", "n_mkp", "mkp_fraction"]
 POOL_CONTRAST_COLUMNS = ["species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value"]
 METRIC_COLUMNS = ["metric", "value", "baseline_value"]
-#: The Mk-commitment axis the trajectory follows when mature Mk are absent.
-COMMITMENT_AXIS = (K.HSC_MPP, K.MEP, K.MKP)
 #: Extra figure of ``mode=map``: the query on the reference's embedding.
 MAP_FIGURES = ("reference_map",)
 FIGURES = ("embedding", "pseudotime_density", "score_trends", "pool")
@@ -116,45 +113,8 @@ def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa
 def trajectory(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa: ARG001
     """Mk pseudotime and fate (``obs['mk_pseudotime']``, ``obs['mk_fate']``)."""
     f = mk.tl.trajectory
-    t = cfg.trajectory
-    kwargs = tool_kwargs(t, f)
-    states = (
-        adata.obs[K.STATE].astype(str) if K.STATE in adata.obs.columns else pd.Series(dtype=str)
-    )
-    try:
-        f(adata, **_seeded(f, kwargs, cfg.seed))
-        return adata
-    except MkcellError as err:
-        lacking = [s for s in (t.root_state, t.terminal_state) if (states == s).sum() < 2]
-        if not lacking:
-            raise
-        reason = f"fewer than 2 {' and '.join(lacking)} cells ({err})"
-        commitment = {
-            "lineage": COMMITMENT_AXIS,
-            "root_state": COMMITMENT_AXIS[0],
-            "terminal_state": K.MKP,
-            "root": None,
-        }
-        default_axis = (t.root_state, t.terminal_state) == (K.MKP, K.MK)
-        if default_axis and all((states == s).sum() >= 2 for s in COMMITMENT_AXIS):
-            logger.warning(
-                "no mature Mk to follow (%s): the trajectory follows the Mk-commitment axis %s"
-                " instead, so mk_pseudotime runs HSC/MPP (0) -> MkP (1) and mk_fate is the"
-                " probability of reaching MkP",
-                reason,
-                " -> ".join(COMMITMENT_AXIS),
-            )
-            f(adata, **_seeded(f, {**kwargs, **commitment}, cfg.seed))
-            adata.uns[K.TRAJECTORY]["axis"] = "commitment (HSC/MPP -> MEP -> MkP)"
-            adata.uns[K.TRAJECTORY]["why"] = reason
-            return adata
-        logger.warning(
-            "trajectory skipped: %s; score, pool and report continue without a pseudotime", reason
-        )
-        adata.obs[K.PSEUDOTIME] = np.nan
-        adata.obs[K.FATE] = np.nan
-        adata.uns[K.TRAJECTORY] = {"skipped": True, "reason": reason}
-        return adata
+    f(adata, **_seeded(f, tool_kwargs(cfg.trajectory, f), cfg.seed))
+    return adata
 
 
 def score(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:

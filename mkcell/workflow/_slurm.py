@@ -1,7 +1,9 @@
 """The Slurm launchers (``hydra/launcher=slurm_cpu|slurm_gpu``): checks and refusals.
 
-What is wrong with the chosen launcher is found before anything is submitted; Slurm's refusal
-of a submission becomes one line naming the setting to change.
+What is wrong with the chosen launcher is found before anything is submitted
+(:func:`launcher_problem`, run by the pre-flight callback); Slurm's refusal of a submission
+becomes one line naming the setting to change (``_slurm_launcher.SlurmLauncher``, the launcher
+both YAMLs name as their ``_target_``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .._settings import MkcellError
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -137,3 +141,7 @@ def time_up_message(reason: str, launcher: DictConfig) -> str:
         f"max_num_timeout={launcher.max_num_timeout}); its finished stages are kept: raise "
         "hydra.launcher.timeout_min above the longest stage and run the same command to resume"
     )
+
+
+class SlurmRefusal(MkcellError):
+    """Slurm refused a submission; the message names the setting to change (exit status 2)."""
