@@ -20,6 +20,11 @@ MAP_DISTANCE = "mk_map_distance"  # mapping: distance to the reference, in units
 #: Mapping: best expression-profile correlation over its calibration.
 MAP_PROFILE = "mk_map_profile_match"
 MK_STAGE = "mk_stage"
+#: Per-sample obs of a bulk AnnData (one row per sample), written by mk.tl.e2f_clusters.
+E2F_CLUSTER = "mk_e2f_cluster"
+E2F_Z = "mk_e2f_z"  # mean z-score of the E2F + Aurora genes of the sample
+#: The readout name of the per-sample MkP fraction in mk.tl.associate.
+MKP_FRACTION = "mkp_fraction"
 FATE = "mk_fate"
 S_SCORE = "S_score"
 G2M_SCORE = "G2M_score"
@@ -33,6 +38,26 @@ CYCLE_COVARIATE_PREFIX = "mk_cycle_"
 TMP_SAMPLE = "mk_sample"
 TMP_CONDITION = "mk_condition"
 TMP_CELL_TYPE = "mk_cell_type"
+#: Quality control (mk.pp.qc): the verdict per cell (``QC_PASS`` or one of ``QC_REASONS``).
+QC = "mk_qc"
+DOUBLET_SCORE = "mk_doublet_score"  # scrublet's doublet score (NaN where scrublet did not run)
+DOUBLET = "mk_doublet"  # the doublet call (bool)
+PLATELET_SHARE = "mk_platelet_share"  # share of a cell's counts in platelet genes
+#: Boolean ``obs`` column per reason: ``mk_qc_<reason>`` (a cell may meet several reasons).
+QC_FLAG = {
+    "low_quality": "mk_qc_low_quality",
+    "doublet": "mk_qc_doublet",
+    "doublet_high_counts": "mk_qc_doublet_high_counts",
+    "platelet_coated": "mk_qc_platelet_coated",
+}
+#: Per-cell QC metrics (from scanpy.pp.calculate_qc_metrics), as ``obs`` columns.
+QC_METRICS = {
+    "total_counts": "mk_qc_total_counts",
+    "n_genes_by_counts": "mk_qc_n_genes",
+    "pct_counts_mt": "mk_qc_pct_mt",
+    "pct_counts_ribo": "mk_qc_pct_ribo",
+    "pct_counts_hb": "mk_qc_pct_hb",
+}
 
 # ---------------------------------------------------------------- obsm / layers
 LATENT = "X_mk_scvi"
@@ -40,6 +65,9 @@ PCA_BASELINE = "X_mk_pca"
 CYCLE_COVARIATES = "mk_cycle_covariates"
 UMAP = "X_mk_umap"
 COUNTS = "counts"
+#: Layer of log-expression of a bulk table (mk.io.read_bulk): log2(CPM + 1) of counts, or the
+#: file's own log values (microarray).
+LOG_EXPRESSION = "log_expression"
 
 # ---------------------------------------------------------------- var (per gene)
 HVG = "mk_highly_variable"
@@ -70,6 +98,19 @@ POOL_VS_REFERENCE = "mk_pool_vs_reference"
 LOGNORM_RECORD = "mk_lognorm"  # what the cached `layers[LOGNORM]` was computed from
 NEIGHBORS = "mk_neighbors"  # scanpy-style neighbors record of obsp[CONNECTIVITIES / DISTANCES]
 X_IS_COUNTS = "mk_x_is_counts"  # a stage file wrote X once, as layers[COUNTS] (mkcell._utils)
+SAMPLES = "mk_samples"  # mk.io.join_samples: the samples file joined into obs
+ASSOCIATIONS = "mk_associations"  # mk.tl.associate: readouts vs continuous sample covariates
+E2F_CLUSTERS = "mk_e2f_clusters"  # mk.tl.e2f_clusters: samples clustered on E2F targets
+BULK = "mk_bulk"  # mk.io.read_bulk: source, orientation, kind and the per-probe fate
+
+# ---------------------------------------------------------------- QC verdicts (obs['mk_qc'])
+QC_PASS = "pass"
+QC_LOW_QUALITY = "low_quality"  # few counts or genes, or a high mitochondrial share
+QC_DOUBLET = "doublet"  # called by scrublet (with the library-size evidence)
+QC_DOUBLET_HIGH_COUNTS = "doublet_high_counts"  # above the upper count / gene bounds
+QC_PLATELET = "platelet_coated"  # platelet transcripts on a cell that is not Mk lineage
+#: One reason per cell, the first that applies in this order.
+QC_REASONS = (QC_LOW_QUALITY, QC_DOUBLET, QC_DOUBLET_HIGH_COUNTS, QC_PLATELET)
 
 # --------------------------------------------------------------- states (values of obs['mk_state'])
 HSC_MPP = "HSC/MPP"

@@ -2,8 +2,8 @@
 
 Most draw what mk.tl / mk.integrate wrote (obsm, obs, uns) and compute only what drawing
 needs: histograms of pseudotime (``pseudotime_density``), 2-D densities
-(``reference_map``). ``e2f_heatmap`` takes a samples x genes table instead, and z-scores
-and clusters it itself.
+(``reference_map``). ``e2f_heatmap`` draws ``mk.tl.e2f_clusters``' result, or takes a
+samples x genes table and z-scores and clusters it itself.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ _NAMES = {
     "pseudotime_density": "._maturation",
     "score_trends": "._score_trends",
     "e2f_heatmap": "._gsea",
+    "associations": "._associations",
     "da_neighbourhoods": "._milo",
     "reference_map": "._map",
 }

@@ -9,6 +9,7 @@ _NAMES = {
     "concat_species": "._concat",
     "highly_variable_genes": "._hvg",
     "cycle_scores": "._cycle",
+    "qc": "._qc",
 }
 __all__ = sorted(_NAMES)
 __getattr__ = lazy_getattr(__name__, _NAMES)

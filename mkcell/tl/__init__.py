@@ -23,6 +23,8 @@ _NAMES = {
     "write_reference": "._reference",
     "maturation_shift": "._maturation",
     "composition": "._composition",
+    "associate": "._associate",
+    "e2f_clusters": "._e2f_clusters",
     "da_neighbourhoods": "._milo",
 }
 __all__ = sorted(_NAMES)

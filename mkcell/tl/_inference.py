@@ -14,7 +14,6 @@ GLM on cell counts or a bootstrap: ``docs/methods.md`` (Statistics).
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import comb
@@ -24,6 +23,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import stats
 
+from .._formula import formula_columns
 from .._settings import MkcellError
 
 #: The default design: condition only.
@@ -34,8 +34,6 @@ SMALL_GROUP = 3
 MAX_PERMUTATIONS = 20_000
 #: Columns of :func:`fit_contrast`'s table.
 COLUMNS = ["estimate", "se", "df", "ci_low", "ci_high", "p_value", "p_min", "method"]
-#: Names the formula functions of patsy use; never taken for a column.
-_FORMULA_WORDS = {"C", "I", "np", "Treatment", "Sum", "Poly", "center", "standardize", "scale"}
 
 DESIGN_DOC = """\
 design
@@ -78,11 +76,7 @@ def parse_design(design: str | None, condition_key: str = "condition") -> Design
         )
         raise MkcellError(msg)
     rest = [t for t, c in zip(terms, is_cond, strict=True) if not c]
-    names = []
-    for t in rest:
-        # identifiers that are not function or module names (``C(batch)``, ``np.log(age)``)
-        words = re.findall(r"(?<![\w.])([A-Za-z_]\w*)(?![\w.]|\s*\()", t)
-        names += [w for w in words if w not in _FORMULA_WORDS]
+    names = [w for t in rest for w in formula_columns(t)]
     return Design(design, " + ".join(rest), tuple(dict.fromkeys(names)))
 
 
@@ -151,9 +145,17 @@ def _covariate_matrix(
 
 
 def design_matrix(
-    is_a: np.ndarray, design: Design, covariates: pd.DataFrame | None, where: str = ""
+    is_a: np.ndarray,
+    design: Design,
+    covariates: pd.DataFrame | None,
+    where: str = "",
+    term: str = "condition",
 ) -> np.ndarray:
-    """``[1, is_a, covariates]``; raise naming the columns when it cannot be estimated."""
+    """``[1, is_a, covariates]``; raise naming the columns when it cannot be estimated.
+
+    ``is_a`` may also be a continuous covariate (:func:`fit_slope`); ``term`` names it in
+    messages.
+    """
     cov, names = _covariate_matrix(is_a.size, design, covariates, where)
     X = np.column_stack([np.ones(is_a.size), is_a.astype(float), cov])
     const = [n for n, col in zip(names, cov.T, strict=True) if np.ptp(col) == 0]
@@ -164,7 +166,7 @@ def design_matrix(
         )
         raise MkcellError(msg)
     if np.linalg.matrix_rank(X) < X.shape[1]:
-        labels = ["(Intercept)", "condition", *names]
+        labels = ["(Intercept)", term, *names]
         bad = [
             lab
             for j, lab in enumerate(labels)
@@ -178,16 +180,21 @@ def design_matrix(
     return X
 
 
-def _ols(X: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
-    """Coefficient 1 of ``y ~ X``, its standard error and the residual df."""
+def _ols_full(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Coefficients of ``y ~ X``, their covariance matrix (NaN without residual df) and the df."""
     beta, *_ = np.linalg.lstsq(X, y, rcond=None)
     df = X.shape[0] - X.shape[1]
     if df < 1:
-        return float(beta[1]), np.nan, df
+        return beta, np.full((X.shape[1], X.shape[1]), np.nan), df
     resid = y - X @ beta
     s2 = float(resid @ resid) / df
-    xtx_inv = np.linalg.pinv(X.T @ X)
-    return float(beta[1]), float(np.sqrt(s2 * xtx_inv[1, 1])), df
+    return beta, s2 * np.linalg.pinv(X.T @ X), df
+
+
+def _ols(X: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
+    """Coefficient 1 of ``y ~ X``, its standard error and the residual df."""
+    beta, cov, df = _ols_full(X, y)
+    return float(beta[1]), float(np.sqrt(cov[1, 1])), df
 
 
 def _exact_p(y: np.ndarray, is_a: np.ndarray) -> tuple[float, float]:
@@ -297,6 +304,91 @@ def fit_contrast(
             "; cannot reach 0.05" if p_min >= 0.05 else ""
         )
     out["method"] = label
+    return out
+
+
+def fit_slope(
+    y: np.ndarray,
+    x: np.ndarray,
+    *,
+    design: Design,
+    covariates: pd.DataFrame | None = None,
+    level: float = 0.95,
+    where: str = "",
+    term: str = "covariate",
+    grid: int = 0,
+) -> dict:
+    """Fit ``y ~ x + design's covariates`` over samples; return the slope of ``x``.
+
+    The continuous counterpart of :func:`fit_contrast`: the same design matrix
+    (:func:`design_matrix`, with ``x`` in place of the condition indicator), the same OLS
+    and t interval on the residual degrees of freedom.
+
+    Parameters
+    ----------
+    y, x
+        One value per sample (a NaN in either leaves the sample out).
+    design
+        From :func:`parse_design`; only its covariate part is used.
+    covariates
+        The samples' covariate columns, rows aligned with ``y``.
+    level
+        Confidence level of the interval.
+    where
+        Words naming the fit, for messages.
+    term
+        Name of ``x``, for messages.
+    grid
+        With ``grid > 0``, also the fitted line and its pointwise interval at ``grid``
+        values of ``x`` over its range, the covariates held at their means (``line``: a
+        DataFrame with x, fit, ci_low, ci_high).
+
+    Returns
+    -------
+    A dict with :data:`COLUMNS` (``estimate`` is the slope), ``intercept``, ``n`` and
+    ``note``. Below 3 samples, or without residual df, everything but the point estimate
+    is NaN and ``note`` says why.
+    """
+    y, x = np.asarray(y, float), np.asarray(x, float)
+    ok = np.isfinite(y) & np.isfinite(x)
+    y, x = y[ok], x[ok]
+    cov = None if covariates is None else covariates.iloc[np.flatnonzero(ok)]
+    out = dict.fromkeys(COLUMNS, np.nan) | {"intercept": np.nan, "n": int(ok.sum()), "note": ""}
+    out["method"] = ""
+    if y.size < 3 or np.ptp(x) == 0:
+        out["note"] = (
+            f"{y.size} samples with a value; a slope needs 3 or more"
+            if y.size < 3
+            else f"{term} is the same in every sample"
+        )
+        return out
+    X = design_matrix(x, design, cov, where, term=term)
+    beta, vcov, df = _ols_full(X, y)
+    est, se = float(beta[1]), float(np.sqrt(vcov[1, 1]))
+    out |= {"estimate": est, "se": se, "df": df, "intercept": float(beta[0]), "p_min": 0.0}
+    out["method"] = f"OLS on sample summaries, ~ {term}" + (
+        f" + {design.covariates}" if design.covariates else ""
+    )
+    out["method"] += f", t on {df} df"
+    if df < 1:
+        out["note"] = f"no residual df with {y.size} samples and {X.shape[1]} coefficients"
+        return out
+    q = stats.t.ppf(0.5 + level / 2, df)
+    if se > 0:
+        out["ci_low"], out["ci_high"] = est - q * se, est + q * se
+        out["p_value"] = float(2 * stats.t.sf(abs(est / se), df))
+    else:
+        out["ci_low"] = out["ci_high"] = est
+        out["p_value"] = 1.0 if est == 0 else 0.0
+    if grid > 0:
+        xs = np.linspace(x.min(), x.max(), grid)
+        X0 = np.tile(X.mean(0), (grid, 1))
+        X0[:, 0], X0[:, 1] = 1.0, xs
+        fit = X0 @ beta
+        half = q * np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X0, vcov, X0), 0))
+        out["line"] = pd.DataFrame(
+            {"x": xs, "fit": fit, "ci_low": fit - half, "ci_high": fit + half}
+        )
     return out
 
 
