@@ -101,6 +101,7 @@ X_IS_COUNTS = "mk_x_is_counts"  # a stage file wrote X once, as layers[COUNTS] (
 SAMPLES = "mk_samples"  # mk.io.join_samples: the samples file joined into obs
 ASSOCIATIONS = "mk_associations"  # mk.tl.associate: readouts vs continuous sample covariates
 E2F_CLUSTERS = "mk_e2f_clusters"  # mk.tl.e2f_clusters: samples clustered on E2F targets
+GSEA = "mk_gsea"  # the workflow's patient GSEA: one table over species and group pairs
 BULK = "mk_bulk"  # mk.io.read_bulk: source, orientation, kind and the per-probe fate
 
 # ---------------------------------------------------------------- QC verdicts (obs['mk_qc'])

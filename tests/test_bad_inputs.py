@@ -536,7 +536,20 @@ def cli_files(marrow, tmp_path_factory):
         json.dumps({**manifest, "species": ["mouse"]})
     )
     few_genes(m.copy()).write_h5ad(d / "few_genes.h5ad")
+    samples_files(d, sorted(m.obs["sample"].astype(str).unique()))
     return d
+
+
+def samples_files(d: Path, samples: list[str]) -> None:
+    """A good samples file of the mouse input and one of each kind of bad one."""
+    rows = [f"{s},{100 + 10 * i},{i % 2}" for i, s in enumerate(samples)]
+    head = "sample,platelets,litter"
+    (d / "samples.csv").write_text("\n".join([head, *rows]) + "\n")
+    (d / "samples_missing.csv").write_text("\n".join([head, *rows[1:]]) + "\n")
+    (d / "samples_extra.csv").write_text("\n".join([head, *rows, "mouse_ghost_9,120,1"]) + "\n")
+    (d / "samples_dup.csv").write_text("\n".join([head, *rows, rows[0]]) + "\n")
+    text = [rows[0].replace(",100,", ",low,"), *rows[1:]]
+    (d / "samples_text.csv").write_text("\n".join([head, *text]) + "\n")
 
 
 def fake_reference(folder: Path, annotated: ad.AnnData) -> Path:
@@ -791,6 +804,55 @@ CLI_CASES = [
         "holds ['mouse'] cells only, but the query has human cells",
         "config",
         id="map-species-the-reference-lacks",
+    ),
+    # a samples file (issue 28): checked in the load stage, one line each
+    pytest.param(
+        [*MOUSE, "data.samples_file={d}/samples_missing.csv"],
+        "1 sample(s) of the data are not in the samples table: ['mouse_MDS_1']",
+        "load",
+        id="samples-file-lacks-a-sample",
+    ),
+    pytest.param(
+        [*MOUSE, "data.samples_file={d}/samples_extra.csv"],
+        "are not in the data: ['mouse_ghost_9']",
+        "load",
+        id="samples-file-extra-sample",
+    ),
+    pytest.param(
+        [*MOUSE, "data.samples_file={d}/samples_dup.csv"],
+        "data.samples_file={d}/samples_dup.csv",
+        "load",
+        id="samples-file-duplicated-sample",
+    ),
+    pytest.param(
+        [*MOUSE, "data.samples_file={d}/samples_text.csv"],
+        "'low'",
+        "load",
+        id="samples-file-text-in-numeric-column",
+    ),
+    pytest.param(
+        [*MOUSE, "data.samples_file={d}/samples.csv", "design='~ condition + day'"],
+        "names column(s) ['day']",
+        "load",
+        id="design-column-absent",
+    ),
+    pytest.param(
+        [*MOUSE, "data.samples_file={d}/nope.csv"],
+        "data.samples_file={d}/nope.csv: no such file",
+        "config",
+        id="samples-file-missing",
+    ),
+    pytest.param(
+        [*MOUSE, "gsea.split=platelets"],
+        "gsea.split='platelets': write COLUMN OP NUMBER",
+        "config",
+        id="gsea-split-malformed",
+    ),
+    pytest.param(
+        ["mode=bulk"],
+        "mode=bulk needs a samples x genes table",
+        "config",
+        id="bulk-without-input",
     ),
     pytest.param(
         [*FILES, "data.inputs.mouse={d}/few_genes.h5ad", "mode=map", "reference.dir={d}/ref_ok"],

@@ -203,9 +203,9 @@ def test_code_edit_changes_that_stage_and_later(tmp_path, mode, edited, first):
 
 
 def test_a_deep_helper_is_held_by_the_stages_that_import_it():
-    """tl/_inference.py is held by score and pool (report re-runs through the chain only)."""
+    """tl/_inference.py is held by score, pool and patients (report re-runs through the chain)."""
     files = _files(STAGES)
-    assert {n for n, f in files.items() if "tl/_inference.py" in f} == {"score", "pool"}
+    assert {n for n, f in files.items() if "tl/_inference.py" in f} == {"score", "pool", "patients"}
 
 
 def test_fingerprints_are_stable_across_processes():

@@ -27,7 +27,7 @@ from test_workflow import (
     mkcell,
 )
 
-from mkcell.workflow import compose
+from mkcell.workflow import STAGES, compose
 from mkcell.workflow._slurm import launcher_problem, refusal_message, sbatch_refusal
 
 # slurm_cpu asks for 16 CPUs and 64 GB: the local node has 2 cores, so each job takes one.
@@ -193,7 +193,7 @@ def test_requeued_job_resumes(sweep, tmp_path):
     assert first == {"load": "done", "orthologs": "done"}
     assert second == {"load": "skipped", "orthologs": "skipped"}
     assert {"load", "orthologs"} <= {s for s, v in last.items() if v == "skipped"}
-    assert last["report"] == "done" and len(last) == 8
+    assert last["report"] == "done" and len(last) == len(STAGES)
     assert not list(run.rglob(".*.tmp")), "temporary files left behind"
     _contract_files(run)
     _same_tables(reference, run)

@@ -18,23 +18,14 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from mkcell.workflow import Stage, fingerprints, is_done, run_workflow
+from mkcell.workflow import STAGES, Stage, fingerprints, is_done, run_workflow
 from mkcell.workflow._fingerprints import file_signature
 from mkcell.workflow._runner import load_data, run_lock
 
 POOL_SAMPLE = ["sample", "species", "condition", "n_cells", "n_mkp", "mkp_fraction"]
 POOL_CONTRAST = ["species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value"]
 METRICS = ["metric", "value", "baseline_value"]
-STAGE_NAMES = [
-    "load",
-    "orthologs",
-    "integrate",
-    "annotate",
-    "trajectory",
-    "score",
-    "pool",
-    "report",
-]
+STAGE_NAMES = [s.name for s in STAGES]
 FIGURES = ["embedding", "pseudotime_density", "score_trends", "pool"]
 
 

@@ -17,6 +17,7 @@ _NAMES = {
     "score_trends": "._score_trends",
     "e2f_heatmap": "._gsea",
     "associations": "._associations",
+    "gsea": "._enrichment",
     "da_neighbourhoods": "._milo",
     "reference_map": "._map",
 }

@@ -22,6 +22,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from .._settings import MkcellError
 from ._sections import (
     AnnotateConf,
+    AssociateConf,
+    BulkConf,
+    E2fClustersConf,
+    GseaConf,
     IntegrateConf,
     OrthologsConf,
     PoolConf,
@@ -42,10 +46,11 @@ class DataSource(StrEnum):
 
 
 class Mode(StrEnum):
-    """What the command does: the whole workflow, or mapping new samples onto a reference run."""
+    """What the command does: the whole workflow, mapping onto a reference, or a bulk cohort."""
 
     run = "run"
     map = "map"
+    bulk = "bulk"
 
 
 @dataclass
@@ -54,6 +59,7 @@ class InputsConf:
 
     mouse: str | None = None
     human: str | None = None
+    bulk: str | None = None  # mode=bulk: samples x genes (CSV/TSV or a GEO series matrix)
 
 
 @dataclass
@@ -69,7 +75,9 @@ class DataConf:
     ``max_cells`` subsamples at most this many cells, evenly per sample (``debug=tiny``).
     ``species`` lists the species to use. ``gene_symbols`` names the ``var`` column with
     gene symbols when the inputs' gene names are IDs (null: Ensembl IDs are mapped through
-    the shipped tables; see :func:`mkcell.io.read`).
+    the shipped tables; see :func:`mkcell.io.read`). ``samples_file`` is a CSV/TSV with one
+    row per sample (clinical covariates such as ``platelets``), joined to the cells by sample
+    (:func:`mkcell.io.join_samples`); its columns can enter ``design=`` and ``associate``.
     """
 
     source: DataSource = DataSource.demo
@@ -86,6 +94,7 @@ class DataConf:
     species: list[str] = field(default_factory=lambda: list(SPECIES))
     max_cells: int | None = None
     gene_symbols: str | None = None
+    samples_file: str | None = None
 
 
 @dataclass
@@ -119,6 +128,10 @@ class Config:
     pool: PoolConf = MISSING
     compute: ComputeConf = MISSING
     reference: ReferenceConf = MISSING
+    associate: AssociateConf = field(default_factory=AssociateConf)
+    gsea: GseaConf = field(default_factory=GseaConf)
+    e2f_clusters: E2fClustersConf = field(default_factory=E2fClustersConf)
+    bulk: BulkConf = field(default_factory=BulkConf)
     report: ReportConf = field(default_factory=ReportConf)
     seed: int = 0
     design: str = "~ condition"
@@ -268,6 +281,29 @@ def check_config(cfg: DictConfig) -> None:
         raise MkcellError(msg)
     _check_choices(cfg)
     _check_reference(cfg)
+    check_patients_config(cfg)
+
+
+def check_patients_config(cfg: DictConfig) -> None:
+    """The samples file, the bulk input and the GSEA split."""
+    from ._patients import parse_split
+
+    d = cfg.data
+    if d.samples_file is not None and not Path(str(d.samples_file)).expanduser().is_file():
+        msg = (
+            f"data.samples_file={d.samples_file}: no such file; pass a CSV/TSV, one row per sample"
+        )
+        raise MkcellError(msg)
+    if Mode(cfg.mode) is Mode.bulk:
+        path = d.inputs.bulk
+        if path is None or not Path(str(path)).expanduser().is_file():
+            msg = (
+                f"mode=bulk needs a samples x genes table: data.inputs.bulk={path} is not a file; "
+                "pass data.inputs.bulk=PATH (CSV/TSV or a GEO series matrix)"
+            )
+            raise MkcellError(msg)
+    if cfg.gsea.split is not None:
+        parse_split(cfg.gsea.split)
 
 
 def _check_contrasts(cfg: DictConfig) -> None:

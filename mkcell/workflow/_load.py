@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -77,12 +78,20 @@ def input_signature(cfg: DictConfig) -> object:
 
     Path, size and mtime of files; the registry entry; the reference's manifest.
     """
-    if Mode(cfg.mode) is Mode.map:
+    mode = Mode(cfg.mode)
+    if mode is Mode.map:
         from ..tl._reference import MANIFEST, _reference_root
 
         root = _reference_root(Path(str(cfg.reference.dir)).expanduser())
-        return {"query": _input_signature(cfg), "reference": file_signature(root / MANIFEST)}
-    return _input_signature(cfg)
+        sig = {"query": _input_signature(cfg), "reference": file_signature(root / MANIFEST)}
+    elif mode is Mode.bulk:
+        sig = {"bulk": file_signature(Path(str(cfg.data.inputs.bulk)).expanduser())}
+    else:
+        sig = _input_signature(cfg)
+    if cfg.data.samples_file is not None:
+        path = Path(str(cfg.data.samples_file)).expanduser()
+        sig = {"data": sig, "samples_file": file_signature(path)}
+    return sig
 
 
 def _input_signature(cfg: DictConfig) -> object:
@@ -149,6 +158,8 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
         _set_key(a, d.condition_key, K.CONDITION, "all", "condition")
     if d.max_cells is not None:
         out = _subsample(out, d.max_cells, cfg.seed)
+    if d.samples_file is not None:
+        join_samples_file(cfg, out)
     for sp_name, a in out.items():
         logger.info(
             "%s: %d cells x %d genes, %d samples, conditions %s",
@@ -158,8 +169,38 @@ def load(cfg: DictConfig, data: object, run_dir: Path) -> dict[str, AnnData]:  #
             a.obs[K.SAMPLE].nunique(),
             sorted(a.obs[K.CONDITION].astype(str).unique()),
         )
+    check_design(cfg, out)
     check_data(cfg, out)
     return out
+
+
+def join_samples_file(
+    cfg: DictConfig, data: Mapping[str, AnnData], *, sample_key: str | None = K.SAMPLE
+) -> None:
+    """Join ``data.samples_file`` to every species' cells by sample, checked over all of them.
+
+    A sample of the data missing from the file, a sample of the file in no species, a
+    duplicated row and a numeric column with text in it each stop the run with one line.
+    """
+    path = Path(str(cfg.data.samples_file)).expanduser()
+    ids = sorted(
+        {str(s) for a in data.values() for s in (a.obs[sample_key] if sample_key else a.obs_names)}
+    )
+    try:
+        samples = mk.io.read_samples(path)
+        mk.io.join_samples(AnnData(obs=pd.DataFrame(index=ids)), samples, sample_key=None)
+        for a in data.values():
+            mk.io.join_samples(a, samples, sample_key=sample_key, allow_extra=True)
+    except MkcellError as err:
+        msg = f"data.samples_file={path}: {err}"
+        raise MkcellError(msg) from None
+    logger.info("joined %s: columns %s", path.name, list(map(str, samples.columns)))
+
+
+def check_design(cfg: DictConfig, data: Mapping[str, AnnData]) -> None:
+    """Every column ``design=`` names is a column of the data (or of the samples file)."""
+    columns = {str(c) for a in data.values() for c in a.obs.columns}
+    mk.io.check_design_columns(str(cfg.design), sorted(columns))
 
 
 def _registry_sample_column(cfg: DictConfig) -> str | None:

@@ -21,6 +21,7 @@ from ._findings import esc as _esc
 from ._findings import findings_html
 from ._findings import uns_table as _uns_table
 from ._html import _CSS, _kv, image_html, table_html
+from ._report_patients import patients_findings_html, patients_html
 from ._runner import Stage, stage_timings
 
 PACKAGES = (
@@ -256,6 +257,14 @@ def _pool_denominator(adata: AnnData) -> pd.DataFrame | None:
     return choice if isinstance(choice, pd.DataFrame) else None
 
 
+def _patient_findings(adata: AnnData) -> str:
+    body = patients_findings_html(adata)
+    if not body:
+        return ""
+    link = "<span class='muted'>(<a href='#patients'>tables and figures</a>)</span>"
+    return f"<div class='findings'><h3>Samples by covariate: associations, GSEA, E2F clusters {link}</h3>{body}</div>"
+
+
 def _figure(figures: Mapping[str, Path], name: str) -> str:
     path = figures.get(name)
     return image_html(path, name) if path is not None and Path(path).exists() else ""
@@ -297,8 +306,9 @@ def build_report(
         else {}
     )
     mapping = _mapping(adata, figures)
+    patients = patients_html(adata, run_dir)
     sections = [
-        ("findings", "Findings", findings_html(adata)),
+        ("findings", "Findings", findings_html(adata) + _patient_findings(adata)),
         ("inputs", "Inputs", _inputs(cfg, adata) + _gene_ids(adata)),
         *([("mapping", "Mapping onto the reference", mapping)] if mapping else []),
         ("orthologs", "Ortholog mapping", _orthologs(adata)),
@@ -331,6 +341,7 @@ def build_report(
             + "<h3 id='maturation-shift'>Maturation shift</h3>"
             + table_html(_uns_table(adata, K.MATURATION, "contrasts")),
         ),
+        *([("patients", "Patients: covariates, GSEA, E2F clusters", patients)] if patients else []),
         ("timings", "Stage timings", table_html(timings)),
         ("config", "Configuration", f"<pre>{_esc(OmegaConf.to_yaml(cfg, resolve=True))}</pre>"),
         ("versions", "Package versions", _kv(versions())),

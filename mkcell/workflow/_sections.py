@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from dataclasses import field
 
+from .. import _keys as K
 from ..integrate._metrics import metrics
 from ..integrate._scvi import scvi
+from ..io._bulk import read_bulk
 from ..pp._concat import concat_species
 from ..pp._hvg import highly_variable_genes
 from ..tl._annotate import annotate
+from ..tl._associate import associate
+from ..tl._e2f_clusters import e2f_clusters
+from ..tl._gsea import gsea
 from ..tl._map import map_to_reference
 from ..tl._pool import progenitor_pool
 from ..tl._score import score
@@ -129,5 +134,48 @@ ReferenceConf = tool_section(
     """,
     {map_to_reference: ["max_epochs", "n_neighbors", "unknown_distance"]},
     extra=[("dir", str | None, field(default=None))],
+    module=__name__,
+)
+AssociateConf = tool_section(
+    "AssociateConf",
+    """``associate``: per-sample readouts against continuous covariates (:func:`mkcell.tl.associate`).
+
+    ``covariates`` (the workflow's own field): per-sample columns such as ``platelets`` (from
+    ``data.samples_file``); empty: no associations.
+    """,
+    {associate: ["readouts", "log2_covariates", "adjust", "min_cells"]},
+    extra=[("covariates", list[str], field(default_factory=list))],
+    module=__name__,
+)
+GseaConf = tool_section(
+    "GseaConf",
+    """``gsea``: the calibrated gene-set test between two groups of samples (:func:`mkcell.tl.gsea`).
+
+    The workflow's own fields: ``states``, the cell states of the per-sample pseudobulk (HSPC by
+    default; null: all cells); ``split``, a covariate split such as ``'platelets < 100'`` that
+    makes the two groups (null: the contrasts of ``pool.contrasts`` present in the data).
+    """,
+    {gsea: ["test", "gene_sets", "method", "permutations", "min_size", "max_size"]},
+    extra=[
+        ("states", list[str] | None, field(default_factory=lambda: list(K.HSPC))),
+        ("split", str | None, field(default=None)),
+    ],
+    module=__name__,
+)
+E2fClustersConf = tool_section(
+    "E2fClustersConf",
+    """``e2f_clusters``: samples clustered on E2F targets + AURKA/AURKB/PLK1, with a Fisher test.
+
+    Tested against ``covariate < threshold`` (e.g. platelets; null: the first of
+    ``associate.covariates``) or, without any covariate, the first condition of the first
+    contrast present (:func:`mkcell.tl.e2f_clusters`).
+    """,
+    {e2f_clusters: ["covariate", "threshold", "n_clusters", "method", "min_cells"]},
+    module=__name__,
+)
+BulkConf = tool_section(
+    "BulkConf",
+    "``bulk``: how ``mode=bulk`` reads ``data.inputs.bulk`` (:func:`mkcell.io.read_bulk`).",
+    {read_bulk: ["kind", "probe_annotation", "collapse", "orientation"]},
     module=__name__,
 )

@@ -20,6 +20,8 @@ from ._checks import user_label_map, user_labels
 from ._config import Mode
 from ._load import load
 from ._outputs import _plain, _seeded, contrasts_of, save_figure, write_table
+from ._patients import load_bulk, patients
+from ._report_patients import report_bulk
 from ._runner import Stage, single_lightning_log
 from ._schema import tool_kwargs
 
@@ -220,6 +222,14 @@ SCORE_STAGE = Stage(
     ("tables/score_contrasts.csv", "tables/score_contrasts_by_phase.csv"),
 )
 
+#: Associations with covariates, GSEA and E2F clusters of the samples (both workflows).
+PATIENTS_STAGE = Stage(
+    "patients",
+    patients,
+    ("associate", "gsea", "e2f_clusters", "pool.contrasts", "design", "seed"),
+    ("tables/associations.csv", "tables/gsea.csv", "tables/e2f_clusters.csv"),
+)
+
 STAGES: tuple[Stage, ...] = (
     Stage("load", load, ("data", "seed")),
     Stage("orthologs", orthologs, ("orthologs",), ("tables/ortholog_report.csv",)),
@@ -239,6 +249,7 @@ STAGES: tuple[Stage, ...] = (
         ("pool", "design", "seed"),
         ("tables/pool_per_sample.csv", "tables/pool_contrasts.csv"),
     ),
+    PATIENTS_STAGE,
     Stage(
         "report",
         report,
@@ -249,9 +260,16 @@ STAGES: tuple[Stage, ...] = (
 )
 """The workflow, in order."""
 
+BULK_STAGES: tuple[Stage, ...] = (
+    Stage("load", load_bulk, ("data", "bulk", "design")),
+    PATIENTS_STAGE,
+    Stage("report", report_bulk, ("report",), REPORT_OUTPUTS, save_data=False),
+)
+"""``mode=bulk``: the patient-level analyses of a samples x genes cohort."""
+
 
 def stages_for(cfg: DictConfig) -> tuple[Stage, ...]:
-    """The stages of ``cfg.mode``: :data:`STAGES` (run) or :data:`MAP_STAGES` (map)."""
+    """The stages of ``cfg.mode``: :data:`STAGES`, :data:`MAP_STAGES` or :data:`BULK_STAGES`."""
     from ._map_stages import MAP_STAGES
 
-    return MAP_STAGES if Mode(cfg.mode) is Mode.map else STAGES
+    return {Mode.map: MAP_STAGES, Mode.bulk: BULK_STAGES}.get(Mode(cfg.mode), STAGES)
