@@ -21,7 +21,7 @@ import mkcell as mk
 
 from .. import _keys as K
 from .._settings import MkcellError, logger
-from ._load import check_design, join_samples_file
+from ._load import join_samples_file
 from ._outputs import _plain, _seeded, contrasts_of, save_figure, write_table
 from ._schema import tool_kwargs
 
@@ -59,7 +59,6 @@ def load_bulk(cfg: DictConfig, data: object, run_dir: Path) -> AnnData:  # noqa:
     adata = f(Path(str(cfg.data.inputs.bulk)).expanduser(), **tool_kwargs(cfg.bulk, f))
     if cfg.data.samples_file is not None:
         join_samples_file(cfg, {"bulk": adata}, sample_key=None)
-    check_design(cfg, {"bulk": adata})
     logger.info("bulk cohort: %d samples x %d genes", adata.n_obs, adata.n_vars)
     return adata
 

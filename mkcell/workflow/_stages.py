@@ -261,7 +261,7 @@ STAGES: tuple[Stage, ...] = (
 """The workflow, in order."""
 
 BULK_STAGES: tuple[Stage, ...] = (
-    Stage("load", load_bulk, ("data", "bulk", "design")),
+    Stage("load", load_bulk, ("data", "bulk")),
     PATIENTS_STAGE,
     Stage("report", report_bulk, ("report",), REPORT_OUTPUTS, save_data=False),
 )
