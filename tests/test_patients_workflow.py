@@ -15,19 +15,9 @@ import pytest
 
 import mkcell as mk
 
-CONTRACT = {
-    "associations": [
-        "species",
-        "covariate",
-        "readout",
-        "effect",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "p_adj",
-        "n_samples",
-    ],
-    "gsea": ["species", "groups", "term", "nes", "p_value", "fdr", "method"],
+CONTRACT = {  # ../shared/CONTRACT.md
+    "associations": "species covariate readout effect ci_low ci_high p_value p_adj n_samples".split(),
+    "gsea": "species groups term nes p_value fdr method".split(),
     "e2f_clusters": ["sample", "cluster"],
 }
 

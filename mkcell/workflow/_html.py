@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,17 @@ def _fmt(v: object) -> str:
 def _kv(items: Mapping[str, Any]) -> str:
     rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(_fmt(v))}</td></tr>" for k, v in items.items())
     return f"<div class='scroll'><table>{rows}</table></div>"
+
+
+def page_html(title: str, run_dir: Path, sections: Sequence[tuple[str, str, str]]) -> str:
+    """The whole page: a title, the time and folder, links to the ``(id, title, html)`` sections."""
+    nav = "".join(f"<a href='#{sid}'>{_esc(name)}</a>" for sid, name, _ in sections)
+    body = "".join(f"<h2 id='{sid}'>{_esc(name)}</h2>{content}" for sid, name, content in sections)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    title = _esc(title)
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{title}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{title}</h1><p class='muted'>{stamp} — {_esc(run_dir)}</p>"
+        f"<nav>{nav}</nav>{body}</body></html>"
+    )

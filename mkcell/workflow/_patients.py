@@ -21,21 +21,13 @@ import mkcell as mk
 
 from .. import _keys as K
 from .._settings import MkcellError, logger
+from ..tl._associate import COLUMNS
 from ._load import join_samples_file
 from ._outputs import _plain, _seeded, contrasts_of, save_figure, write_table
 from ._schema import tool_kwargs
 
-ASSOCIATION_COLUMNS = [
-    "species",
-    "covariate",
-    "readout",
-    "effect",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "p_adj",
-    "n_samples",
-]
+#: The columns of tables/associations.csv users rely on (the tool's table leads with them).
+ASSOCIATION_COLUMNS = COLUMNS[: COLUMNS.index("n_samples") + 1]
 GSEA_COLUMNS = ["species", "groups", "term", "nes", "p_value", "fdr", "method"]
 PATIENT_FIGURES = ("associations", "gsea", "e2f_clusters")
 _SPLIT = re.compile(r"^\s*(\w+)\s*(<=|<|>=|>)\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
@@ -120,7 +112,7 @@ def _groups(cfg: DictConfig, meta: pd.DataFrame, species: str) -> list[tuple[str
     if K.CONDITION not in meta.columns:
         return []
     present = set(meta[K.CONDITION].astype(str))
-    pairs = contrasts_of(cfg) or []
+    pairs = [c for c in contrasts_of(cfg) or [] if len(c) == 2]  # GSEA: pairs, no interactions
     labels = meta[K.CONDITION].astype(str)
     return [(str(a), str(b), labels) for a, b in pairs if {str(a), str(b)} <= present]
 
@@ -193,7 +185,7 @@ def _tested_condition(cfg: DictConfig, adata: AnnData) -> str | None:
     if K.CONDITION not in adata.obs.columns:
         return None
     present = set(adata.obs[K.CONDITION].astype(str))
-    for a, b in contrasts_of(cfg) or []:
+    for a, b in (c for c in contrasts_of(cfg) or [] if len(c) == 2):
         if {str(a), str(b)} <= present:
             return str(a)
     return None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ from ._config import DataSource
 from ._findings import esc as _esc
 from ._findings import findings_html
 from ._findings import uns_table as _uns_table
-from ._html import _CSS, _kv, image_html, table_html
+from ._html import _kv, image_html, page_html, table_html
+from ._qc_report import qc_findings_html, qc_html
 from ._report_patients import patients_findings_html, patients_html
 from ._runner import Stage, stage_timings
 
@@ -308,10 +308,15 @@ def build_report(
     mapping = _mapping(adata, figures)
     patients = patients_html(adata, run_dir)
     sections = [
-        ("findings", "Findings", findings_html(adata) + _patient_findings(adata)),
+        (
+            "findings",
+            "Findings",
+            findings_html(adata) + qc_findings_html(adata) + _patient_findings(adata),
+        ),
         ("inputs", "Inputs", _inputs(cfg, adata) + _gene_ids(adata)),
         *([("mapping", "Mapping onto the reference", mapping)] if mapping else []),
         ("orthologs", "Ortholog mapping", _orthologs(adata)),
+        ("qc", "Quality control", qc_html(adata, figures)),
         (
             "integration",
             "Integration",
@@ -346,18 +351,7 @@ def build_report(
         ("config", "Configuration", f"<pre>{_esc(OmegaConf.to_yaml(cfg, resolve=True))}</pre>"),
         ("versions", "Package versions", _kv(versions())),
     ]
-    nav = "".join(f"<a href='#{sid}'>{_esc(title)}</a>" for sid, title, _ in sections)
-    body = "".join(
-        f"<h2 id='{sid}'>{_esc(title)}</h2>{content}" for sid, title, content in sections
-    )
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    title = _esc(cfg.report.title)
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{title}</h1><p class='muted'>{stamp} — {_esc(run_dir)}</p>"
-        f"<nav>{nav}</nav>{body}</body></html>"
-    )
+    return page_html(cfg.report.title, run_dir, sections)
 
 
 def write_report(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +13,7 @@ from .. import _keys as K
 from .._settings import logger
 from .._utils import write_h5ad_atomic, write_text_atomic
 from ._findings import ALPHA, _ci, _num, _p, _table, esc
-from ._html import _CSS, _kv, image_html, table_html
+from ._html import _kv, image_html, page_html, table_html
 from ._runner import Stage, stage_timings
 
 PROLIFERATION = {
@@ -158,13 +157,4 @@ def _bulk_html(cfg: DictConfig, adata: AnnData, run_dir: Path, stages: Sequence[
         ("timings", "Stage timings", table_html(pd.DataFrame(stage_timings(run_dir, stages)))),
         ("config", "Configuration", f"<pre>{esc(OmegaConf.to_yaml(cfg, resolve=True))}</pre>"),
     ]
-    nav = "".join(f"<a href='#{sid}'>{esc(title)}</a>" for sid, title, _ in sections)
-    body = "".join(f"<h2 id='{sid}'>{esc(t)}</h2>{content}" for sid, t, content in sections)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    title = esc(cfg.report.title)
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{title}</h1><p class='muted'>{stamp} — {esc(run_dir)}</p>"
-        f"<nav>{nav}</nav>{body}</body></html>"
-    )
+    return page_html(cfg.report.title, run_dir, sections)
