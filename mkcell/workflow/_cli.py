@@ -236,10 +236,12 @@ def one_line(exc: BaseException) -> tuple[str, int]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from ._slurm import SlurmRefusal
+    from ._slurm import refusal
 
-    if isinstance(exc, UsageError | SlurmRefusal):
+    if isinstance(exc, UsageError):
         return _flat(str(exc)), 2
+    if (refused := refusal(exc)) is not None:
+        return refused, 2
     if isinstance(exc, HydraException | OmegaConfBaseException):
         return _config_message(exc), 2
     name = type(exc).__name__

@@ -2,8 +2,8 @@
 
 What is wrong with the chosen launcher is found before anything is submitted
 (:func:`launcher_problem`, run by the pre-flight callback); Slurm's refusal of a submission
-becomes one line naming the setting to change (``_slurm_launcher.SlurmLauncher``, the launcher
-both YAMLs name as their ``_target_``).
+becomes one line naming the setting to change (:func:`refusal`, read by the CLI's error hook
+from the failed ``sbatch`` call and the script it submitted).
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from .._settings import MkcellError
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -78,18 +77,56 @@ def sbatch_refusal(exc: BaseException) -> str | None:
     return reason
 
 
-def refusal_message(reason: str, launcher: DictConfig) -> str:
-    """One line: Slurm's reason, the setting that caused it and how to change it."""
+#: ``#SBATCH`` options of submitit's script, as the ``hydra.launcher`` settings that set them.
+SBATCH_SETTINGS = {
+    "--account": "account",
+    "--partition": "partition",
+    "--cpus-per-task": "cpus_per_task",
+    "--mem": "mem_gb",
+    "--time": "timeout_min",
+    "--gpus-per-task": "gpus_per_task",
+    "--gpus-per-node": "gpus_per_node",
+}
+
+
+def asked_in(script: Path) -> dict[str, str]:
+    """The ``hydra.launcher`` settings a submitted script asked for (``--mem=900GB``: ``900``)."""
+    asked = {}
+    for line in script.read_text().splitlines():
+        option, _, value = line.removeprefix("#SBATCH ").partition("=")
+        if line.startswith("#SBATCH ") and option in SBATCH_SETTINGS:
+            asked[SBATCH_SETTINGS[option]] = value.removesuffix("GB")
+    return asked
+
+
+def refusal(exc: BaseException) -> str | None:
+    """One line for a submission Slurm refused (None: ``exc`` is not that).
+
+    The values named are those of the script submitit handed to ``sbatch``.
+    """
+    reason = sbatch_refusal(exc)
+    if reason is None:
+        return None
+    script = Path(str(exc.__cause__.cmd[-1]))  # type: ignore[union-attr]
+    return refusal_message(reason, asked_in(script) if script.is_file() else {})
+
+
+def refusal_message(reason: str, launcher: Mapping[str, object]) -> str:
+    """One line: Slurm's reason, the setting that caused it and how to change it.
+
+    ``launcher``: the ``hydra.launcher`` settings asked for (a config node, or :func:`asked_in`).
+    """
     low = reason.lower()
     gpus = launcher.get("gpus_per_task") or launcher.get("gpus_per_node")
     if "account" in low:
         fix = (
-            f"hydra.launcher.account={launcher.account}: pass one of your accounts, listed by "
-            "`sacctmgr -n show assoc user=$USER format=account,partition`"
+            f"hydra.launcher.account={launcher.get('account')}: pass one of your accounts, listed "
+            "by `sacctmgr -n show assoc user=$USER format=account,partition`"
         )
     elif "partition" in low:
         fix = (
-            f"hydra.launcher.partition={launcher.partition}: pass a partition listed by `sinfo -s`"
+            f"hydra.launcher.partition={launcher.get('partition')}: pass a partition listed by "
+            "`sinfo -s`"
         )
     elif "gres" in low or "gpu" in low:
         fix = (
@@ -97,7 +134,7 @@ def refusal_message(reason: str, launcher: DictConfig) -> str:
             "see `sinfo -o '%P %G'` for the GPUs of each partition"
         )
     elif any(w in low for w in ("node configuration", "memory", "processor", "cpu")):
-        asked = f"cpus_per_task={launcher.cpus_per_task} mem_gb={launcher.mem_gb}"
+        asked = f"cpus_per_task={launcher.get('cpus_per_task')} mem_gb={launcher.get('mem_gb')}"
         asked += f" gpus={gpus}" if gpus else ""
         fix = (
             f"{asked}: no node of the partition is that large (`sinfo -o '%P %c %m %G'`); lower "
@@ -105,7 +142,7 @@ def refusal_message(reason: str, launcher: DictConfig) -> str:
         )
     elif "time limit" in low:
         fix = (
-            f"hydra.launcher.timeout_min={launcher.timeout_min} is past the partition's limit "
+            f"hydra.launcher.timeout_min={launcher.get('timeout_min')} is past the partition's limit "
             "(`sinfo -o '%P %l'`); lower it"
         )
     else:
@@ -141,7 +178,3 @@ def time_up_message(reason: str, launcher: DictConfig) -> str:
         f"max_num_timeout={launcher.max_num_timeout}); its finished stages are kept: raise "
         "hydra.launcher.timeout_min above the longest stage and run the same command to resume"
     )
-
-
-class SlurmRefusal(MkcellError):
-    """Slurm refused a submission; the message names the setting to change (exit status 2)."""
