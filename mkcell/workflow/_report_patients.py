@@ -23,6 +23,17 @@ PROLIFERATION = {
 }
 
 
+#: Words for the readouts of :func:`mkcell.tl.associate` (others are named as they are).
+READOUTS = {
+    K.MKP_FRACTION: "MkP pool",
+    K.SCORE_PREFIX + "e2f_targets": "E2F score in MkP",
+    K.SCORE_PREFIX + "g2m_checkpoint": "G2M score in MkP",
+    K.SCORE_PREFIX + "aurora": "Aurora score in MkP",
+    K.PSEUDOTIME: "Mk maturation (pseudotime)",
+    K.E2F_Z: "E2F-target expression",
+}
+
+
 def association_lines(adata: AnnData) -> list[str]:
     """One line per association called (adjusted p below 0.05), else what was tested."""
     table = _table(adata, K.ASSOCIATIONS, "table")
@@ -32,15 +43,19 @@ def association_lines(adata: AnnData) -> list[str]:
     for row in table.to_dict("records"):
         if not (row["p_adj"] < ALPHA):
             continue
-        cov, logged = str(row["covariate"]), str(row.get("transform", "")).startswith("log2")
-        per = f"per halving of {cov}" if logged else f"per unit of {cov} less"
-        change = -float(row["effect"])
-        size = "larger" if change > 0 else "smaller"
-        unit = f" {row['unit']}" if row.get("unit") else ""
+        cov, logged = str(row["covariate"]), row.get("transform") == "log2"
+        per = f"per halving of {cov}" if logged else f"per unit less {cov}"
+        change = -float(row["effect"])  # the effect is per doubling (per unit more)
+        name = READOUTS.get(str(row["readout"]), str(row["readout"]))
+        more, less = (
+            ("larger", "smaller") if row["readout"] == K.MKP_FRACTION else ("higher", "lower")
+        )
+        unit = str(row.get("unit") or "").split(" per ")[0]
         lines.append(
-            f"{esc(row['species'])}: lower {esc(cov)}, {size} {esc(row['readout'])}: "
-            f"{change:+.2f}{esc(unit)} {esc(per)} (95% CI {_ci(-row['ci_high'], -row['ci_low'])}, "
-            f"adjusted p={_p(row['p_adj'])}, {int(row['n_samples'])} samples)"
+            f"{esc(row['species'])}: lower {esc(cov)}, {more if change > 0 else less} "
+            f"{esc(name)}: {change:+.2f} {esc(unit)} {esc(per)} "
+            f"(95% CI {_ci(-row['ci_high'], -row['ci_low'])}, adjusted p={_p(row['p_adj'])}, "
+            f"{int(row['n_samples'])} samples)"
         )
     if not lines:
         covs = ", ".join(sorted(map(str, table["covariate"].unique())))
@@ -63,10 +78,9 @@ def gsea_lines(adata: AnnData) -> list[str]:
         parts = []
         for row in hits.to_dict("records"):
             where = a if row["nes"] > 0 else b
-            call = "enriched" if row["fdr"] < ALPHA else "not called"
+            call = f"higher in {esc(where)}" if row["fdr"] < ALPHA else "no call"
             parts.append(
-                f"{PROLIFERATION[row['term']]} {call} (higher in {esc(where)}, NES {_num(row['nes'])},"
-                f" FDR {_p(row['fdr'])})"
+                f"{PROLIFERATION[row['term']]}: {call} (NES {_num(row['nes'])}, FDR {_p(row['fdr'])})"
             )
         test = str(df["method"].iloc[0]).split(" (")[0]
         lines.append(f"{esc(species)}, {esc(groups)} ({esc(test)}): " + "; ".join(parts))
@@ -80,7 +94,7 @@ def cluster_lines(adata: AnnData) -> list[str]:
     for species, r in (res.get("by_species") or {}).items():
         lines.append(
             f"{esc(species)}: the E2F-high cluster against {esc(r['tested'])}: Fisher p="
-            f"{_p(r['fisher_p'])}, odds ratio {_num(r['odds_ratio'])}"
+            f"{_p(r['fisher_p'])}, odds ratio {float(r['odds_ratio']):.3g}"
         )
     return lines
 
