@@ -119,6 +119,7 @@ def rows() -> list[tuple[str, str, str]]:
                     f"p={e['p_value']:.3f}",
                 )
             )
+    out += qc_rows(_load("qc"))
     wf = _load("workflow")
     if wf:
         full, rerun, multi = (
@@ -156,6 +157,38 @@ def rows() -> list[tuple[str, str, str]]:
             )
         )
     return out
+
+
+def qc_rows(qc: dict) -> list[tuple[str, str, str]]:
+    """mk.pp.qc against planted truth: the worst case over species and seeds."""
+    w = qc.get("worst")
+    if not w:
+        return []
+    n = len(qc["runs"])
+    return [
+        (
+            "qc",
+            f"heterotypic doublet recall / false flags on singlets (worst of {n} runs)",
+            f"{w['doublet_recall_min']:.2f} / {w['doublet_false_flag_rate_singlets_max']:.3f}",
+        ),
+        ("qc", "platelet-coated recall (worst)", f"{w['platelet_recall_min']:.2f}"),
+        ("qc", "true MkP + Mk flagged (worst)", f"{w['mk_lineage_flagged_any_max']:.3f}"),
+        (
+            "qc",
+            "coated sample's MkP fraction, relative error: no QC (best) / with QC (worst)",
+            f"{w['rel_error_no_qc_min']:.3f} / {w['rel_error_with_qc_max']:.3f}",
+        ),
+        (
+            "qc",
+            "real data (Paul 2015, Zhu 2021): largest share of a state flagged low_quality",
+            f"{w['real_state_low_quality_max']:.3f}",
+        ),
+        (
+            "qc",
+            "one mk.pp.qc call, ~6,000 cells, 2 shared cores (s, slowest)",
+            f"{w['qc_seconds_max']:.0f}",
+        ),
+    ]
 
 
 def _gb(run: dict | None) -> str:

@@ -13,6 +13,10 @@ from ._utils import data_path
 TIROSH_RENAMES = {"MLF1IP": "CENPU", "FAM64A": "PIMREG", "HN1": "JPT1"}
 #: Cytokinesis panel (centralspindlin, RhoGEF and midbody genes).
 CYTOKINESIS = ["RACGAP1", "ECT2", "ANLN", "KIF23", "PRC1", "MYH10", "KIF20A", "CIT"]
+#: Cytokinesis / abscission genes lost when Mk skip cytokinesis (endomitosis): RhoA-ECT2-
+#: RACGAP1, MYH10 (silenced in endomitotic Mk), KIF23, ANLN, CIT, PRC1, SPAG5. Not scored
+#: by mk.tl.score; mk.tl.endomitosis contrasts them with the rest of the mitotic program.
+ABSCISSION = ["RHOA", "ECT2", "RACGAP1", "MYH10", "KIF23", "ANLN", "CIT", "PRC1", "SPAG5"]
 #: Aurora axis targeted by crizotinib in Kobayashi et al. 2025.
 AURORA = ["AURKA", "AURKB", "PLK1"]
 #: Names of the built-in sets scored by mk.tl.score (key suffix -> set name).

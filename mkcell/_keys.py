@@ -32,6 +32,10 @@ PHASE = "phase"
 SCORE_PREFIX = "mk_score_"
 #: Pseudo-score compared between conditions: the share of cells not in G1 (from ``phase``).
 CYCLING_FRACTION = "cycling_fraction"
+#: mk.tl.endomitosis: per-cell cytokinesis-vs-mitosis contrast (G2M Mk-lineage cells; low =
+#: endomitotic) and ploidy proxy (Mk-lineage cells: log RNA against the sample's other cells).
+CYTOKINESIS_CONTRAST = "mk_cytokinesis_contrast"
+PLOIDY_PROXY = "mk_ploidy_proxy"
 #: Prefix of the cycle covariates handed to scVI as continuous covariates (obs of its copy).
 CYCLE_COVARIATE_PREFIX = "mk_cycle_"
 #: Scratch obs columns of the per-sample tables handed to pertpy (scCODA, Milo).
@@ -89,6 +93,7 @@ SCORE = "mk_score"
 SCORE_TRENDS = "mk_score_trends"
 SCORE_COMPARE = "mk_score_compare"
 SCORE_DE = "mk_score_de"
+ENDOMITOSIS = "mk_endomitosis"  # mk.tl.endomitosis: contrasts, sample means, trends
 POOL = "mk_pool"
 COMPOSITION = "mk_composition"
 MILO = "mk_milo"

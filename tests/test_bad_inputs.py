@@ -755,6 +755,20 @@ CLI_CASES = [
         id="unknown-config-key",
     ),
     pytest.param(
+        ["debug=tiny", "pool.contrasts=[[MDS_drug,MDS,MDS_drug,control]]"],
+        "pool.contrasts: contrast ['MDS_drug', 'MDS', 'MDS_drug', 'control'] is not an "
+        "interaction of four different conditions",
+        "config",
+        id="interaction-repeats-a-condition",
+    ),
+    pytest.param(
+        [*MOUSE, "pool.contrasts=[[MDS_drug,MDS,control_drug,control]]"],
+        "pool.contrasts: condition(s) ['control_drug'] of contrast "
+        "'(MDS_drug vs MDS) vs (control_drug vs control)' not found",
+        "load",
+        id="interaction-arm-absent",
+    ),
+    pytest.param(
         ["debug=tiny", "pool.denominator=cells"],
         "pool.denominator=cells: choose one of",
         "config",

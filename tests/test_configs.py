@@ -15,7 +15,7 @@ from mkcell.workflow._config import unknown_keys
 from mkcell.workflow._sections import DEFAULT_CONTRASTS
 
 CONFIGS = config_dir()
-SCHEMA_GROUPS = ("data", "integrate", "annotate", "trajectory", "score", "pool", "compute")
+SCHEMA_GROUPS = ("data", "qc", "integrate", "annotate", "trajectory", "score", "pool", "compute")
 ALL_GROUPS = (*SCHEMA_GROUPS, "debug", "experiment", "hydra/launcher")
 
 

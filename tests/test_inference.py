@@ -16,7 +16,7 @@ from scipy.special import expit, logit
 
 import mkcell as mk
 from mkcell._settings import MkcellError, MkcellWarning
-from mkcell.tl._inference import bh, fit_contrast, parse_design
+from mkcell.tl._inference import bh, fit_contrast, fit_interaction, parse_design
 
 
 def _cohort(sizes, is_a, **cols):
@@ -197,3 +197,39 @@ def test_bh_keeps_nan_and_orders():
     adj = bh(p)
     assert np.isnan(adj[1]) and (adj[[0, 2, 3]] >= p[[0, 2, 3]]).all()
     assert adj[0] == pytest.approx(0.03)
+
+
+def test_interaction_against_a_hand_computation():
+    """(A - B) - (C - D) by cell means: pooled variance over the four arms, t on n - 4 df."""
+    from scipy import stats
+
+    y = np.array([1.0, 1.4, 0.8, 2.0, 2.3, 0.1, 0.5, 0.3, 1.0, 1.2, 0.9, 1.1])
+    cond = np.array(list("AAABBCCCDDDD"))
+    res = fit_interaction(y, cond, ("A", "B", "C", "D"), design=parse_design(None))
+    groups = [y[cond == c] for c in "ABCD"]
+    m = [g.mean() for g in groups]
+    est = (m[0] - m[1]) - (m[2] - m[3])
+    df = y.size - 4
+    s2 = sum(((g - g.mean()) ** 2).sum() for g in groups) / df
+    se = np.sqrt(s2 * sum(1 / g.size for g in groups))
+    q = stats.t.ppf(0.975, df)
+    assert res["estimate"] == pytest.approx(est) and res["se"] == pytest.approx(se)
+    assert res["df"] == df and (res["ci_low"], res["ci_high"]) == pytest.approx(
+        (est - q * se, est + q * se)
+    )
+    assert res["p_value"] == pytest.approx(2 * stats.t.sf(abs(est / se), df))
+    assert (res["n_a"], res["n_b"]) == (5, 7) and "few samples" in res["note"]
+    # litters nested in the disease arms: the interaction stays estimable (df n - rank)
+    cov = pd.DataFrame({"litter": np.where(np.isin(cond, ["A", "B"]), "l1", "l2")})
+    nested = fit_interaction(
+        y, cond, "ABCD", design=parse_design("~ condition + litter"), covariates=cov
+    )
+    assert nested["estimate"] == pytest.approx(est) and nested["df"] == df
+    assert nested["se"] == pytest.approx(se)
+    # a covariate that takes the interaction itself is named, in one line
+    cov = pd.DataFrame({"litter": np.where(np.isin(cond, ["A", "D"]), "l1", "l2")})
+    with pytest.raises(MkcellError, match=r"'litter\[T.l2\]'\] are confounded") as err:
+        fit_interaction(
+            y, cond, "ABCD", design=parse_design("~ condition + litter"), covariates=cov
+        )
+    assert "\n" not in str(err.value)

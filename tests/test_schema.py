@@ -17,6 +17,7 @@ from mkcell.workflow._schema import tool_kwargs, tool_section
 CONFIGS = Path(_config.config_dir())
 SECTIONS = {
     "orthologs": _config.OrthologsConf,
+    "qc": _config.QcConf,
     "integrate": _config.IntegrateConf,
     "annotate": _config.AnnotateConf,
     "trajectory": _config.TrajectoryConf,
@@ -43,11 +44,11 @@ def test_section_fields_are_tool_kwargs_with_their_defaults(name):
         want = list(default) if isinstance(default, tuple) else default
         assert _default(f) == want, (name, f.name)
     own = [f.name for f in dataclasses.fields(cls) if f.name not in params]
-    assert own == (
-        ["labels_file", "labels_cell_column", "labels_column", "label_map_file"]
-        if name == "annotate"
-        else []
-    )
+    own_fields = {
+        "annotate": ["labels_file", "labels_cell_column", "labels_column", "label_map_file"],
+        "qc": ["enabled", "keep_flagged"],
+    }
+    assert own == own_fields.get(name, [])
 
 
 def test_yaml_repeats_no_default():

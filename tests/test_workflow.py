@@ -26,7 +26,7 @@ POOL_SAMPLE = ["sample", "species", "condition", "n_cells", "n_mkp", "mkp_fracti
 POOL_CONTRAST = ["species", "contrast", "effect_log2", "ci_low", "ci_high", "p_value"]
 METRICS = ["metric", "value", "baseline_value"]
 STAGE_NAMES = [s.name for s in STAGES]
-FIGURES = ["embedding", "pseudotime_density", "score_trends", "pool"]
+FIGURES = ["embedding", "pseudotime_density", "score_trends", "pool", "qc"]
 
 
 # --------------------------------------------------------------------------- runner, toy stages
@@ -291,8 +291,15 @@ def test_tiny_run_outputs(tiny_run, record_property):
     contrasts = pd.read_csv(run_dir / "tables" / "pool_contrasts.csv")
     assert set(contrasts["contrast"]) <= {"MDS vs control", "MDS_drug vs MDS", "MDS vs healthy"}
     assert (run_dir / "tables" / "ortholog_report.csv").is_file()
+    assert (run_dir / "tables" / "qc_per_sample.csv").is_file()
     html = (run_dir / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == len(FIGURES)
+    patient_figures = [
+        f
+        for f in ("associations", "gsea", "e2f_clusters")
+        if (run_dir / "figures" / f"{f}.png").is_file()
+    ]
+    assert {"gsea", "e2f_clusters"} <= set(patient_figures)  # the demo's contrasts
+    assert html.count("data:image/png;base64,") == len(FIGURES) + len(patient_figures)
     assert "src='http" not in html and "<link" not in html
     assert html.index("<h2 id='findings'>") < html.index("<h2 id='inputs'>")
     for section in (
@@ -315,6 +322,7 @@ def test_tiny_run_outputs(tiny_run, record_property):
         "S_score",
         "G2M_score",
         "phase",
+        "mk_qc",
     ):
         assert key in adata.obs, key
     for key in ("e2f_targets", "g2m_checkpoint", "cytokinesis", "aurora"):
@@ -365,7 +373,7 @@ def test_changed_stage_config_reruns_it_and_later(tiny_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = _stage_lines(proc.stderr)
     assert lines == {
-        **dict.fromkeys(["load", "orthologs", "integrate"], "skipped"),
+        **dict.fromkeys(["load", "orthologs", "qc", "integrate"], "skipped"),
         **dict.fromkeys(["annotate", "trajectory", "score", "pool", "report"], "done"),
     }
     marker = json.loads((copy / "stages" / "annotate.done.json").read_text())

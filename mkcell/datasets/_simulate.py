@@ -40,6 +40,7 @@ from .._markers import marker_panels
 from .._ortholog_table import best_partners
 from .._settings import MkcellError, logger
 from .._utils import data_path
+from . import _endomitosis as _endo
 
 #: Conditions simulated per species (a mouse model with a treatment arm; patients).
 CONDITIONS = {"mouse": ("control", "MDS", "MDS_drug"), "human": ("healthy", "MDS")}
@@ -307,6 +308,7 @@ def _simulate_sample(
     rescue: float,
     batch: np.ndarray,
     depth: float,
+    endo: tuple[np.random.Generator, float] | None = None,
 ) -> AnnData:
     role = _role(condition)
     strength = {"control": 0.0, "mds": mds_effect, "treated": mds_effect * (1 - rescue)}[role]
@@ -350,7 +352,12 @@ def _simulate_sample(
     log_mu = design.base[species][None, :] + batch[None, :] + A @ W
     mu = np.exp(log_mu) * lib[:, None]
     theta = design.theta[species][None, :]
-    counts = rng.poisson(rng.gamma(theta, mu / theta)).astype(np.float32)
+    gam = rng.gamma(theta, mu / theta)
+    counts = rng.poisson(gam).astype(np.float32)
+    if endo is not None:  # its own generator, after the default draw: nothing else shifts
+        endo_truth = _endo.cell_truth(endo[0], t, mk, endo[1], MKP_END)
+        cols = _endo.abscission_columns(design.genes["human"][: design.n_shared])
+        _endo.apply(endo[0], counts, gam, np.flatnonzero(mk), phase == "G2M", endo_truth, cols)
     X = sp.csr_matrix(counts)
 
     names = [f"{sample}-{i:05d}" for i in range(n)]
@@ -374,6 +381,8 @@ def _simulate_sample(
         },
         index=pd.Index(names, name="cell"),
     )
+    if endo is not None:
+        obs["true_endomitosis"], obs["true_ploidy"] = endo_truth
     return AnnData(
         X=X, obs=obs, var=pd.DataFrame(index=pd.Index(design.genes[species], name="gene"))
     )
@@ -395,6 +404,7 @@ def simulate_marrow(
     species_effect: float = 1.0,
     batch_sd: float = 0.25,
     sample_sd: float = 0.25,
+    endomitosis: bool = False,
     seed: int = 0,
 ) -> dict[str, AnnData]:
     """Simulate mouse and human marrow scRNA-seq with megakaryopoiesis truth.
@@ -433,6 +443,16 @@ def simulate_marrow(
         SD of the per-gene, per-sample log-fold change.
     sample_sd
         SD (logit scale) of the per-sample MkP share around its condition mean.
+    endomitosis
+        Add endomitosis truth to the Mk lineage (``mkcell/datasets/_endomitosis.py``): a
+        per-sample endomitosis share (0.85 in controls, 0.45 in MDS at ``mds_effect=1``,
+        partly restored by the drug, equal under ``null``), a per-cell share rising along
+        maturation, a ploidy per cell (2N to 64N, rising with maturation and the share); in
+        G2M cells the abscission genes fall with the share, and total RNA scales with
+        ``sqrt(ploidy / 2)``. Written to ``obs['true_endomitosis']``,
+        ``obs['true_ploidy']`` and the sample table's ``endomitosis_level``. Drawn from a
+        generator of its own: every other column, and every count outside the Mk lineage,
+        is the same as with ``False`` (the default, unchanged output).
     seed
         Random seed; the same seed gives identical data.
 
@@ -455,7 +475,11 @@ def simulate_marrow(
         {"mouse": 1 - human_share, "human": human_share} if len(species) == 2 else {species[0]: 1.0}
     )
     effects = _Effects(
-        mds_effect=mds_effect, rescue=treatment_rescue, sample_sd=sample_sd, batch_sd=batch_sd
+        mds_effect=mds_effect,
+        rescue=treatment_rescue,
+        sample_sd=sample_sd,
+        batch_sd=batch_sd,
+        endo=_endo.generator(seed) if endomitosis else None,
     )
     out = {}
     for sp_name in species:
@@ -480,6 +504,8 @@ def simulate_marrow(
                 "null": bool(null or mds_effect == 0),
             },
         }
+        if endomitosis:
+            adata.uns[K.TRUTH]["params"]["endomitosis"] = True
         out[sp_name] = adata
         logger.info("simulated %s marrow: %d cells x %d genes", sp_name, adata.n_obs, adata.n_vars)
     return out
@@ -510,6 +536,7 @@ class _Effects:
     rescue: float
     sample_sd: float
     batch_sd: float
+    endo: np.random.Generator | None = None  # endomitosis truth (its own stream), or None
 
 
 def _simulate_species(
@@ -528,9 +555,17 @@ def _simulate_species(
     for i, (cond, j) in enumerate((c, j) for c in conds for j in range(1, n_samples + 1)):
         sample = f"{sp_name}_{cond}_{j}"
         frac = _sample_truth(rng, cond, effects.mds_effect, effects.rescue, effects.sample_sd)
-        a = _simulate_in_chunks(rng, design, sp_name, sample, cond, n_per[i], frac, effects)
+        level = None
+        if effects.endo is not None:
+            share = {"control": 0.0, "mds": 1.0, "treated": 1 - effects.rescue}[_role(cond)]
+            level = _endo.sample_level(effects.endo, effects.mds_effect * share, effects.sample_sd)
+        a = _simulate_in_chunks(
+            rng, design, sp_name, sample, cond, (n_per[i], frac, level), effects
+        )
         parts.append(a)
         rows.append(_sample_row(a, sample, sp_name, cond, frac))
+        if level is not None:
+            rows[-1]["endomitosis_level"] = level
         logger.debug("simulated %s: %d cells", sample, a.n_obs)
     return _concat(parts), pd.DataFrame(rows)
 
@@ -541,11 +576,15 @@ def _simulate_in_chunks(
     sp_name: str,
     sample: str,
     cond: str,
-    n: int,
-    frac: float,
+    sizes: tuple[int, float, float | None],
     effects: _Effects,
 ) -> AnnData:
-    """One sample: its batch effect and depth, then its cells in chunks of about 4,000."""
+    """One sample: its batch effect and depth, then its cells in chunks of about 4,000.
+
+    ``sizes`` is (cells, true MkP share, endomitosis level or None).
+    """
+    n, frac, level = sizes
+    endo = None if level is None else (effects.endo, level)
     batch = rng.normal(0, effects.batch_sd, design.base[sp_name].size)  # per-sample, per-gene
     depth = rng.normal(0, effects.batch_sd)  # per-sample sequencing depth
     # generate in chunks to stay memory-lean at 1M cells
@@ -563,6 +602,7 @@ def _simulate_in_chunks(
             effects.rescue,
             batch,
             depth,
+            endo,
         )
         a.obs_names = [f"{sample}-{k}-{x:05d}" for x in range(m.size)]
         chunks.append(a)

@@ -13,6 +13,7 @@ from .._lazy import lazy_getattr
 _NAMES = {
     "embedding": "._embedding",
     "pool": "._pool",
+    "qc": "._qc",
     "pseudotime_density": "._maturation",
     "score_trends": "._score_trends",
     "e2f_heatmap": "._gsea",

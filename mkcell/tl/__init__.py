@@ -26,6 +26,7 @@ _NAMES = {
     "associate": "._associate",
     "e2f_clusters": "._e2f_clusters",
     "da_neighbourhoods": "._milo",
+    "endomitosis": "._endomitosis",
 }
 __all__ = sorted(_NAMES)
 __getattr__ = lazy_getattr(__name__, _NAMES)

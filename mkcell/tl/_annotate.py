@@ -15,6 +15,7 @@ from anndata import AnnData
 from .. import _keys as K
 from .._graph import neighbors
 from .._markers import MIN_PANEL_GENES, panel_scores
+from .._qcmask import qc_passed
 from .._settings import MkcellError, MkcellWarning, logger
 from .._utils import check_adata, check_obs_key, log_write
 from ..pp._normalize import log_normalize
@@ -36,6 +37,7 @@ def annotate(
     softmax_scale: float = 3.0,
     seed: int = 0,
     layer: str | None = None,
+    qc_key: str | None = K.QC,
     key_added: str = K.STATE,
     copy: bool = False,
 ) -> AnnData | None:
@@ -87,6 +89,11 @@ def annotate(
         Leiden seed.
     layer
         Layer with raw counts.
+    qc_key
+        ``obs`` column of :func:`mkcell.pp.qc`'s verdicts: a flagged cell (a doublet, a
+        platelet-coated or low-quality cell) gets no MkP or Mk call (it becomes ``other``),
+        so the trajectory, scores and pool see only cells that passed. ``None``, or a
+        missing column, calls every cell alike.
     key_added
         ``obs`` column written; the confidence goes to ``obs['mk_state_confidence']``
         and the clusters to ``obs['mk_cluster']``.
@@ -101,6 +108,7 @@ def annotate(
     adata = adata.copy() if copy else adata
     if labels is not None or labels_key is not None:
         _from_labels(adata, labels, labels_key, label_map, key_added)
+        _leave_out_flagged(adata, key_added, qc_key)
         return adata if copy else None
     if use_rep not in adata.obsm:
         msg = (
@@ -142,6 +150,7 @@ def annotate(
         ),
         "counts": _counts_table(adata.obs[key_added]),
     }
+    _leave_out_flagged(adata, key_added, qc_key)
     for state in (K.MKP, K.MK):
         if counts.get(state, 0) == 0:
             import warnings
@@ -155,6 +164,22 @@ def annotate(
     for key in (key_added, K.STATE_CONFIDENCE, K.STATE_CLUSTER):
         log_write("obs", key)
     return adata if copy else None
+
+
+def _leave_out_flagged(adata: AnnData, key: str, qc_key: str | None) -> None:
+    """MkP / Mk calls of cells flagged by QC become ``other``; the record says how many."""
+    flagged = ~qc_passed(adata, qc_key)
+    hit = flagged & adata.obs[key].astype(str).isin(K.MK_LINEAGE).to_numpy()
+    if hit.any():
+        adata.obs.loc[hit, key] = K.OTHER
+        adata.uns[K.ANNOTATE]["counts"] = _counts_table(adata.obs[key])
+        logger.info(
+            "%d QC-flagged cells (`adata.obs[%r]`) left out of the MkP / Mk calls",
+            int(hit.sum()),
+            qc_key,
+        )
+    adata.uns[K.ANNOTATE]["params"]["qc_key"] = qc_key
+    adata.uns[K.ANNOTATE]["n_flagged_not_called"] = int(hit.sum())
 
 
 def _marker_scores(adata: AnnData, layer: str | None) -> tuple[pd.DataFrame, dict]:

@@ -14,7 +14,14 @@ from .. import _keys as K
 from .._docs import fill_doc
 from .._settings import MkcellError, MkcellWarning, logger
 from .._utils import check_adata, check_obs_key, get_counts, log_write
-from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs
+from ._design import (
+    CONTRASTS_DOC,
+    INTERACTION_DOC,
+    Contrasts,
+    contrast_label,
+    resolve_contrasts,
+    sample_obs,
+)
 from ._inference import (
     DEFAULT_DESIGN,
     DESIGN_DOC,
@@ -159,7 +166,7 @@ def _sample_means(
 def _contrast_rows(
     means: pd.DataFrame,
     keys: Sequence[str],
-    todo: Sequence[tuple[str, str, str]],
+    todo: Sequence[tuple[str, ...]],
     states: Sequence[str],
     *,
     design: Design,
@@ -169,17 +176,18 @@ def _contrast_rows(
 ) -> pd.DataFrame:
     """One row per species x contrast x state x key, fitted on the per-sample means."""
     rows = []
-    for sp_name, a_name, b_name in todo:
+    for sp_name, *conds in todo:
+        label = contrast_label(conds)
         for st in states:
             tab = means[
                 (means["species"] == sp_name)
                 & (means["state"] == st)
-                & means["condition"].isin([a_name, b_name])
+                & means["condition"].isin(conds)
             ]
-            n_a, n_b = ((tab["condition"] == c).sum() for c in (a_name, b_name))
-            if min(n_a, n_b) < 2:
+            n = [int((tab["condition"] == c).sum()) for c in conds]
+            if min(n) < 2:
                 warnings.warn(
-                    f"{sp_name}: '{a_name} vs {b_name}' in {st} has {n_a} and {n_b} "
+                    f"{sp_name}: '{label}' in {st} has {' and '.join(map(str, n))} "
                     f"samples with >= {min_cells} cells; need 2 per group, so no p-value or CI",
                     MkcellWarning,
                     stacklevel=3,
@@ -187,24 +195,24 @@ def _contrast_rows(
             fits = contrast_table(
                 tab[list(keys)],
                 tab["condition"].to_numpy(),
-                a_name,
-                b_name,
+                conds,
                 design=design,
                 covariates=covariate_rows(covariates, tab),
                 level=ci,
-                where=f"for {a_name} vs {b_name} ({sp_name}, {st})",
+                where=f"for {label} ({sp_name}, {st})",
             )
+            group = tab.groupby("condition")[list(keys)].mean().reindex(conds)
             for k, r in fits.iterrows():
-                a_vals = tab.loc[tab["condition"] == a_name, k]
-                b_vals = tab.loc[tab["condition"] == b_name, k]
+                m = group[k].to_numpy(float)
+                sides = m if len(conds) == 2 else m[[0, 2]] - m[[1, 3]]
                 rows.append(
                     {
                         "species": sp_name,
-                        "contrast": f"{a_name} vs {b_name}",
+                        "contrast": label,
                         "state": st,
                         "score": k,
-                        "mean_a": a_vals.mean() if len(a_vals) else np.nan,
-                        "mean_b": b_vals.mean() if len(b_vals) else np.nan,
+                        "mean_a": sides[0],
+                        "mean_b": sides[1],
                         "diff": r["estimate"],
                         "ci_low": r["ci_low"],
                         "ci_high": r["ci_high"],
@@ -220,7 +228,7 @@ def _contrast_rows(
     return table
 
 
-@fill_doc(contrasts=CONTRASTS_DOC, design=DESIGN_DOC)
+@fill_doc(contrasts=INTERACTION_DOC, design=DESIGN_DOC)
 def compare_scores(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
@@ -244,7 +252,11 @@ def compare_scores(
     the ``design`` (least squares, t interval; exact permutation p below 3 samples a
     group, see :func:`~mkcell.tl._inference.fit_contrast`). The gene-set scores are also
     compared within each cell-cycle phase (``by_phase``), so that a larger cycling share
-    and a higher score per cycling cell are told apart.
+    and a higher score per cycling cell are told apart. An interaction
+    ``(A vs B) vs (C vs D)`` gives ``diff`` = (A − B) − (C − D) from one model of the
+    four conditions (:func:`~mkcell.tl._inference.fit_interaction`); its ``mean_a`` /
+    ``mean_b`` are the differences A − B and C − D, ``n_a`` / ``n_b`` the samples of
+    A and B / C and D.
 
     Parameters
     ----------
@@ -285,7 +297,7 @@ def compare_scores(
         msg = f"ci={ci}; give a level between 0 and 1 (e.g. 0.95)"
         raise MkcellError(msg)
     obs = sample_obs(adata, sample_key, condition_key, species_key)
-    todo = resolve_contrasts(obs, contrasts)
+    todo = resolve_contrasts(obs, contrasts, interactions=True)
     parsed = parse_design(design, condition_key)
     covariates = sample_covariates(adata, obs, parsed)
     state = _states(adata, state_key, states)
@@ -310,7 +322,7 @@ def compare_scores(
             "state_key": state_key,
             "states": "all" if states is None else list(states),
             "keys": keys,
-            "contrasts": list(dict.fromkeys(f"{a} vs {b}" for _, a, b in todo)),
+            "contrasts": list(dict.fromkeys(contrast_label(t[1:]) for t in todo)),
             "min_cells": min_cells,
             "design": parsed.formula,
             "ci": ci,

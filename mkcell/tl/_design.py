@@ -11,6 +11,7 @@ reference condition, and the expansion of contrasts per species.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -35,6 +36,40 @@ contrasts
     conditions. ``None`` (default): every condition against the reference of its
     species, the first of {" / ".join(f"``{r}``" for r in DEFAULT_REFERENCES)} present
     (else its first condition); ``[]``: no contrast."""
+
+#: The ``contrasts`` entry of the tools that also fit disease x drug interactions.
+INTERACTION_DOC = (
+    CONTRASTS_DOC
+    + """ Four conditions ``["A", "B", "C", "D"]``, or the
+    string ``"(A vs B) vs (C vs D)"``, are an interaction: (A − B) − (C − D), e.g.
+    ``["MDS_drug", "MDS", "control_drug", "control"]`` asks whether the drug changes the
+    readout more in MDS than in controls (one model on the four conditions' samples)."""
+)
+
+#: An interaction written as a string, ``"(A vs B) vs (C vs D)"``.
+INTERACTION = re.compile(r"^\(\s*(.+?)\s+vs\s+(.+?)\s*\)\s+vs\s+\(\s*(.+?)\s+vs\s+(.+?)\s*\)$")
+_FORMS = "[A, B] (A over B), 'A vs B', or an interaction [A, B, C, D] / '(A vs B) vs (C vs D)'"
+
+
+def contrast_label(conditions: Sequence[str]) -> str:
+    """``"A vs B"`` for a pair, ``"(A vs B) vs (C vs D)"`` for an interaction."""
+    if len(conditions) == 4:
+        a, b, c, d = conditions
+        return f"({a} vs {b}) vs ({c} vs {d})"
+    a, b = conditions
+    return f"{a} vs {b}"
+
+
+def _split_contrast(c: object) -> list[str]:
+    """The conditions of one contrast entry, as written (not yet checked)."""
+    if isinstance(c, str):
+        m = INTERACTION.match(c.strip())
+        if m:
+            return [p.strip() for p in m.groups()]
+        return [p.strip() for p in c.split(" vs ")]
+    if isinstance(c, Sequence):
+        return [str(p) for p in c]
+    return [str(c)]
 
 
 def warn_and_log(message: str) -> None:
@@ -119,11 +154,13 @@ def conditions_by_species(table: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
-def parse_contrasts(contrasts: object) -> list[tuple[str, str]]:
-    """Normalise ``["A", "B"]``, ``"A vs B"`` or a list of either to ``[("A", "B"), ...]``.
+def parse_contrasts(contrasts: object) -> list[tuple[str, ...]]:
+    """Normalise contrasts to tuples: ``("A", "B")`` for a pair, ``("A", "B", "C", "D")``.
 
-    Raises :class:`MkcellError` for anything that is not a pair of two different
-    conditions.
+    Accepts ``["A", "B"]``, ``"A vs B"``, an interaction ``["A", "B", "C", "D"]`` or
+    ``"(A vs B) vs (C vs D)"`` ((A − B) − (C − D)), or a list of these. Raises
+    :class:`MkcellError` for anything else: a pair of two different conditions, or four
+    different conditions.
     """
     if isinstance(contrasts, str):
         contrasts = [contrasts]
@@ -131,24 +168,27 @@ def parse_contrasts(contrasts: object) -> list[tuple[str, str]]:
         items = list(contrasts)  # type: ignore[call-overload]
     except TypeError:
         items = [contrasts]
-    if len(items) == 2 and all(isinstance(c, str) and " vs " not in c for c in items):
-        items = [items]  # a single pair ["A", "B"]
-    pairs = []
+    if items and all(isinstance(c, str) and " vs " not in c for c in items):
+        items = [items]  # a single pair ["A", "B"] or interaction ["A", "B", "C", "D"]
+    out = []
     for c in items:
-        if isinstance(c, str):
-            parts = [p.strip() for p in c.split(" vs ")]
-        elif isinstance(c, Sequence):
-            parts = [str(p) for p in c]
-        else:
-            parts = [str(c)]
-        if len(parts) != 2 or parts[0] == parts[1]:
+        parts = _split_contrast(c)
+        written = not isinstance(c, str) or INTERACTION.match(c.strip())
+        clean = not any(" vs " in p or "(" in p or ")" in p for p in parts)
+        if len(parts) == 4 and len(set(parts)) == 4 and written and clean:
+            out.append(tuple(parts))
+            continue
+        if len(parts) == 4 or (isinstance(c, str) and c.count(" vs ") == 3):
             msg = (
-                f"contrast {c!r} is not a pair of two different conditions; write it as "
-                "[A, B] (A over B) or 'A vs B'"
+                f"contrast {c!r} is not an interaction of four different conditions; write it "
+                "as [A, B, C, D] or '(A vs B) vs (C vs D)' ((A - B) - (C - D))"
             )
             raise MkcellError(msg)
-        pairs.append((parts[0], parts[1]))
-    return pairs
+        if len(parts) != 2 or parts[0] == parts[1]:
+            msg = f"contrast {c!r} is not a pair of two different conditions; write it as {_FORMS}"
+            raise MkcellError(msg)
+        out.append((parts[0], parts[1]))
+    return out
 
 
 def default_reference(conditions: Sequence[str]) -> str:
@@ -216,15 +256,19 @@ def references(
     return out
 
 
-def resolve_contrasts(table: pd.DataFrame, contrasts: object) -> list[tuple[str, str, str]]:
-    """Expand contrasts to ``(species, A, B)`` triples within species that have both conditions.
+def resolve_contrasts(
+    table: pd.DataFrame, contrasts: object, *, interactions: bool = False
+) -> list[tuple[str, ...]]:
+    """Expand contrasts to ``(species, A, B)`` within species that have all their conditions.
 
     ``table`` has the columns ``species`` and ``condition`` (e.g. from :func:`sample_obs`).
     ``contrasts`` as in :data:`CONTRASTS_DOC`: ``None`` compares every condition of a
-    species with its reference (:func:`references`), ``[]`` gives no contrast.
+    species with its reference (:func:`references`), ``[]`` gives no contrast. With
+    ``interactions=True`` an interaction gives ``(species, A, B, C, D)``.
 
-    Raises :class:`MkcellError` when a contrast is not a pair, when a condition is absent
-    from every species, or when no species holds both conditions of a contrast.
+    Raises :class:`MkcellError` when a contrast is not a pair (or, with ``interactions``,
+    an interaction), when a condition is absent from every species, or when no species
+    holds all conditions of a contrast.
     """
     present = conditions_by_species(table)
     if contrasts is None:
@@ -244,25 +288,34 @@ def resolve_contrasts(table: pd.DataFrame, contrasts: object) -> list[tuple[str,
         logger.info("no contrasts requested (contrasts=[]); per-sample numbers only")
         return []
     out = []
-    for a, b in pairs:
-        absent = [c for c in (a, b) if not any(c in v for v in present.values())]
+    for conds in pairs:
+        label = contrast_label(conds)
+        if len(conds) == 4 and not interactions:
+            msg = (
+                f"contrast '{label}' is an interaction, which this tool does not fit; give "
+                "pairs [A, B] here (interactions: progenitor_pool, maturation_shift, "
+                "compare_scores)"
+            )
+            raise MkcellError(msg)
+        absent = [c for c in conds if not any(c in v for v in present.values())]
         if absent:
             msg = (
-                f"condition(s) {absent} of contrast '{a} vs {b}' not found; conditions present "
+                f"condition(s) {absent} of contrast '{label}' not found; conditions present "
                 f"per species: {_where(present)}"
             )
             raise MkcellError(msg)
-        species = [s for s, v in present.items() if a in v and b in v]
+        species = [s for s, v in present.items() if set(conds) <= set(v)]
         if not species:
             msg = (
-                f"no species has both conditions of contrast '{a} vs {b}'; conditions present "
+                f"no species has {'both' if len(conds) == 2 else 'all four'} conditions of "
+                f"contrast '{label}'; conditions present "
                 f"per species: {_where(present)}"
             )
             raise MkcellError(msg)
         for s in present:
             if s not in species:
                 logger.info(
-                    "contrast '%s vs %s' skipped for %s: it lacks one of the conditions", a, b, s
+                    "contrast '%s' skipped for %s: it lacks one of the conditions", label, s
                 )
-        out += [(s, a, b) for s in species]
+        out += [(s, *conds) for s in species]
     return out

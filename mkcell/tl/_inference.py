@@ -4,7 +4,9 @@ Every tool that reports a p-value or CI between conditions (:func:`~mkcell.tl.pr
 :func:`~mkcell.tl.maturation_shift`, :func:`~mkcell.tl.compare_scores`) hands this module one
 number per sample and feature. Each contrast ``A vs B`` is fitted on the samples of A and B by
 ordinary least squares with the design formula (``~ condition`` by default; covariates and
-blocking terms such as ``~ condition + batch`` or ``~ condition + patient`` when given). The
+blocking terms such as ``~ condition + batch`` or ``~ condition + patient`` when given); an
+interaction ``(A vs B) vs (C vs D)`` on the samples of the four conditions, one mean per
+condition plus the covariates (:func:`fit_interaction`). The
 interval is t-based on the residual degrees of freedom. With fewer than :data:`SMALL_GROUP`
 samples in a group and no covariate, the p-value is the exact permutation p of the sample
 labels, and ``p_min`` says the smallest p the test can give (2 vs 2: 1/3). Why this and not a
@@ -158,6 +160,12 @@ def design_matrix(
     """
     cov, names = _covariate_matrix(is_a.size, design, covariates, where)
     X = np.column_stack([np.ones(is_a.size), is_a.astype(float), cov])
+    _check_constant(cov, names, design, where)
+    _check_rank(X, ["(Intercept)", term, *names], design, where, first=1)
+    return X
+
+
+def _check_constant(cov: np.ndarray, names: list[str], design: Design, where: str) -> None:
     const = [n for n, col in zip(names, cov.T, strict=True) if np.ptp(col) == 0]
     if const:
         msg = (
@@ -165,19 +173,23 @@ def design_matrix(
             "constant there; drop them from design="
         )
         raise MkcellError(msg)
-    if np.linalg.matrix_rank(X) < X.shape[1]:
-        labels = ["(Intercept)", term, *names]
-        bad = [
-            lab
-            for j, lab in enumerate(labels)
-            if j > 0 and np.linalg.matrix_rank(np.delete(X, j, axis=1)) == np.linalg.matrix_rank(X)
-        ]
-        msg = (
-            f"design {design.formula!r} cannot be estimated {where}: column(s) {bad} are "
-            "confounded (linearly dependent); drop or merge them in design="
-        )
-        raise MkcellError(msg)
-    return X
+
+
+def _check_rank(X: np.ndarray, labels: list[str], design: Design, where: str, first: int) -> None:
+    """Raise naming the columns (from ``labels[first:]``) that make ``X`` rank-deficient."""
+    rank = np.linalg.matrix_rank(X)
+    if rank == X.shape[1]:
+        return
+    bad = [
+        lab
+        for j, lab in enumerate(labels)
+        if j >= first and np.linalg.matrix_rank(np.delete(X, j, axis=1)) == rank
+    ]
+    msg = (
+        f"design {design.formula!r} cannot be estimated {where}: column(s) {bad} are "
+        "confounded (linearly dependent); drop or merge them in design="
+    )
+    raise MkcellError(msg)
 
 
 def _ols_full(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -307,6 +319,109 @@ def fit_contrast(
     return out
 
 
+#: Weights of the four condition means in an interaction (A − B) − (C − D).
+INTERACTION_WEIGHTS = np.array([1.0, -1.0, -1.0, 1.0])
+
+
+def fit_interaction(
+    y: np.ndarray,
+    condition: Sequence[str] | np.ndarray,
+    names: Sequence[str],
+    *,
+    design: Design,
+    covariates: pd.DataFrame | None = None,
+    level: float = 0.95,
+    where: str = "",
+) -> dict:
+    """Fit the four conditions' samples together; return the interaction (A − B) − (C − D).
+
+    One OLS of ``y`` on a cell-means design (one indicator per condition, no intercept)
+    plus the design's covariates; the estimate is c'β with c = (1, −1, −1, 1), its
+    interval t-based on the residual df and p from t. No exact test: with fewer than
+    :data:`SMALL_GROUP` samples in an arm the note says the t rests on normality.
+
+    Parameters
+    ----------
+    y
+        One summary per sample (NaN: the sample is left out).
+    condition
+        The samples' conditions; samples of other conditions are left out.
+    names
+        The four conditions ``(A, B, C, D)``.
+    design, covariates, level, where
+        As in :func:`fit_contrast`.
+
+    Returns
+    -------
+    A dict with :data:`COLUMNS` plus ``n_a`` (samples of A and B), ``n_b`` (of C and D)
+    and ``note`` (the samples per arm). With one sample in an arm, everything but the
+    point estimate is NaN and ``note`` says why; with none, the estimate too.
+    """
+    y, condition = np.asarray(y, float), np.asarray(condition, dtype=str)
+    ok = np.isfinite(y) & np.isin(condition, list(names))
+    y, condition = y[ok], condition[ok]
+    cov = None if covariates is None else covariates.iloc[np.flatnonzero(ok)]
+    cells = np.column_stack([condition == c for c in names]).astype(float)
+    n = cells.sum(0).astype(int)
+    arms = "samples per arm: " + ", ".join(f"{c} {k}" for c, k in zip(names, n, strict=True))
+    out = dict.fromkeys(COLUMNS, np.nan) | {"n_a": int(n[:2].sum()), "n_b": int(n[2:].sum())}
+    out |= {"note": arms, "method": ""}
+    if n.min() == 0:
+        out["note"] = f"no sample of {[c for c, k in zip(names, n, strict=True) if k == 0]}"
+        return out
+    out["estimate"] = float(INTERACTION_WEIGHTS @ (cells.T @ y / n))
+    if n.min() < 2:
+        single = [c for c, k in zip(names, n, strict=True) if k == 1]
+        out["note"] = f"no replicate-aware test possible: {single} have 1 sample ({arms})"
+        out["method"] = "none (one sample)"
+        return out
+    cov_m, cov_names = _covariate_matrix(y.size, design, cov, where)
+    _check_constant(cov_m, cov_names, design, where)
+    X = np.column_stack([cells, cov_m])
+    c = np.concatenate([INTERACTION_WEIGHTS, np.zeros(len(cov_names))])
+    rank = np.linalg.matrix_rank(X)
+    if np.linalg.matrix_rank(np.vstack([X, c])) > rank:  # c'beta not estimable
+        _check_rank(X, [f"condition[{x}]" for x in names] + cov_names, design, where, first=0)
+    # a covariate nested in the disease arms (litters of MDS mice only) leaves c'beta
+    # estimable: the minimum-norm solution gives it uniquely, on n - rank df
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    df = y.size - rank
+    s2 = float((y - X @ beta) @ (y - X @ beta)) / df if df > 0 else np.nan
+    est, se = float(c @ beta), float(np.sqrt(s2 * (c @ np.linalg.pinv(X.T @ X) @ c)))
+    out |= {"estimate": est, "se": se, "df": df, "p_min": 0.0}
+    out["method"] = f"OLS on sample summaries, cell means + {design.formula}, t on {df} df"
+    if df < 1:
+        out["note"] = f"design {design.formula!r} leaves no residual df ({arms})"
+        return out
+    q = stats.t.ppf(0.5 + level / 2, df)
+    if se > 0:
+        out["ci_low"], out["ci_high"] = est - q * se, est + q * se
+        out["p_value"] = float(2 * stats.t.sf(abs(est / se), df))
+    else:
+        out["ci_low"] = out["ci_high"] = est
+        out["p_value"] = 1.0 if est == 0 else 0.0
+    if n.min() < SMALL_GROUP:
+        out["note"] = f"few samples ({arms}): t on {df} df, no exact test for interactions"
+    return out
+
+
+def fit_conditions(
+    y: np.ndarray,
+    condition: Sequence[str] | np.ndarray,
+    names: Sequence[str],
+    **kwargs: object,
+) -> dict:
+    """:func:`fit_contrast` for a pair ``(A, B)``, :func:`fit_interaction` for four conditions.
+
+    ``y`` and ``condition`` cover the samples of ``names`` only (rows of ``covariates``
+    in ``kwargs`` aligned with them).
+    """
+    if len(names) == 4:
+        return fit_interaction(y, condition, names, **kwargs)
+    a, b = names
+    return fit_contrast(y, np.asarray(condition, dtype=str) == a, names=(a, b), **kwargs)
+
+
 def fit_slope(
     y: np.ndarray,
     x: np.ndarray,
@@ -395,31 +510,31 @@ def fit_slope(
 def contrast_table(
     values: pd.DataFrame,
     condition: Sequence[str] | np.ndarray,
-    a: str,
-    b: str,
+    conditions: Sequence[str],
     *,
     design: Design,
     covariates: pd.DataFrame | None = None,
     level: float = 0.95,
     where: str = "",
 ) -> pd.DataFrame:
-    """:func:`fit_contrast` for each column of ``values`` (samples x features) on A vs B.
+    """:func:`fit_conditions` for each column of ``values`` (samples x features).
 
-    Rows of ``values`` (and ``covariates``) are samples; ``condition`` their condition.
+    Rows of ``values`` (and ``covariates``) are samples; ``condition`` their condition;
+    ``conditions`` the contrast, ``(A, B)`` or the interaction ``(A, B, C, D)``.
     Returns one row per feature, indexed by the column names.
     """
     condition = np.asarray(condition, dtype=str)
-    sel = np.isin(condition, [a, b])
+    sel = np.isin(condition, list(conditions))
     cov = None if covariates is None else covariates.iloc[np.flatnonzero(sel)]
     rows = {
-        col: fit_contrast(
+        col: fit_conditions(
             values[col].to_numpy(float)[sel],
-            condition[sel] == a,
+            condition[sel],
+            tuple(conditions),
             design=design,
             covariates=cov,
             level=level,
             where=where,
-            names=(a, b),
         )
         for col in values.columns
     }

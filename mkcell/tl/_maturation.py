@@ -10,7 +10,14 @@ from .. import _keys as K
 from .._docs import KEY_ADDED_COPY_DOC, fill_doc
 from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write
-from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
+from ._design import (
+    INTERACTION_DOC,
+    Contrasts,
+    contrast_label,
+    resolve_contrasts,
+    sample_obs,
+    warn_and_log,
+)
 from ._inference import (
     DEFAULT_DESIGN,
     DESIGN_DOC,
@@ -59,7 +66,7 @@ CONTRAST_COLUMNS = [
 ]
 
 
-@fill_doc(contrasts=CONTRASTS_DOC, design=DESIGN_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
+@fill_doc(contrasts=INTERACTION_DOC, design=DESIGN_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
 def maturation_shift(
     adata: AnnData,
     condition_key: str = K.CONDITION,
@@ -87,7 +94,11 @@ def maturation_shift(
     test and ``p_adj`` Benjamini–Hochberg over the table. ``frac_after_diff`` compares the
     shares past the transition the same way. The Wasserstein distance and the
     Kolmogorov–Smirnov statistic of the pooled pseudotimes describe the shapes only (no
-    test: cells are not replicates).
+    test: cells are not replicates). For an interaction ``(A vs B) vs (C vs D)``
+    (:func:`~mkcell.tl._inference.fit_interaction`) the estimates are (A − B) − (C − D),
+    ``frac_after_a`` / ``frac_after_b`` hold the differences A − B and C − D of the mean
+    shares past the transition, ``n_samples_a`` / ``n_samples_b`` count the samples of
+    A and B / C and D, and the shape statistics are NaN.
 
     Parameters
     ----------
@@ -133,7 +144,7 @@ def maturation_shift(
     obs = obs.assign(pt=pt)
 
     per_sample = _per_sample(obs, transition)
-    todo = resolve_contrasts(obs, contrasts)
+    todo = resolve_contrasts(obs, contrasts, interactions=True)
     parsed = parse_design(design, condition_key)
     covariates = sample_covariates(adata, obs, parsed)
     lineage = obs[on]
@@ -153,7 +164,7 @@ def maturation_shift(
             "pseudotime_key": pseudotime_key,
             "state_key": state_key,
             "transition": float(transition),
-            "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)],
+            "contrasts": [list(c) for c in dict.fromkeys(tuple(t[1:]) for t in todo)],
             "min_cells": int(min_cells),
             "design": parsed.formula,
             "ci": "95% t interval on per-sample summaries (exact p below 3 samples a group)",
@@ -240,44 +251,46 @@ def _contrast_row(
     lineage: pd.DataFrame,
     per_sample: pd.DataFrame,
     covariates: pd.DataFrame | None,
-    todo: tuple[str, str, str],
+    todo: tuple[str, ...],
     design: Design,
     min_cells: int,
 ) -> dict:
     from scipy.stats import wasserstein_distance
 
-    sp_name, a, b = todo
+    sp_name, *conds = todo
+    a, b, label = conds[0], conds[1], contrast_label(conds)
     ps = per_sample[
         (per_sample["species"] == sp_name)
-        & per_sample["condition"].isin([a, b])
+        & per_sample["condition"].isin(conds)
         & (per_sample["n_lineage"] >= min_cells)
     ]
     fits = contrast_table(
         ps[["mean_pseudotime", "frac_after"]],
         ps["condition"].to_numpy(),
-        a,
-        b,
+        conds,
         design=design,
         covariates=covariate_rows(covariates, ps),
-        where=f"for {a} vs {b} ({sp_name})",
+        where=f"for {label} ({sp_name})",
     )
     shift, after = fits.loc["mean_pseudotime"], fits.loc["frac_after"]
     if not np.isfinite(shift["p_value"]):
-        warn_and_log(f"{sp_name}, {a} vs {b}: {shift['note']}")
+        warn_and_log(f"{sp_name}, {label}: {shift['note']}")
     sub = lineage[(lineage["species"] == sp_name) & lineage["sample"].isin(ps["sample"])]
     xa = sub.loc[sub["condition"] == a, "pt"].to_numpy()
     xb = sub.loc[sub["condition"] == b, "pt"].to_numpy()
-    both = xa.size > 0 and xb.size > 0
+    both = xa.size > 0 and xb.size > 0 and len(conds) == 2
+    frac = ps.groupby("condition")["frac_after"].mean().reindex(conds).to_numpy(float)
+    sides = frac if len(conds) == 2 else frac[[0, 2]] - frac[[1, 3]]
     return {
         "species": sp_name,
-        "contrast": f"{a} vs {b}",
+        "contrast": label,
         "mean_shift": shift["estimate"],
         "mean_shift_ci_low": shift["ci_low"],
         "mean_shift_ci_high": shift["ci_high"],
         "p_value": shift["p_value"],
         "p_min": shift["p_min"],
-        "frac_after_a": ps.loc[ps["condition"] == a, "frac_after"].mean(),
-        "frac_after_b": ps.loc[ps["condition"] == b, "frac_after"].mean(),
+        "frac_after_a": sides[0],
+        "frac_after_b": sides[1],
         "frac_after_diff": after["estimate"],
         "frac_after_ci_low": after["ci_low"],
         "frac_after_ci_high": after["ci_high"],

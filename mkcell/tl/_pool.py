@@ -8,16 +8,24 @@ from anndata import AnnData
 
 from .. import _keys as K
 from .._docs import KEY_ADDED_COPY_DOC, fill_doc
+from .._qcmask import qc_passed
 from .._settings import MkcellError, logger
 from .._utils import check_adata, check_obs_key, log_write
-from ._design import CONTRASTS_DOC, Contrasts, resolve_contrasts, sample_obs, warn_and_log
+from ._design import (
+    INTERACTION_DOC,
+    Contrasts,
+    contrast_label,
+    resolve_contrasts,
+    sample_obs,
+    warn_and_log,
+)
 from ._inference import (
     DEFAULT_DESIGN,
     DESIGN_DOC,
     Design,
     bh,
     covariate_rows,
-    fit_contrast,
+    fit_conditions,
     parse_design,
     sample_covariates,
     t_interval,
@@ -71,7 +79,7 @@ PER_CONDITION_COLUMNS = [
 TRANSFORM = "per-sample log2((n_mkp + 0.5) / (n_denominator + 1))"
 
 
-@fill_doc(contrasts=CONTRASTS_DOC, design=DESIGN_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
+@fill_doc(contrasts=INTERACTION_DOC, design=DESIGN_DOC, key_added_copy=KEY_ADDED_COPY_DOC)
 def progenitor_pool(
     adata: AnnData,
     sample_key: str = K.SAMPLE,
@@ -82,6 +90,7 @@ def progenitor_pool(
     state_key: str = K.STATE,
     denominator: str = "auto",
     design: str = DEFAULT_DESIGN,
+    qc_key: str | None = K.QC,
     key_added: str = K.POOL,
     copy: bool = False,
 ) -> AnnData | None:
@@ -100,9 +109,12 @@ def progenitor_pool(
 
     ``effect_log2`` is the mean per-sample ``log2`` MkP fraction of ``A`` minus that of
     ``B``: log2 of the ratio of their geometric-mean fractions (adjusted for the
-    design's covariates). Samples with an empty denominator are listed in the
-    per-sample table (``mkp_fraction`` NaN) and left out of the test. A condition with
-    a single sample gets its per-sample numbers and a point estimate, but ``ci_low``,
+    design's covariates). An interaction ``(A vs B) vs (C vs D)`` is fitted on the samples
+    of its four conditions, one mean per condition plus the covariates: ``effect_log2`` is
+    log2(A / B) − log2(C / D), ``n_samples_a`` counts A and B, ``n_samples_b`` C and D
+    (:func:`~mkcell.tl._inference.fit_interaction`). Samples with an empty denominator
+    are listed in the per-sample table (``mkp_fraction`` NaN) and left out of the test. A
+    condition with a single sample gets its per-sample numbers and a point estimate, but ``ci_low``,
     ``ci_high`` and ``p_value`` are NaN, with a note and a
     :class:`~mkcell._settings.MkcellWarning`.
 
@@ -132,6 +144,10 @@ def progenitor_pool(
         cells of the sample) force one. A warning is logged whenever a sample's fraction
         exceeds :data:`SATURATED`.
     {design}
+    qc_key
+        ``obs`` column of :func:`mkcell.pp.qc`'s verdicts: cells flagged there are left out
+        of every count (numerator and denominator). ``None``, or a missing column, keeps
+        every cell.
     {key_added_copy}
 
     Returns
@@ -153,8 +169,10 @@ def progenitor_pool(
         (state_key, "cell-state column"),
     ):
         check_obs_key(adata, key, what=what)
-    obs = sample_obs(adata, sample_key, condition_key, species_key)
-    states = adata.obs[state_key].astype(str).to_numpy()
+    passed = qc_passed(adata, qc_key)
+    all_obs = sample_obs(adata, sample_key, condition_key, species_key)
+    obs = all_obs[passed]
+    states = adata.obs[state_key].astype(str).to_numpy()[passed]
     if not (states == K.MKP).any():
         logger.warning(
             "no cell of `adata.obs[%r]` is %r: every MkP count is zero", state_key, K.MKP
@@ -164,7 +182,7 @@ def progenitor_pool(
     # CD34+ sort the Mk that remain are immature, and MkP / (MkP + immature Mk) does not measure
     # the pool
     mature = (
-        adata.obs[K.MK_STAGE].astype(str).to_numpy() == "mature_Mk"
+        adata.obs[K.MK_STAGE].astype(str).to_numpy()[passed] == "mature_Mk"
         if K.MK_STAGE in adata.obs
         else states == K.MK
     )
@@ -179,10 +197,10 @@ def progenitor_pool(
         ignore_index=True,
     ).sort_values("species", kind="stable", ignore_index=True)
     _warn_saturated(per_sample)
-    todo = resolve_contrasts(obs, contrasts)
+    todo = resolve_contrasts(obs, contrasts, interactions=True)
     parsed = parse_design(design, condition_key)
-    covariates = sample_covariates(adata, obs, parsed)
-    rows = [_contrast_row(per_sample, covariates, s, a, b, parsed) for s, a, b in todo]
+    covariates = sample_covariates(adata, all_obs, parsed)
+    rows = [_contrast_row(per_sample, covariates, s, tuple(c), parsed) for s, *c in todo]
     table = pd.DataFrame(rows, columns=[c for c in CONTRAST_COLUMNS if c != "p_adj"])
     table.insert(table.columns.get_loc("p_value") + 1, "p_adj", bh(table["p_value"]))
     per_condition = _per_condition(per_sample)
@@ -203,10 +221,12 @@ def progenitor_pool(
             "denominator_used": ";".join(
                 f"{a}: {b}" for a, b in zip(choice["species"], choice["denominator"], strict=True)
             ),
-            "contrasts": [list(c) for c in dict.fromkeys((a, b) for _, a, b in todo)],
+            "contrasts": [list(c) for c in dict.fromkeys(tuple(t[1:]) for t in todo)],
             "design": parsed.formula,
             "method": TRANSFORM + "; OLS with the design, t interval (exact p below 3 samples)",
             "pseudo_count": PSEUDO_COUNT,
+            "qc_key": qc_key,
+            "n_flagged_left_out": int((~passed).sum()),
         },
     }
     log_write("uns", key_added)
@@ -318,25 +338,26 @@ def _contrast_row(
     per_sample: pd.DataFrame,
     covariates: pd.DataFrame | None,
     sp_name: str,
-    a: str,
-    b: str,
+    conditions: tuple[str, ...],
     design: Design,
 ) -> dict:
-    tab = per_sample[(per_sample["species"] == sp_name) & per_sample["condition"].isin([a, b])]
+    """One row of the table: a pair A vs B, or the interaction (A vs B) vs (C vs D)."""
+    label = contrast_label(conditions)
+    tab = per_sample[(per_sample["species"] == sp_name) & per_sample["condition"].isin(conditions)]
     tab = tab[tab["n_denominator"] > 0]
-    res = fit_contrast(
+    res = fit_conditions(
         log2_fraction(tab["n_mkp"], tab["n_denominator"]),
-        (tab["condition"] == a).to_numpy(),
+        tab["condition"].to_numpy(),
+        conditions,
         design=design,
         covariates=covariate_rows(covariates, tab),
-        where=f"for {a} vs {b} ({sp_name})",
-        names=(a, b),
+        where=f"for {label} ({sp_name})",
     )
     if not np.isfinite(res["p_value"]):
-        warn_and_log(f"{sp_name}, {a} vs {b}: {res['note']}")
+        warn_and_log(f"{sp_name}, {label}: {res['note']}")
     return {
         "species": sp_name,
-        "contrast": f"{a} vs {b}",
+        "contrast": label,
         "effect_log2": res["estimate"],
         "ci_low": res["ci_low"],
         "ci_high": res["ci_high"],

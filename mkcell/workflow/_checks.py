@@ -50,11 +50,11 @@ def check_data(cfg: DictConfig, data: dict[str, AnnData]) -> None:
     contrasts = contrasts_of(cfg)
     if contrasts is not None:
         try:
-            resolve_contrasts(table, contrasts)
+            resolve_contrasts(table, contrasts, interactions=True)
         except MkcellError as err:
             msg = (
-                f"pool.contrasts: {err} — set 'pool.contrasts=[[A,B]]' with these conditions, "
-                "or pool.contrasts=null"
+                f"pool.contrasts: {err} — set 'pool.contrasts=[[A,B]]' (or [[A,B,C,D]]) with "
+                "these conditions, or pool.contrasts=null"
             )
             raise MkcellError(msg) from None
     key = cfg.annotate.labels_key

@@ -29,6 +29,7 @@ from ._sections import (
     IntegrateConf,
     OrthologsConf,
     PoolConf,
+    QcConf,
     ReferenceConf,
     ScoreConf,
     TrajectoryConf,
@@ -121,6 +122,7 @@ class Config:
     mode: Mode = Mode.run
     data: DataConf = MISSING
     orthologs: OrthologsConf = field(default_factory=OrthologsConf)
+    qc: QcConf = MISSING
     integrate: IntegrateConf = MISSING
     annotate: AnnotateConf = MISSING
     trajectory: TrajectoryConf = MISSING
@@ -139,6 +141,7 @@ class Config:
 
 _GROUPS = {
     "data": DataConf,
+    "qc": QcConf,
     "integrate": IntegrateConf,
     "annotate": AnnotateConf,
     "trajectory": TrajectoryConf,
@@ -316,7 +319,10 @@ def _check_contrasts(cfg: DictConfig) -> None:
     try:
         parse_contrasts(OmegaConf.to_container(contrasts, resolve=True))
     except MkcellError as err:
-        msg = f"pool.contrasts: {err} — e.g. 'pool.contrasts=[[MDS,control],[MDS_drug,MDS]]'"
+        msg = (
+            f"pool.contrasts: {err} — e.g. 'pool.contrasts=[[MDS,control],[MDS_drug,MDS]]' "
+            "or [[MDS_drug,MDS,control_drug,control]]"
+        )
         raise MkcellError(msg) from None
 
 

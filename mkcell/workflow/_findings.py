@@ -10,7 +10,6 @@ reported as no clear difference, whatever its unadjusted CI.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping
 
@@ -18,6 +17,21 @@ import pandas as pd
 from anndata import AnnData
 
 from .. import _keys as K
+from ..tl._design import INTERACTION
+from ._words import (
+    FEW_SAMPLES,
+    _adj,
+    _call,
+    _ci,
+    _items,
+    _links,
+    _none,
+    _num,
+    _p,
+    _samples,
+    _table,
+    esc,
+)
 
 #: Scores of MkP the findings quote: (column, words).
 SCORES = (
@@ -25,102 +39,67 @@ SCORES = (
     (K.CYCLING_FRACTION, "cycling fraction (S + G2M)"),
     (f"{K.SCORE_PREFIX}aurora", "Aurora kinase"),
 )
-#: A difference is called when its adjusted p is below this.
-ALPHA = 0.05
-#: Fewer samples than this on a side of a contrast get a caution.
-FEW_SAMPLES = 3
-
-
-def esc(x: object) -> str:
-    """``x`` as HTML-escaped text."""
-    return html.escape(str(x))
-
-
-def uns_table(adata: AnnData, key: str, field: str) -> pd.DataFrame | None:
-    """``adata.uns[key][field]`` when it is a table (the same table the stage wrote to CSV)."""
-    res = adata.uns.get(key)
-    df = res.get(field) if isinstance(res, Mapping) else None
-    return df.reset_index(drop=True) if isinstance(df, pd.DataFrame) else None
-
-
-def _finite(x: object) -> float | None:
-    """``x`` as a finite float, or None (missing, NaN, not a number)."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def _num(x: object) -> str:
-    """Two decimals, or two significant digits for small numbers."""
-    v = _finite(x)
-    if v is None:
-        return "NA"
-    return f"{v:.2g}" if 0 < abs(v) < 0.1 else f"{v:.2f}"
-
-
-def _p(x: object) -> str:
-    """A p-value: scientific below 0.001."""
-    v = _finite(x)
-    if v is None:
-        return "NA"
-    return f"{v:.1e}" if v < 0.001 else f"{v:.2g}"
-
-
-def _ci(lo: object, hi: object) -> str:
-    return f"[{_num(lo)}, {_num(hi)}]"
-
-
-def _call(row: Mapping, estimate: str) -> int:
-    """+1 / -1: ``row[estimate]``'s sign when its adjusted p is below :data:`ALPHA`; else 0."""
-    p = _finite(row.get("p_adj", row.get("p_value")))
-    est = _finite(row.get(estimate))
-    if p is None or est is None or p >= ALPHA or est == 0:
-        return 0
-    return 1 if est > 0 else -1
-
-
-def _adj(row: Mapping) -> str:
-    """The adjusted p as text, and the smallest attainable p when it is 0.05 or more."""
-    text = f", adjusted p={_p(row.get('p_adj', row.get('p_value')))}"
-    p_min = _finite(row.get("p_min"))
-    if p_min is not None and p_min >= ALPHA:
-        text += f" (with these samples no p can go below {_num(p_min)})"
-    return text
-
-
-def _samples(na: object, nb: object) -> str:
-    try:
-        a, b = int(na), int(nb)
-    except (TypeError, ValueError):
-        return ""
-    few = " — few samples, read with caution" if min(a, b) < FEW_SAMPLES else ""
-    return f"{a} vs {b} samples{few}"
 
 
 def _pair(contrast: object) -> tuple[str, str]:
+    """``(A, B)`` of ``"A vs B"``; of an interaction, its two pairs ``("A vs B", "C vs D")``."""
+    four = _interaction(contrast)
+    if four:
+        return f"{four[0]} vs {four[1]}", f"{four[2]} vs {four[3]}"
     a, _, b = str(contrast).partition(" vs ")
     return a, b
 
 
-def _table(adata: AnnData, key: str, field: str) -> pd.DataFrame | None:
-    """:func:`uns_table`, None when empty."""
-    df = uns_table(adata, key, field)
-    return None if df is None or df.empty else df
+def _interaction(contrast: object) -> tuple[str, str, str, str] | None:
+    """``(A, B, C, D)`` of ``"(A vs B) vs (C vs D)"``; None for a pair."""
+    m = INTERACTION.match(str(contrast).strip())
+    return tuple(g.strip() for g in m.groups()) if m else None  # type: ignore[return-value]
 
 
-def _links(*targets: tuple[str, str]) -> str:
-    links = ", ".join(f"<a href='#{t}'>{esc(w)}</a>" for t, w in targets)
-    return f" <span class='muted'>({links})</span>"
+def _step(four: tuple[str, str, str, str], verb: str, more: bool) -> str:
+    """Words like 'drug lowers X more in MDS than in control', else both steps in full."""
+    a, b, c, d = four
+    more_less = "more" if more else "less"
+    if a.startswith(b) and c.startswith(d) and a[len(b) :] == c[len(d) :]:
+        treatment = a[len(b) :].strip("_- ") or a
+        return f"{treatment} {verb} {more_less} in {b} than in {d}"
+    return f"going from {b} to {a} {verb} {more_less} than going from {d} to {c}"
 
 
-def _items(items: list[str]) -> str:
-    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+def _interaction_samples(four: tuple[str, ...], na: object, nb: object) -> str:
+    try:
+        a, b = int(na), int(nb)
+    except (TypeError, ValueError):
+        return ""
+    few = " — few samples, read with caution" if min(a, b) < 2 * FEW_SAMPLES else ""
+    return f"{a} samples of {four[0]} and {four[1]}, {b} of {four[2]} and {four[3]}{few}"
 
 
-def _none(text: str) -> str:
-    return f"<p class='muted'>{esc(text)}</p>"
+def _pool_interaction(adata: AnnData, r: Mapping, four: tuple[str, str, str, str]) -> str:
+    """Words for an interaction row of the pool table, with each step's log2 ratio."""
+    per = _table(adata, K.POOL, "per_condition")
+    steps = None
+    if per is not None:
+        g = per[per["species"].astype(str) == str(r["species"])].set_index("condition")
+        f = pd.to_numeric(g["mkp_fraction"].reindex(list(four)), errors="coerce")
+        if f.notna().all() and (f > 0).all():
+            steps = (math.log2(f.iloc[0] / f.iloc[1]), math.log2(f.iloc[2] / f.iloc[3]))
+    sign = _call(r, "effect_log2")
+    if sign == 0:
+        words = (
+            f"no clear difference between the MkP-fraction change from {four[1]} to {four[0]} "
+            f"and from {four[3]} to {four[2]}"
+        )
+    else:
+        first = steps[0] if steps else -sign
+        lowers = first < 0
+        verb = f"{'lowers' if lowers else 'raises'} the MkP fraction"
+        words = _step(four, verb, more=lowers == (sign < 0))
+    if steps:
+        words += (
+            f" (log2 {four[0]}/{four[1]} {_num(steps[0])}, {four[2]}/{four[3]} {_num(steps[1])})"
+        )
+    return words
 
 
 def stall_html(adata: AnnData) -> str:
@@ -146,6 +125,14 @@ def stall_html(adata: AnnData) -> str:
         lo, hi = r["mean_shift_ci_low"], r["mean_shift_ci_high"]
         shift = f"mean pseudotime shift {_num(r['mean_shift'])} {_ci(lo, hi)}{_adj(r)}"
         sign = _call(r, "mean_shift")
+        four = _interaction(r["contrast"])
+        if four:
+            items.append(
+                f"<b>{esc(r['species'])}</b>, {esc(r['contrast'])}: "
+                f"{esc(_stall_interaction(r, four, sign))}; {shift}, "
+                f"{_interaction_samples(four, r['n_samples_a'], r['n_samples_b'])}."
+            )
+            continue
         if sign < 0:
             words = (
                 f"{a}'s Mk-lineage cells stall before the MkP → Mk transition, compared with {b}: "
@@ -168,6 +155,25 @@ def stall_html(adata: AnnData) -> str:
     return head + _items(items)
 
 
+def _stall_interaction(r: Mapping, four: tuple[str, str, str, str], sign: int) -> str:
+    a, b, c, d = four
+    if sign:
+        words = (
+            f"Mk-lineage cells sit {'earlier' if sign < 0 else 'later'} in {a} against {b} "
+            f"than in {c} against {d}"
+        )
+    else:
+        words = f"no clear difference between the maturation shifts {b} → {a} and {d} → {c}"
+    try:
+        da, dc = float(r["frac_after_a"]), float(r["frac_after_b"])
+    except (TypeError, ValueError):
+        return words
+    return (
+        f"{words}: the share past the MkP → Mk transition changes by {da:+.0%} ({b} → {a}) "
+        f"and {dc:+.0%} ({d} → {c})"
+    )
+
+
 def scores_html(adata: AnnData) -> str:
     """(b) E2F / cell-cycle / Aurora scores of MkP between conditions."""
     df = _table(adata, K.SCORE_COMPARE, "table")
@@ -181,6 +187,7 @@ def scores_html(adata: AnnData) -> str:
     items = []
     for (species, contrast), g in df.groupby(["species", "contrast"], sort=False, observed=True):
         a, b = _pair(contrast)
+        four = _interaction(contrast)
         parts = []
         for key, words in keys:
             rows = g[g["score"].astype(str) == key]
@@ -189,7 +196,10 @@ def scores_html(adata: AnnData) -> str:
             r = rows.iloc[0]
             sign = _call(r, "diff")
             how = "no clear difference"
-            if sign:
+            if sign and four:
+                how = "rises more (or falls less)" if sign > 0 else "falls more (or rises less)"
+                how += f" from {four[1]} to {four[0]} than from {four[3]} to {four[2]}"
+            elif sign:
                 how = f"{'higher' if sign > 0 else 'lower'} in {a}"
             ci = _ci(r["ci_low"], r["ci_high"])
             parts.append(f"{esc(words)} {how}: difference {_num(r['diff'])} {ci}{_adj(r)}")
@@ -199,8 +209,14 @@ def scores_html(adata: AnnData) -> str:
         if parts:
             r = g.iloc[0]
             items.append(
-                f"<b>{esc(species)}</b>, MkP in {esc(a)} vs {esc(b)} "
-                f"({_samples(r['n_a'], r['n_b'])}): " + "; ".join(parts) + "."
+                f"<b>{esc(species)}</b>, MkP in "
+                + (
+                    f"{esc(contrast)} ({_interaction_samples(four, r['n_a'], r['n_b'])}): "
+                    if four
+                    else f"{esc(a)} vs {esc(b)} ({_samples(r['n_a'], r['n_b'])}): "
+                )
+                + "; ".join(parts)
+                + "."
             )
     head = "<p>Mean of per-sample MkP means, A − B, 95% CI (samples as replicates).</p>"
     return head + _items(items) if items else _none("No E2F, cycle or Aurora score was compared")
@@ -255,13 +271,20 @@ def pool_contrasts_html(adata: AnnData) -> str:
     items = []
     for _, r in df.iterrows():
         a, b = _pair(r["contrast"])
+        four = _interaction(r["contrast"])
         sign = _call(r, "effect_log2")
+        n_words = (
+            _interaction_samples(four, r["n_samples_a"], r["n_samples_b"])
+            if four
+            else _samples(r["n_samples_a"], r["n_samples_b"])
+        )
         effect = (
             f"log2 effect {_num(r['effect_log2'])} {_ci(r['ci_low'], r['ci_high'])} "
-            f"(×{_num(2.0 ** float(r['effect_log2']))}){_adj(r)}, "
-            f"{_samples(r['n_samples_a'], r['n_samples_b'])}"
+            f"(×{_num(2.0 ** float(r['effect_log2']))}){_adj(r)}, {n_words}"
         )
-        if sign > 0:
+        if four:
+            words = _pool_interaction(adata, r, four)
+        elif sign > 0:
             words = f"MkP fraction higher in {a} than {b}"
         elif sign < 0:
             words = f"MkP fraction lower in {a} than {b}"
@@ -269,11 +292,18 @@ def pool_contrasts_html(adata: AnnData) -> str:
             words = f"no clear difference in the MkP fraction between {a} and {b}"
         note = str(r.get("note", "") or "")
         note = "" if note in ("", "nan") else f" Note: {esc(note)}"
-        items.append(f"<b>{esc(r['species'])}</b>: {esc(words)}: {effect}.{note}")
+        where = f"<b>{esc(r['species'])}</b>" + (f", {esc(r['contrast'])}" if four else "")
+        items.append(f"{where}: {esc(words)}: {effect}.{note}")
     head = (
         "<p>log2 of A over B (geometric means of the samples' fractions; negative: a smaller "
         "pool in A), 95% CI, Benjamini–Hochberg adjusted p; samples as replicates.</p>"
     )
+    if df["contrast"].map(_interaction).notna().any():
+        head += (
+            "<p>An interaction (A vs B) vs (C vs D) is log2(A/B) − log2(C/D), from one model "
+            "of the four conditions' samples: negative when A lowers the pool more (or "
+            "raises it less) against B than C does against D.</p>"
+        )
     return head + _items(items)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._findings import esc as _esc
+from ._words import esc as _esc
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;\

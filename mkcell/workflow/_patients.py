@@ -21,13 +21,10 @@ import mkcell as mk
 
 from .. import _keys as K
 from .._settings import MkcellError, logger
-from ..tl._associate import COLUMNS
 from ._load import join_samples_file
 from ._outputs import _plain, _seeded, contrasts_of, save_figure, write_table
 from ._schema import tool_kwargs
 
-#: The columns of tables/associations.csv users rely on (the tool's table leads with them).
-ASSOCIATION_COLUMNS = COLUMNS[: COLUMNS.index("n_samples") + 1]
 GSEA_COLUMNS = ["species", "groups", "term", "nes", "p_value", "fdr", "method"]
 PATIENT_FIGURES = ("associations", "gsea", "e2f_clusters")
 _SPLIT = re.compile(r"^\s*(\w+)\s*(<=|<|>=|>)\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
@@ -65,8 +62,11 @@ def patients(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
 
 
 def _associate(cfg: DictConfig, adata: AnnData, run_dir: Path, *, bulk: bool) -> None:
+    from ..tl._associate import COLUMNS  # the contract's columns lead the tool's table
+
+    columns = COLUMNS[: COLUMNS.index("n_samples") + 1]
     covariates = _plain(cfg.associate.covariates) or []
-    table = pd.DataFrame(columns=ASSOCIATION_COLUMNS)
+    table = pd.DataFrame(columns=columns)
     if covariates:
         f = mk.tl.associate
         kwargs = tool_kwargs(cfg.associate, f) | ({"sample_key": None} if bulk else {})
@@ -78,7 +78,7 @@ def _associate(cfg: DictConfig, adata: AnnData, run_dir: Path, *, bulk: bool) ->
         logger.info(
             "no associate.covariates given: no associations (e.g. 'associate.covariates=[platelets]')"
         )
-    write_table(table, run_dir, "associations", columns=ASSOCIATION_COLUMNS)
+    write_table(table, run_dir, "associations", columns=columns)
 
 
 def _sample_table(adata: AnnData, species: str, states: list[str] | None, *, bulk: bool):

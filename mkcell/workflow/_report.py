@@ -16,13 +16,13 @@ from .. import _keys as K
 from .._settings import logger
 from .._utils import write_text_atomic
 from ._config import DataSource
-from ._findings import esc as _esc
 from ._findings import findings_html
-from ._findings import uns_table as _uns_table
 from ._html import _kv, image_html, page_html, table_html
 from ._qc_report import qc_findings_html, qc_html
 from ._report_patients import patients_findings_html, patients_html
 from ._runner import Stage, stage_timings
+from ._words import esc as _esc
+from ._words import uns_table as _uns_table
 
 PACKAGES = (
     "mkcell",

@@ -12,9 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from .. import _keys as K
 from .._settings import logger
 from .._utils import write_h5ad_atomic, write_text_atomic
-from ._findings import ALPHA, _ci, _num, _p, _table, esc
 from ._html import _kv, image_html, page_html, table_html
 from ._runner import Stage, stage_timings
+from ._words import ALPHA, _ci, _num, _p, _table, esc
 
 PROLIFERATION = {
     "HALLMARK_E2F_TARGETS": "E2F targets",

@@ -15,6 +15,7 @@ from ..integrate._scvi import scvi
 from ..io._bulk import read_bulk
 from ..pp._concat import concat_species
 from ..pp._hvg import highly_variable_genes
+from ..pp._qc import qc
 from ..tl._annotate import annotate
 from ..tl._associate import associate
 from ..tl._e2f_clusters import e2f_clusters
@@ -32,6 +33,37 @@ OrthologsConf = tool_section(
     "OrthologsConf",
     "``orthologs``: mouse genes to human orthologs and concatenation of the species.",
     {concat_species: ["keep_species_specific"]},
+    module=__name__,
+)
+QcConf = tool_section(
+    "QcConf",
+    """``qc``: quality control before integration (:func:`mkcell.pp.qc`), sample by sample.
+
+    ``enabled`` (the workflow's own field): false skips the checks (the stage still runs and
+    says so; no cell is flagged). ``keep_flagged``: true keeps flagged cells in the MkP / Mk
+    calls and the pool (they are flagged in ``obs['mk_qc']`` either way).
+    """,
+    {
+        qc: [
+            "nmads",
+            "mito_nmads",
+            "max_pct_mito",
+            "exempt_z",
+            "expected_doublet_rate",
+            "doublet_z",
+            "doublet_min_cells",
+            "n_prin_comps",
+            "lineage_margin",
+            "max_mk_program",
+            "platelet_nmads",
+            "platelet_fold",
+            "min_platelet_counts",
+        ]
+    },
+    extra=[
+        ("enabled", bool, field(default=True)),
+        ("keep_flagged", bool, field(default=False)),
+    ],
     module=__name__,
 )
 IntegrateConf = tool_section(
@@ -114,7 +146,8 @@ PoolConf = tool_section(
     """``pool``: MkP pool per sample and contrasts ``[A, B]`` (A over B), samples as replicates.
 
     ``contrasts`` (the workflow's own field, used by the pool, the maturation shift and the
-    score contrasts; ``null`` compares every condition with the reference of its species).
+    score contrasts; ``null`` compares every condition with the reference of its species;
+    ``[A, B, C, D]`` is the interaction (A − B) − (C − D), e.g. drug x disease).
     """,
     {progenitor_pool: ["denominator"]},
     extra=[

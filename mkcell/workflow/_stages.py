@@ -20,8 +20,7 @@ from ._checks import user_label_map, user_labels
 from ._config import Mode
 from ._load import load
 from ._outputs import _plain, _seeded, contrasts_of, save_figure, write_table
-from ._patients import load_bulk, patients
-from ._report_patients import report_bulk
+from ._qc_stage import qc, qc_key
 from ._runner import Stage, single_lightning_log
 from ._schema import tool_kwargs
 
@@ -30,7 +29,7 @@ POOL_CONTRAST_COLUMNS = ["species", "contrast", "effect_log2", "ci_low", "ci_hig
 METRIC_COLUMNS = ["metric", "value", "baseline_value"]
 #: Extra figure of ``mode=map``: the query on the reference's embedding.
 MAP_FIGURES = ("reference_map",)
-FIGURES = ("embedding", "pseudotime_density", "score_trends", "pool")
+FIGURES = ("embedding", "pseudotime_density", "score_trends", "pool", "qc")
 
 
 # --------------------------------------------------------------------------- stages
@@ -107,6 +106,7 @@ def annotate(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:  # noqa
             "annotate: cell states from your labels; the marker-based annotation is skipped"
         )
     kwargs = tool_kwargs(c, f) | {"labels": labels, "label_map": user_label_map(cfg)}
+    kwargs["qc_key"] = qc_key(cfg)
     kwargs = _seeded(f, kwargs, cfg.seed)
     f(adata, **kwargs)
     return adata
@@ -142,7 +142,15 @@ def pool(cfg: DictConfig, adata: AnnData, run_dir: Path, denominator: str | None
     contrasts = contrasts_of(cfg)
     f = mk.tl.progenitor_pool
     den = denominator or cfg.pool.denominator
-    f(adata, K.SAMPLE, K.CONDITION, contrasts, denominator=den, design=cfg.design)
+    f(
+        adata,
+        K.SAMPLE,
+        K.CONDITION,
+        contrasts,
+        denominator=den,
+        design=cfg.design,
+        qc_key=qc_key(cfg),
+    )
     res = adata.uns[K.POOL]
     write_table(res["per_sample"], run_dir, "pool_per_sample", POOL_SAMPLE_COLUMNS)
     write_table(res["contrasts"], run_dir, "pool_contrasts", POOL_CONTRAST_COLUMNS)
@@ -190,7 +198,9 @@ def report(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
     )
     has_pt = K.PSEUDOTIME in adata.obs.columns and adata.obs[K.PSEUDOTIME].notna().any()
     for name in FIGURES[1:]:
-        if name in ("pseudotime_density", "score_trends") and not has_pt:
+        if name == "qc" and K.QC not in adata.uns:
+            fig = _note_figure("qc: no quality control in this run (qc.enabled=false, or mode=map)")
+        elif name in ("pseudotime_density", "score_trends") and not has_pt:
             fig = _note_figure(
                 f"{name}: no pseudotime"
                 f" ({adata.uns.get(K.TRAJECTORY, {}).get('reason', 'trajectory skipped')})"
@@ -222,6 +232,28 @@ SCORE_STAGE = Stage(
     ("tables/score_contrasts.csv", "tables/score_contrasts_by_phase.csv"),
 )
 
+
+def load_bulk(cfg: DictConfig, data: object, run_dir: Path) -> AnnData:
+    """``mode=bulk``: the cohort's samples x genes table with the samples file joined."""
+    from ._patients import load_bulk as read
+
+    return read(cfg, data, run_dir)
+
+
+def patients(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
+    """Associations with covariates, GSEA and E2F-target clusters of the samples."""
+    from ._patients import patients as analyse
+
+    return analyse(cfg, adata, run_dir)
+
+
+def report_bulk(cfg: DictConfig, adata: AnnData, run_dir: Path) -> AnnData:
+    """``mode=bulk``: ``report.html`` and ``mkcell.h5ad`` of the cohort."""
+    from ._report_patients import report_bulk as write
+
+    return write(cfg, adata, run_dir)
+
+
 #: Associations with covariates, GSEA and E2F clusters of the samples (both workflows).
 PATIENTS_STAGE = Stage(
     "patients",
@@ -233,6 +265,7 @@ PATIENTS_STAGE = Stage(
 STAGES: tuple[Stage, ...] = (
     Stage("load", load, ("data", "seed")),
     Stage("orthologs", orthologs, ("orthologs",), ("tables/ortholog_report.csv",)),
+    Stage("qc", qc, ("qc", "seed"), ("tables/qc_per_sample.csv",)),
     Stage(
         "integrate",
         integrate,
@@ -240,13 +273,13 @@ STAGES: tuple[Stage, ...] = (
         ("tables/integration_metrics.csv",),
         ddp=True,
     ),
-    Stage("annotate", annotate, ("annotate", "seed")),
+    Stage("annotate", annotate, ("annotate", "qc.keep_flagged", "seed")),
     Stage("trajectory", trajectory, ("trajectory", "seed")),
     SCORE_STAGE,
     Stage(
         "pool",
         pool,
-        ("pool", "design", "seed"),
+        ("pool", "qc.keep_flagged", "design", "seed"),
         ("tables/pool_per_sample.csv", "tables/pool_contrasts.csv"),
     ),
     PATIENTS_STAGE,
