@@ -37,7 +37,7 @@ import pytest
 import scipy.sparse as sp
 
 import mkcell as mk
-from mkcell._settings import MkcellError, MkcellWarning
+from mkcell._settings import ArgumentError, MkcellError, MkcellWarning
 from mkcell.io import _fetch, _registry
 from mkcell.io._read import MkcellFileNotFoundError
 
@@ -434,7 +434,7 @@ API_CASES = [
     # own labels, gene identifiers, marker coverage (issue 14)
     pytest.param(
         lambda c: mk.tl.read_labels(labels_csv(c.tmp, c.human), label_column="cluster"),
-        MkcellError,
+        ArgumentError,
         "labels file labels.csv: no label column 'cluster' (columns: ['cell', 'cell type'])",
         id="labels-file-wrong-column",
     ),

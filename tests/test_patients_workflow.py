@@ -18,7 +18,7 @@ import mkcell as mk
 CONTRACT = {  # ../shared/CONTRACT.md
     "associations": "species covariate readout effect ci_low ci_high p_value p_adj n_samples".split(),
     "gsea": "species groups term nes p_value fdr method".split(),
-    "e2f_clusters": ["sample", "cluster"],
+    "e2f_clusters": ["sample", "cluster"],  # + the tested column, species, cut_height
 }
 
 
@@ -111,7 +111,7 @@ def test_bulk_series_matrix_with_probe_annotation(cohort, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     t = _tables(tmp_path / "run")
     assert t["associations"].empty  # no covariates asked for
-    assert len(t["e2f_clusters"]) == 24
+    assert len(t["e2f_clusters"]) == 24 and t["e2f_clusters"]["cut_height"].gt(0).all()
     assert "probes kept" in (tmp_path / "run" / "report.html").read_text()
 
 

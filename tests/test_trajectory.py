@@ -160,14 +160,14 @@ def test_commitment_axis_without_mature_mk(traj):
 def test_missing_mature_mk_follows_commitment_axis_or_skips(traj):
     """Without mature Mk the tool follows HSC/MPP -> MEP -> MkP, skips or raises, as asked."""
     a = traj[traj.obs["mk_state"] != "Mk"].copy()
-    mk.tl.trajectory(a)
+    mk.tl.trajectory(a, if_ends_missing="commitment")
     t = a.uns["mk_trajectory"]
     assert t["axis"].startswith("commitment") and "Mk" in t["why"]
     assert a.obs.loc[a.obs["mk_state"] == "MEP", "mk_pseudotime"].notna().all()
     with pytest.raises(MkcellError, match="no Mk cells"):
-        mk.tl.trajectory(a, if_ends_missing="raise")
+        mk.tl.trajectory(a)  # the API's default: say what is missing
     b = a[a.obs["mk_state"] != "MEP"].copy()  # neither axis possible: skipped, and said so
-    mk.tl.trajectory(b)
+    mk.tl.trajectory(b, if_ends_missing="commitment")
     assert b.uns["mk_trajectory"]["skipped"] and b.obs["mk_pseudotime"].isna().all()
     mk.tl.trajectory(a, if_ends_missing="skip")
     assert a.uns["mk_trajectory"]["skipped"]

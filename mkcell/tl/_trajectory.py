@@ -73,7 +73,7 @@ def trajectory(
     condition_key: str | None = K.CONDITION,
     regress_cycle: bool = True,
     refine_states: bool = True,
-    if_ends_missing: IfEndsMissing = "commitment",
+    if_ends_missing: IfEndsMissing = "raise",
     seed: int = 0,
     copy: bool = False,
 ) -> AnnData | None:
@@ -130,11 +130,12 @@ def trajectory(
         the cycle explains at least ``MIN_CYCLE_SHARE`` (5%) of that variance; what
         was done is in ``uns['mk_trajectory']['cycle_regression']``.
     if_ends_missing
-        With fewer than 2 ``root_state`` or ``terminal_state`` cells: ``"commitment"`` follows
-        the Mk-commitment axis HSC/MPP -> MEP -> MkP instead when those states are present
-        (pseudotime 0 at HSC/MPP, 1 at MkP; the fate is that of reaching MkP), else skips;
-        ``"skip"`` writes NaN pseudotime and fate; ``"raise"`` raises. A warning says which,
-        and ``uns['mk_trajectory']`` records it.
+        With fewer than 2 ``root_state`` or ``terminal_state`` cells: ``"raise"`` (default)
+        raises; ``"commitment"`` (the workflow's choice, ``configs/trajectory/default.yaml``)
+        follows the Mk-commitment axis HSC/MPP -> MEP -> MkP instead when those states are
+        present (pseudotime 0 at HSC/MPP, 1 at MkP; the fate is that of reaching MkP), else
+        skips; ``"skip"`` writes NaN pseudotime and fate. A warning says which, and
+        ``uns['mk_trajectory']`` records it.
     seed
         Seed for the kNN graph.
     copy

@@ -23,7 +23,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -180,13 +181,34 @@ def _log_to_files(exc: BaseException) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``mkcell`` console script (``python -m mkcell``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors reach the hook below, not its printer
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    with _logging_restored():
+        _main(argv)
+
+
+@contextmanager
+def _logging_restored() -> Iterator[None]:
+    """Give back ``sys.argv`` and the logging set-up Hydra replaced, to callers in Python."""
+    names = ("", "hydra", "mkcell")
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level) for n in names}
+    argv = sys.argv[:]
+    try:
+        yield
+    finally:
+        sys.argv[:] = argv
+        for name, (handlers, level) in saved.items():
+            logger = logging.getLogger(name)
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+
+
+def _main(argv: list[str]) -> None:
     import hydra
 
     from ._config import config_dir
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's errors reach the hook below, not its printer
-    os.environ.setdefault("MPLBACKEND", "Agg")
     try:
         _check_flags(argv)
         sys.argv = [sys.argv[0], *argv]

@@ -165,7 +165,7 @@ def _clusters(cfg: DictConfig, adata: AnnData, run_dir: Path, *, bulk: bool) -> 
             logger.warning("E2F clusters (%s) not computed: %s", species, err)
             continue
         res = part.uns[K.E2F_CLUSTERS]
-        tables.append(res["table"].assign(species=species))
+        tables.append(res["table"].assign(species=species, cut_height=res["cut_height"]))
         keep = ("cut_height", "fisher_p", "odds_ratio", "contingency", "genes")
         results[species] = {k: res[k] for k in keep} | {"tested": res["params"]["tested_group"]}
         drawn = drawn or part

@@ -129,6 +129,7 @@ TrajectoryConf = tool_section(
             "connectivity_weight",
             "regress_cycle",
             "refine_states",
+            "if_ends_missing",
         ]
     },
     module=__name__,
