@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,7 +162,22 @@ def test_semantic_checks(tmp_path):
         check_config(_compose(["data.species=[rat]"]))
 
 
-# ---------------------------------------------------------------- the CLI, in process
+# ---------------------------------------------------------------- the CLI's one-line errors
+# In a subprocess: a Hydra run configures logging for its whole process (dictConfig closes the
+# handlers it finds), which a test process must not share.
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in {"MKCELL_DEBUG", "HYDRA_FULL_ERROR"}}
+    return subprocess.run(
+        [sys.executable, "-m", "mkcell", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -176,31 +194,21 @@ def test_semantic_checks(tmp_path):
         (["pool.contrasts=[[A,B]"], "cannot parse override"),
     ],
 )
-def test_cli_errors_are_one_line(args, expect, capsys, monkeypatch, tmp_path):
-    from mkcell.workflow import main
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MKCELL_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    assert info.value.code != 0
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1, err
-    assert err.startswith("mkcell: error:")
-    assert expect in err
-    assert "Traceback" not in err
+def test_cli_errors_are_one_line(args, expect, tmp_path):
+    proc = _cli(args, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("mkcell: error:")
+    assert expect in proc.stderr
+    assert proc.stdout == ""
     assert not (tmp_path / "outputs").exists()
 
 
-def test_cli_unwritable_output(capsys, tmp_path):
-    from mkcell.workflow import main
-
+def test_cli_unwritable_output(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    with pytest.raises(SystemExit):
-        main([f"hydra.run.dir={blocker / 'run'}"])
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "hydra.run.dir" in err
+    proc = _cli([f"hydra.run.dir={blocker / 'run'}"], tmp_path)
+    assert proc.stderr.count("\n") == 1 and "hydra.run.dir" in proc.stderr
 
 
 def test_default_dir_is_stable():
