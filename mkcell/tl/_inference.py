@@ -299,13 +299,7 @@ def fit_contrast(
         out["note"] = f"design {design.formula!r} leaves no residual df with {n_a} vs {n_b}"
         out["method"] = label
         return out
-    q = stats.t.ppf(0.5 + level / 2, df)
-    if se > 0:
-        out["ci_low"], out["ci_high"] = est - q * se, est + q * se
-        out["p_value"] = float(2 * stats.t.sf(abs(est / se), df))
-    else:
-        out["ci_low"] = out["ci_high"] = est
-        out["p_value"] = 1.0 if est == 0 else 0.0
+    out |= t_test(est, se, df, level)
     out["p_min"] = 0.0
     exact = comb(n_a + n_b, n_a) <= MAX_PERMUTATIONS
     if min(n_a, n_b) < SMALL_GROUP and X.shape[1] == 2 and exact:
@@ -393,13 +387,7 @@ def fit_interaction(
     if df < 1:
         out["note"] = f"design {design.formula!r} leaves no residual df ({arms})"
         return out
-    q = stats.t.ppf(0.5 + level / 2, df)
-    if se > 0:
-        out["ci_low"], out["ci_high"] = est - q * se, est + q * se
-        out["p_value"] = float(2 * stats.t.sf(abs(est / se), df))
-    else:
-        out["ci_low"] = out["ci_high"] = est
-        out["p_value"] = 1.0 if est == 0 else 0.0
+    out |= t_test(est, se, df, level)
     if n.min() < SMALL_GROUP:
         out["note"] = f"few samples ({arms}): t on {df} df, no exact test for interactions"
     return out
@@ -488,18 +476,13 @@ def fit_slope(
     if df < 1:
         out["note"] = f"no residual df with {y.size} samples and {X.shape[1]} coefficients"
         return out
-    q = stats.t.ppf(0.5 + level / 2, df)
-    if se > 0:
-        out["ci_low"], out["ci_high"] = est - q * se, est + q * se
-        out["p_value"] = float(2 * stats.t.sf(abs(est / se), df))
-    else:
-        out["ci_low"] = out["ci_high"] = est
-        out["p_value"] = 1.0 if est == 0 else 0.0
+    out |= t_test(est, se, df, level)
     if grid > 0:
         xs = np.linspace(x.min(), x.max(), grid)
         X0 = np.tile(X.mean(0), (grid, 1))
         X0[:, 0], X0[:, 1] = 1.0, xs
         fit = X0 @ beta
+        q = stats.t.ppf(0.5 + level / 2, df)
         half = q * np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", X0, vcov, X0), 0))
         out["line"] = pd.DataFrame(
             {"x": xs, "fit": fit, "ci_low": fit - half, "ci_high": fit + half}
@@ -539,6 +522,15 @@ def contrast_table(
         for col in values.columns
     }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def t_test(est: float, se: float, df: int, level: float) -> dict[str, float]:
+    """``ci_low``, ``ci_high`` and the two-sided ``p_value`` of ``est`` with its t on ``df``."""
+    if se > 0:
+        q = stats.t.ppf(0.5 + level / 2, df)
+        p = float(2 * stats.t.sf(abs(est / se), df))
+        return {"ci_low": est - q * se, "ci_high": est + q * se, "p_value": p}
+    return {"ci_low": est, "ci_high": est, "p_value": 1.0 if est == 0 else 0.0}
 
 
 def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
