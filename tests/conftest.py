@@ -1,8 +1,10 @@
-"""Shared fixtures: small simulated marrow (computed once, handed out as copies)."""
+"""Shared fixtures: small simulated marrow (computed once, handed out as copies), the CLI."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import matplotlib
 import pytest
@@ -105,3 +107,28 @@ def builds(monkeypatch):
 
     monkeypatch.setattr(_graph, "knn_graph", counting)
     return n
+
+
+@pytest.fixture
+def run_mkcell():
+    """``run_mkcell(*args, cwd=..., timeout=900, **env)``: the ``mkcell`` command in a subprocess.
+
+    As a user runs it: without ``MKCELL_DEBUG`` / ``HYDRA_FULL_ERROR``, headless matplotlib,
+    ``env`` added. A subprocess, because a Hydra run configures logging for its whole process.
+    """
+
+    def run(*args: str, cwd, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:  # noqa: ANN001
+        base = {
+            k: v for k, v in os.environ.items() if k not in {"MKCELL_DEBUG", "HYDRA_FULL_ERROR"}
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "mkcell", *args],
+            cwd=cwd,
+            env={**base, "MPLBACKEND": "Agg", **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run

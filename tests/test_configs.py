@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -163,21 +160,8 @@ def test_semantic_checks(tmp_path):
 
 
 # ---------------------------------------------------------------- the CLI's one-line errors
-# In a subprocess: a Hydra run configures logging for its whole process (dictConfig closes the
-# handlers it finds), which a test process must not share.
-
-
-def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in {"MKCELL_DEBUG", "HYDRA_FULL_ERROR"}}
-    return subprocess.run(
-        [sys.executable, "-m", "mkcell", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+# In a subprocess (the run_mkcell fixture): a Hydra run configures logging for its whole process
+# (dictConfig closes the handlers it finds), which a test process must not share.
 
 
 @pytest.mark.parametrize(
@@ -194,8 +178,8 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         (["pool.contrasts=[[A,B]"], "cannot parse override"),
     ],
 )
-def test_cli_errors_are_one_line(args, expect, tmp_path):
-    proc = _cli(args, tmp_path)
+def test_cli_errors_are_one_line(args, expect, tmp_path, run_mkcell):
+    proc = run_mkcell(*args, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("mkcell: error:")
@@ -204,10 +188,10 @@ def test_cli_errors_are_one_line(args, expect, tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
-def test_cli_unwritable_output(tmp_path):
+def test_cli_unwritable_output(tmp_path, run_mkcell):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    proc = _cli([f"hydra.run.dir={blocker / 'run'}"], tmp_path)
+    proc = run_mkcell(f"hydra.run.dir={blocker / 'run'}", cwd=tmp_path, timeout=120)
     assert proc.stderr.count("\n") == 1 and "hydra.run.dir" in proc.stderr
 
 

@@ -4,9 +4,6 @@ joined to the scRNA workflow (issue 28)."""
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +17,6 @@ CONTRACT = {  # ../shared/CONTRACT.md
     "gsea": "species groups term nes p_value fdr method".split(),
     "e2f_clusters": ["sample", "cluster"],  # + the tested column, species, cut_height
 }
-
-
-def _mkcell(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in {"MKCELL_DEBUG", "HYDRA_FULL_ERROR"}}
-    return subprocess.run(
-        [sys.executable, "-m", "mkcell", *args],
-        cwd=cwd,
-        env={**env, "MPLBACKEND": "Agg"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -64,10 +48,10 @@ def cohort(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_bulk_cohort_finds_the_platelet_axis(cohort, tmp_path):
+def test_bulk_cohort_finds_the_platelet_axis(cohort, tmp_path, run_mkcell):
     d, truth = cohort
     before = _digests(d)
-    proc = _mkcell(
+    proc = run_mkcell(
         "mode=bulk",
         f"data.inputs.bulk={d / 'counts.tsv'}",
         f"data.samples_file={d / 'samples.csv'}",
@@ -98,9 +82,9 @@ def test_bulk_cohort_finds_the_platelet_axis(cohort, tmp_path):
 
 
 @pytest.mark.slow
-def test_bulk_series_matrix_with_probe_annotation(cohort, tmp_path):
+def test_bulk_series_matrix_with_probe_annotation(cohort, tmp_path, run_mkcell):
     d, _ = cohort
-    proc = _mkcell(
+    proc = run_mkcell(
         "mode=bulk",
         f"data.inputs.bulk={d / 'GSE0_series_matrix.txt.gz'}",
         f"bulk.probe_annotation={d / 'probes.csv'}",
@@ -116,7 +100,7 @@ def test_bulk_series_matrix_with_probe_annotation(cohort, tmp_path):
 
 
 @pytest.mark.slow
-def test_scrna_workflow_with_samples_file(tmp_path):
+def test_scrna_workflow_with_samples_file(tmp_path, run_mkcell):
     """debug=tiny with per-sample platelets: associations, a covariate GSEA split, clusters."""
     rng = np.random.default_rng(0)
     names = [
@@ -133,7 +117,7 @@ def test_scrna_workflow_with_samples_file(tmp_path):
         index=pd.Index(names, name="sample"),
     )
     samples.to_csv(tmp_path / "samples.csv")
-    proc = _mkcell(
+    proc = run_mkcell(
         "debug=tiny",
         f"data.samples_file={tmp_path / 'samples.csv'}",
         "associate.covariates=[platelets]",

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -160,21 +156,7 @@ def test_stage_disabled_says_so_and_flags_nothing(tmp_path, caplog):
 # --------------------------------------------------------------------------- the command
 
 
-def _mkcell(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in {"MKCELL_DEBUG", "HYDRA_FULL_ERROR"}}
-    env |= {"MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", "mkcell", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-
-
-def test_command_flags_keeps_and_leaves_out_then_disabled(tmp_path):
+def test_command_flags_keeps_and_leaves_out_then_disabled(tmp_path, run_mkcell):
     """A contaminated human input: QC flags cells, keeps them in mkcell.h5ad, leaves them out
     of MkP / Mk and the pool, never touches the input; qc.enabled=false re-runs from qc."""
     s = mk.datasets.simulate_marrow(
@@ -188,7 +170,7 @@ def test_command_flags_keeps_and_leaves_out_then_disabled(tmp_path):
     run_dir = tmp_path / "run"
     args = ["debug=tiny", "data=files", f"data.inputs.human={path}", "qc.doublet_min_cells=50"]
     args.append("pool.contrasts=[[MDS,healthy]]")
-    proc = _mkcell(*args, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    proc = run_mkcell(*args, f"hydra.run.dir={run_dir}", cwd=tmp_path, PYTHONWARNINGS="ignore")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest  # input untouched
     table = pd.read_csv(run_dir / "tables" / "qc_per_sample.csv")
@@ -205,7 +187,9 @@ def test_command_flags_keeps_and_leaves_out_then_disabled(tmp_path):
 
     copy = tmp_path / "off"
     shutil.copytree(run_dir, copy)
-    proc = _mkcell(*args, "qc.enabled=false", f"hydra.run.dir={copy}", cwd=tmp_path)
+    proc = run_mkcell(
+        *args, "qc.enabled=false", f"hydra.run.dir={copy}", cwd=tmp_path, PYTHONWARNINGS="ignore"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "qc: skipped (qc.enabled=false)" in proc.stderr + (copy / "mkcell.log").read_text()
     off = ad.read_h5ad(copy / "mkcell.h5ad")
