@@ -9,6 +9,7 @@ test (:func:`mkcell.tl.e2f_clusters`). Every call is a tool's; this module picks
 
 from __future__ import annotations
 
+import operator
 import re
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from ._schema import tool_kwargs
 
 GSEA_COLUMNS = ["species", "groups", "term", "nes", "p_value", "fdr", "method"]
 PATIENT_FIGURES = ("associations", "gsea", "e2f_clusters")
+SPLIT_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 _SPLIT = re.compile(r"^\s*(\w+)\s*(<=|<|>=|>)\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$")
 
 
@@ -104,9 +106,7 @@ def _groups(cfg: DictConfig, meta: pd.DataFrame, species: str) -> list[tuple[str
             )
             raise MkcellError(msg)
         x = pd.to_numeric(meta[column], errors="coerce")
-        inside = x.to_numpy() < value if op == "<" else x.to_numpy() <= value
-        if op in (">", ">="):
-            inside = x.to_numpy() > value if op == ">" else x.to_numpy() >= value
+        inside = SPLIT_OPS[op](x.to_numpy(), value)
         a, b = f"{column} {op} {value:g}", f"not {column} {op} {value:g}"
         return [(a, b, pd.Series(np.where(inside, a, b), index=meta.index).where(x.notna()))]
     if K.CONDITION not in meta.columns:
